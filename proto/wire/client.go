@@ -1,0 +1,256 @@
+package wire
+
+import (
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+// SendView is a decoded Send. Payload borrows from the parsed buffer.
+type SendView struct {
+	Payload    []byte
+	Kind       uint32
+	Targets    []uint32
+	Echo       bool
+	LatestOnly bool
+}
+
+// ClientMessage is a decoded ClientMessage envelope. Only Send is decoded
+// field by field; for the other bodies (rare: Join, Leave, Ping) callers
+// unmarshal the whole envelope with the generated code.
+//
+// A ClientMessage may be reused across calls to ParseClientMessage; its
+// Targets slice keeps its capacity, so steady-state parsing does not allocate.
+type ClientMessage struct {
+	RequestID uint32
+	Body      Body
+	Send      SendView
+}
+
+// ParseClientMessage decodes b into m with the semantics of proto.Unmarshal:
+// unknown fields are skipped, the last oneof field wins, and a repeated Send
+// field is merged into the previous one. Views in m borrow from b.
+func ParseClientMessage(b []byte, m *ClientMessage) error {
+	m.RequestID = 0
+	m.Body = BodyNone
+	resetSend(&m.Send)
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return malformed("client message tag")
+		}
+		b = b[n:]
+		switch {
+		case num == clientRequestID && typ == protowire.VarintType:
+			v, n := protowire.ConsumeVarint(b)
+			if n < 0 {
+				return malformed("request_id")
+			}
+			m.RequestID = uint32(v)
+			b = b[n:]
+		case num == clientSend && typ == protowire.BytesType:
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return malformed("send")
+			}
+			if m.Body != BodySend {
+				resetSend(&m.Send)
+			}
+			m.Body = BodySend
+			if err := parseSend(v, &m.Send); err != nil {
+				return err
+			}
+			b = b[n:]
+		case (num == clientJoin || num == clientLeave || num == clientPing) && typ == protowire.BytesType:
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return malformed("body")
+			}
+			// Validated here only as far as framing goes; the caller decodes
+			// these rare bodies with the generated code.
+			if err := skipFields(v); err != nil {
+				return err
+			}
+			m.Body = clientBody(num)
+			b = b[n:]
+		default:
+			n := protowire.ConsumeFieldValue(num, typ, b)
+			if n < 0 {
+				return malformed("unknown field")
+			}
+			b = b[n:]
+		}
+	}
+	if m.Body != BodySend {
+		resetSend(&m.Send)
+	}
+	return nil
+}
+
+func resetSend(s *SendView) {
+	s.Payload = nil
+	s.Kind = 0
+	s.Targets = s.Targets[:0]
+	s.Echo = false
+	s.LatestOnly = false
+}
+
+func parseSend(b []byte, s *SendView) error {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return malformed("send tag")
+		}
+		b = b[n:]
+		switch {
+		case num == sendPayload && typ == protowire.BytesType:
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return malformed("send payload")
+			}
+			s.Payload = v
+			b = b[n:]
+		case num == sendKind && typ == protowire.VarintType:
+			v, n := protowire.ConsumeVarint(b)
+			if n < 0 {
+				return malformed("send kind")
+			}
+			s.Kind = uint32(v)
+			b = b[n:]
+		case num == sendTargets && typ == protowire.VarintType:
+			v, n := protowire.ConsumeVarint(b)
+			if n < 0 {
+				return malformed("send target")
+			}
+			if len(s.Targets) >= MaxTargets {
+				return ErrTooManyTargets
+			}
+			s.Targets = append(s.Targets, uint32(v))
+			b = b[n:]
+		case num == sendTargets && typ == protowire.BytesType:
+			packed, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return malformed("send targets")
+			}
+			for len(packed) > 0 {
+				v, k := protowire.ConsumeVarint(packed)
+				if k < 0 {
+					return malformed("send targets")
+				}
+				if len(s.Targets) >= MaxTargets {
+					return ErrTooManyTargets
+				}
+				s.Targets = append(s.Targets, uint32(v))
+				packed = packed[k:]
+			}
+			b = b[n:]
+		case num == sendEcho && typ == protowire.VarintType:
+			v, n := protowire.ConsumeVarint(b)
+			if n < 0 {
+				return malformed("send echo")
+			}
+			s.Echo = v != 0
+			b = b[n:]
+		case num == sendLatestOnly && typ == protowire.VarintType:
+			v, n := protowire.ConsumeVarint(b)
+			if n < 0 {
+				return malformed("send latest_only")
+			}
+			s.LatestOnly = v != 0
+			b = b[n:]
+		default:
+			n := protowire.ConsumeFieldValue(num, typ, b)
+			if n < 0 {
+				return malformed("send field")
+			}
+			b = b[n:]
+		}
+	}
+	return nil
+}
+
+func clientBody(num protowire.Number) Body {
+	switch num {
+	case clientJoin:
+		return BodyJoin
+	case clientLeave:
+		return BodyLeave
+	default:
+		return BodyPing
+	}
+}
+
+// skipFields checks that b is a well-formed sequence of fields.
+func skipFields(b []byte) error {
+	for len(b) > 0 {
+		_, _, n := protowire.ConsumeField(b)
+		if n < 0 {
+			return malformed("field")
+		}
+		b = b[n:]
+	}
+	return nil
+}
+
+// AppendSend appends a ClientMessage envelope holding one Send to dst.
+// Used by clients on their hot path; equivalent to marshalling the generated
+// types.
+func AppendSend(dst []byte, requestID uint32, s *SendView) []byte {
+	body := sendBodySize(s)
+	if requestID != 0 {
+		dst = protowire.AppendTag(dst, clientRequestID, protowire.VarintType)
+		dst = protowire.AppendVarint(dst, uint64(requestID))
+	}
+	dst = protowire.AppendTag(dst, clientSend, protowire.BytesType)
+	dst = protowire.AppendVarint(dst, uint64(body))
+	if len(s.Payload) > 0 {
+		dst = protowire.AppendTag(dst, sendPayload, protowire.BytesType)
+		dst = protowire.AppendBytes(dst, s.Payload)
+	}
+	if s.Kind != 0 {
+		dst = protowire.AppendTag(dst, sendKind, protowire.VarintType)
+		dst = protowire.AppendVarint(dst, uint64(s.Kind))
+	}
+	if len(s.Targets) > 0 {
+		dst = protowire.AppendTag(dst, sendTargets, protowire.BytesType)
+		dst = protowire.AppendVarint(dst, uint64(packedSize(s.Targets)))
+		for _, t := range s.Targets {
+			dst = protowire.AppendVarint(dst, uint64(t))
+		}
+	}
+	if s.Echo {
+		dst = protowire.AppendTag(dst, sendEcho, protowire.VarintType)
+		dst = protowire.AppendVarint(dst, 1)
+	}
+	if s.LatestOnly {
+		dst = protowire.AppendTag(dst, sendLatestOnly, protowire.VarintType)
+		dst = protowire.AppendVarint(dst, 1)
+	}
+	return dst
+}
+
+func packedSize(v []uint32) int {
+	n := 0
+	for _, t := range v {
+		n += protowire.SizeVarint(uint64(t))
+	}
+	return n
+}
+
+func sendBodySize(s *SendView) int {
+	n := 0
+	if len(s.Payload) > 0 {
+		n += 1 + protowire.SizeBytes(len(s.Payload))
+	}
+	if s.Kind != 0 {
+		n += 1 + protowire.SizeVarint(uint64(s.Kind))
+	}
+	if len(s.Targets) > 0 {
+		n += 1 + protowire.SizeBytes(packedSize(s.Targets))
+	}
+	if s.Echo {
+		n += 2
+	}
+	if s.LatestOnly {
+		n += 2
+	}
+	return n
+}

@@ -1,0 +1,111 @@
+package wire
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/proto"
+
+	pb "github.com/tickrelay/tickrelay/proto/tickrelay/v1"
+)
+
+func clientSeeds() [][]byte {
+	var seeds [][]byte
+	for _, m := range []*pb.ClientMessage{
+		{RequestId: 1, Body: &pb.ClientMessage_Join{Join: &pb.Join{RoomId: "ABCD", CreateIfMissing: true,
+			Options: &pb.RoomOptions{MaxPlayers: 8, TickRate: 30}, PlayerMetadata: map[string]string{"name": "ann"}}}},
+		{Body: &pb.ClientMessage_Send{Send: &pb.Send{Payload: []byte("0123456789abcdef"), Kind: 1, Targets: []uint32{2, 3}, Echo: true}}},
+		{Body: &pb.ClientMessage_Send{Send: &pb.Send{Payload: []byte{1}, LatestOnly: true}}},
+		{Body: &pb.ClientMessage_Leave{Leave: &pb.Leave{}}},
+		{RequestId: 7, Body: &pb.ClientMessage_Ping{Ping: &pb.Ping{ClientTime: 123456789}}},
+	} {
+		b, _ := proto.Marshal(m)
+		seeds = append(seeds, b)
+	}
+	// Unpacked targets and a Send split in two fields (merged by proto).
+	seeds = append(seeds, []byte{0x22, 0x04, 0x18, 0x01, 0x18, 0x02, 0x22, 0x02, 0x10, 0x05})
+	return seeds
+}
+
+// FuzzParseClientMessage checks the hand-written parser against the
+// generated code: whenever proto.Unmarshal accepts an input, ParseClientMessage
+// must accept it too and agree on every Send field.
+func FuzzParseClientMessage(f *testing.F) {
+	for _, s := range clientSeeds() {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var m ClientMessage
+		err := ParseClientMessage(b, &m)
+		var ref pb.ClientMessage
+		refErr := proto.Unmarshal(b, &ref)
+		if refErr != nil {
+			return // the hand parser may accept what it passes on to proto.Unmarshal
+		}
+		if err != nil {
+			require.ErrorIs(t, err, ErrTooManyTargets)
+			require.Greater(t, len(ref.GetSend().GetTargets()), MaxTargets)
+			return
+		}
+		require.Equal(t, ref.GetRequestId(), m.RequestID)
+		switch ref.Body.(type) {
+		case *pb.ClientMessage_Send:
+			require.Equal(t, BodySend, m.Body)
+			s := ref.GetSend()
+			require.Equal(t, string(s.GetPayload()), string(m.Send.Payload))
+			require.Equal(t, s.GetKind(), m.Send.Kind)
+			require.Equal(t, len(s.GetTargets()), len(m.Send.Targets))
+			for i := range s.GetTargets() {
+				require.Equal(t, s.GetTargets()[i], m.Send.Targets[i])
+			}
+			require.Equal(t, s.GetEcho(), m.Send.Echo)
+			require.Equal(t, s.GetLatestOnly(), m.Send.LatestOnly)
+		case *pb.ClientMessage_Join:
+			require.Equal(t, BodyJoin, m.Body)
+		case *pb.ClientMessage_Leave:
+			require.Equal(t, BodyLeave, m.Body)
+		case *pb.ClientMessage_Ping:
+			require.Equal(t, BodyPing, m.Body)
+		case nil:
+			require.Equal(t, BodyNone, m.Body)
+		}
+	})
+}
+
+// FuzzParseServerMessage checks the frame parser against the generated code.
+func FuzzParseServerMessage(f *testing.F) {
+	frame := AppendFrameStart(nil, 5, DeliverySize(1, 2, 3))
+	frame = AppendDelivery(frame, 1, 2, []byte("abc"))
+	f.Add(frame)
+	for _, m := range []*pb.ServerMessage{
+		{RequestId: 2, Body: &pb.ServerMessage_Joined{Joined: &pb.Joined{RoomId: "X", PlayerId: 1}}},
+		{Body: &pb.ServerMessage_Frame{Frame: &pb.Frame{Tick: 9, Events: []*pb.RoomEvent{{Type: pb.RoomEventType_ROOM_EVENT_TYPE_PLAYER_LEFT, PlayerId: 3}}}}},
+		{Body: &pb.ServerMessage_Error{Error: &pb.Error{Code: pb.ErrorCode_ERROR_CODE_ROOM_FULL, Message: "full"}}},
+	} {
+		b, _ := proto.Marshal(m)
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var m ServerMessage
+		err := ParseServerMessage(b, &m)
+		var ref pb.ServerMessage
+		if proto.Unmarshal(b, &ref) != nil {
+			return
+		}
+		require.NoError(t, err)
+		require.Equal(t, ref.GetRequestId(), m.RequestID)
+		if fr := ref.GetFrame(); fr != nil {
+			require.Equal(t, BodyFrame, m.Body)
+			require.Equal(t, fr.GetTick(), m.Tick)
+			require.Len(t, m.Deliveries, len(fr.GetDeliveries()))
+			for i, d := range fr.GetDeliveries() {
+				require.Equal(t, d.GetSender(), m.Deliveries[i].Sender)
+				require.Equal(t, d.GetKind(), m.Deliveries[i].Kind)
+				require.Equal(t, string(d.GetPayload()), string(m.Deliveries[i].Payload))
+			}
+			require.Len(t, m.Events, len(fr.GetEvents()))
+		} else {
+			require.NotEqual(t, BodyFrame, m.Body)
+		}
+	})
+}

@@ -1,0 +1,266 @@
+package wire
+
+import (
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+// DeliverySize is the encoded size of one Delivery as a Frame.deliveries
+// record: tag, length and body.
+func DeliverySize(sender, kind uint32, payloadLen int) int {
+	body := deliveryBodySize(sender, kind, payloadLen)
+	return 1 + protowire.SizeVarint(uint64(body)) + body
+}
+
+func deliveryBodySize(sender, kind uint32, payloadLen int) int {
+	n := 0
+	if sender != 0 {
+		n += 1 + protowire.SizeVarint(uint64(sender))
+	}
+	if kind != 0 {
+		n += 1 + protowire.SizeVarint(uint64(kind))
+	}
+	if payloadLen > 0 {
+		n += 1 + protowire.SizeBytes(payloadLen)
+	}
+	return n
+}
+
+// AppendDelivery appends one Delivery encoded as a Frame.deliveries record
+// (tag, length, body). The server encodes each relayed message once with it and
+// then copies the record into the frame of every recipient.
+func AppendDelivery(dst []byte, sender, kind uint32, payload []byte) []byte {
+	dst = protowire.AppendTag(dst, frameDeliveries, protowire.BytesType)
+	dst = protowire.AppendVarint(dst, uint64(deliveryBodySize(sender, kind, len(payload))))
+	if sender != 0 {
+		dst = protowire.AppendTag(dst, deliverySender, protowire.VarintType)
+		dst = protowire.AppendVarint(dst, uint64(sender))
+	}
+	if kind != 0 {
+		dst = protowire.AppendTag(dst, deliveryKind, protowire.VarintType)
+		dst = protowire.AppendVarint(dst, uint64(kind))
+	}
+	if len(payload) > 0 {
+		dst = protowire.AppendTag(dst, deliveryPayload, protowire.BytesType)
+		dst = protowire.AppendBytes(dst, payload)
+	}
+	return dst
+}
+
+// AppendEventRecord wraps an encoded RoomEvent as a Frame.events record.
+func AppendEventRecord(dst []byte, event []byte) []byte {
+	dst = protowire.AppendTag(dst, frameEvents, protowire.BytesType)
+	return protowire.AppendBytes(dst, event)
+}
+
+// FrameSize is the encoded size of a ServerMessage holding one Frame of the
+// given tick whose delivery and event records take recordsLen bytes.
+func FrameSize(tick uint64, recordsLen int) int {
+	body := frameBodySize(tick, recordsLen)
+	return 1 + protowire.SizeVarint(uint64(body)) + body
+}
+
+func frameBodySize(tick uint64, recordsLen int) int {
+	n := recordsLen
+	if tick != 0 {
+		n += 1 + protowire.SizeVarint(tick)
+	}
+	return n
+}
+
+// AppendFrameStart appends the start of a ServerMessage holding one Frame:
+// the envelope's frame tag and length, and the tick. The caller must then
+// append exactly recordsLen bytes of Delivery and RoomEvent records
+// (AppendDelivery, AppendEventRecord) to complete the message.
+func AppendFrameStart(dst []byte, tick uint64, recordsLen int) []byte {
+	dst = protowire.AppendTag(dst, serverFrame, protowire.BytesType)
+	dst = protowire.AppendVarint(dst, uint64(frameBodySize(tick, recordsLen)))
+	if tick != 0 {
+		dst = protowire.AppendTag(dst, frameTick, protowire.VarintType)
+		dst = protowire.AppendVarint(dst, tick)
+	}
+	return dst
+}
+
+// DeliveryView is one decoded Delivery; Payload borrows from the parsed buffer.
+type DeliveryView struct {
+	Sender  uint32
+	Kind    uint32
+	Payload []byte
+}
+
+// ServerMessage is a decoded ServerMessage envelope. Frames are decoded field
+// by field (deliveries as views, events as raw RoomEvent encodings); other
+// bodies only have Body set, and callers unmarshal the envelope with the
+// generated code. A ServerMessage may be reused across calls; its slices keep
+// their capacity.
+type ServerMessage struct {
+	RequestID  uint32
+	Body       Body
+	Tick       uint64
+	Deliveries []DeliveryView
+	Events     [][]byte
+}
+
+// ParseServerMessage decodes b into m with the semantics of proto.Unmarshal
+// (last oneof field wins; repeated Frame fields merge). Views borrow from b.
+func ParseServerMessage(b []byte, m *ServerMessage) error {
+	m.RequestID = 0
+	m.Body = BodyNone
+	resetFrame(m)
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return malformed("server message tag")
+		}
+		b = b[n:]
+		switch {
+		case num == serverRequestID && typ == protowire.VarintType:
+			v, n := protowire.ConsumeVarint(b)
+			if n < 0 {
+				return malformed("request_id")
+			}
+			m.RequestID = uint32(v)
+			b = b[n:]
+		case num == serverFrame && typ == protowire.BytesType:
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return malformed("frame")
+			}
+			if m.Body != BodyFrame {
+				resetFrame(m)
+			}
+			m.Body = BodyFrame
+			if err := parseFrame(v, m); err != nil {
+				return err
+			}
+			b = b[n:]
+		case num >= serverJoined && num <= serverLeft && typ == protowire.BytesType:
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return malformed("body")
+			}
+			if err := skipFields(v); err != nil {
+				return err
+			}
+			m.Body = serverBody(num)
+			b = b[n:]
+		default:
+			n := protowire.ConsumeFieldValue(num, typ, b)
+			if n < 0 {
+				return malformed("unknown field")
+			}
+			b = b[n:]
+		}
+	}
+	if m.Body != BodyFrame {
+		resetFrame(m)
+	}
+	return nil
+}
+
+func serverBody(num protowire.Number) Body {
+	switch num {
+	case serverJoined:
+		return BodyJoined
+	case serverPong:
+		return BodyPong
+	case serverError:
+		return BodyError
+	default:
+		return BodyLeft
+	}
+}
+
+func resetFrame(m *ServerMessage) {
+	m.Tick = 0
+	m.Deliveries = m.Deliveries[:0]
+	m.Events = m.Events[:0]
+}
+
+func parseFrame(b []byte, m *ServerMessage) error {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return malformed("frame tag")
+		}
+		b = b[n:]
+		switch {
+		case num == frameTick && typ == protowire.VarintType:
+			v, n := protowire.ConsumeVarint(b)
+			if n < 0 {
+				return malformed("frame tick")
+			}
+			m.Tick = v
+			b = b[n:]
+		case num == frameDeliveries && typ == protowire.BytesType:
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return malformed("delivery")
+			}
+			d, err := parseDelivery(v)
+			if err != nil {
+				return err
+			}
+			m.Deliveries = append(m.Deliveries, d)
+			b = b[n:]
+		case num == frameEvents && typ == protowire.BytesType:
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return malformed("event")
+			}
+			if err := skipFields(v); err != nil {
+				return err
+			}
+			m.Events = append(m.Events, v)
+			b = b[n:]
+		default:
+			n := protowire.ConsumeFieldValue(num, typ, b)
+			if n < 0 {
+				return malformed("frame field")
+			}
+			b = b[n:]
+		}
+	}
+	return nil
+}
+
+func parseDelivery(b []byte) (DeliveryView, error) {
+	var d DeliveryView
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return d, malformed("delivery tag")
+		}
+		b = b[n:]
+		switch {
+		case num == deliverySender && typ == protowire.VarintType:
+			v, n := protowire.ConsumeVarint(b)
+			if n < 0 {
+				return d, malformed("delivery sender")
+			}
+			d.Sender = uint32(v)
+			b = b[n:]
+		case num == deliveryKind && typ == protowire.VarintType:
+			v, n := protowire.ConsumeVarint(b)
+			if n < 0 {
+				return d, malformed("delivery kind")
+			}
+			d.Kind = uint32(v)
+			b = b[n:]
+		case num == deliveryPayload && typ == protowire.BytesType:
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return d, malformed("delivery payload")
+			}
+			d.Payload = v
+			b = b[n:]
+		default:
+			n := protowire.ConsumeFieldValue(num, typ, b)
+			if n < 0 {
+				return d, malformed("delivery field")
+			}
+			b = b[n:]
+		}
+	}
+	return d, nil
+}

@@ -1,0 +1,257 @@
+package room
+
+import (
+	"errors"
+	"time"
+
+	pb "github.com/tickrelay/tickrelay/proto/tickrelay/v1"
+)
+
+// Errors returned synchronously by Manager methods, or carried (as their
+// ErrorCode) in the Error messages a room sends to a peer. Test with errors.Is.
+var (
+	ErrRoomFull        = errors.New("room: room full")
+	ErrRoomNotFound    = errors.New("room: room not found")
+	ErrNotInRoom       = errors.New("room: not in a room")
+	ErrAlreadyInRoom   = errors.New("room: already in a room")
+	ErrInvalidArgument = errors.New("room: invalid argument")
+	ErrRoomLimit       = errors.New("room: room limit reached")
+	ErrDraining        = errors.New("room: server draining")
+	ErrOverloaded      = errors.New("room: worker inbox full")
+	ErrClosed          = errors.New("room: manager stopped") // also: the Seat was disconnected
+	ErrPlayerNotFound  = errors.New("room: player not found")
+	ErrMessageTooLarge = errors.New("room: message too large") // a payload that cannot fit in one frame
+)
+
+// ErrorCode maps an error from this package to its wire code;
+// ERROR_CODE_INTERNAL for anything it does not know.
+func ErrorCode(err error) pb.ErrorCode {
+	switch {
+	case errors.Is(err, ErrRoomFull):
+		return pb.ErrorCode_ERROR_CODE_ROOM_FULL
+	case errors.Is(err, ErrRoomNotFound):
+		return pb.ErrorCode_ERROR_CODE_ROOM_NOT_FOUND
+	case errors.Is(err, ErrNotInRoom):
+		return pb.ErrorCode_ERROR_CODE_NOT_IN_ROOM
+	case errors.Is(err, ErrAlreadyInRoom):
+		return pb.ErrorCode_ERROR_CODE_ALREADY_IN_ROOM
+	case errors.Is(err, ErrInvalidArgument):
+		return pb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT
+	case errors.Is(err, ErrRoomLimit):
+		return pb.ErrorCode_ERROR_CODE_ROOM_LIMIT_REACHED
+	case errors.Is(err, ErrDraining):
+		return pb.ErrorCode_ERROR_CODE_DRAINING
+	case errors.Is(err, ErrOverloaded):
+		return pb.ErrorCode_ERROR_CODE_OVERLOADED
+	case errors.Is(err, ErrMessageTooLarge):
+		return pb.ErrorCode_ERROR_CODE_MESSAGE_TOO_LARGE
+	default:
+		return pb.ErrorCode_ERROR_CODE_INTERNAL
+	}
+}
+
+// Peer is the room system's view of one connection. The server implements it.
+// Every method is called from a worker goroutine and must not block. Calls
+// normally come from the one worker that owns the peer's room, but while a
+// seat moves between rooms of different workers two workers may call the
+// same peer concurrently (e.g. an Error for a stale Send on the old worker
+// and the Joined of the new room), so implementations must be safe for
+// concurrent use. Calls made by one worker happen in order. After the
+// Disconnect of the peer's seat, no method is called again.
+type Peer interface {
+	// Deliver hands over one encoded ServerMessage (a Frame, or the answer to a
+	// request: Joined, Left, Error). Ownership of msg passes to the peer, which
+	// must call msg.Release once the bytes are written or dropped. Messages
+	// delivered to one peer must be written in the order of the calls.
+	Deliver(msg *Outbound)
+	// Congested reports whether the peer's unwritten outbound bytes are above
+	// its soft limit. While it is, the room holds the peer's messages back in a
+	// bounded backlog where latest-only updates are superseded.
+	Congested() bool
+	// Evict tells the peer that the room system removed it for a cause that
+	// also ends the connection (slow consumer, kicked).
+	// A Left or Error message explaining why has already been Delivered. The
+	// peer closes its connection with the matching close code.
+	Evict(cause EvictCause)
+}
+
+// EvictCause says why a peer was removed and should be disconnected.
+type EvictCause uint8
+
+const (
+	// EvictSlowConsumer: the peer's backlog passed Config.MaxBacklogBytes.
+	EvictSlowConsumer EvictCause = iota + 1
+	// EvictKicked: an operator kicked the player.
+	EvictKicked
+)
+
+// Outbound is one encoded ServerMessage on its way to a peer. Bytes()
+// returns the message; the Headroom bytes before it are free for the
+// transport to write its framing (a WebSocket header) in place, so the whole
+// frame goes out as one contiguous write without a copy.
+type Outbound struct {
+	buf      []byte // buf[:headroom] free, buf[headroom:] the message
+	headroom int
+	pool     *outboundPool
+}
+
+// Bytes returns the encoded ServerMessage. Valid until Release.
+func (o *Outbound) Bytes() []byte { return o.buf[o.headroom:] }
+
+// WithHeader returns the message with n bytes of headroom in front of it, for
+// the caller to fill with its framing. n must not exceed Config.Headroom.
+// Valid until Release.
+func (o *Outbound) WithHeader(n int) []byte { return o.buf[o.headroom-n:] }
+
+// Release returns the buffer to its pool. The Outbound must not be used
+// afterwards. Safe to call from any goroutine, once.
+func (o *Outbound) Release() { o.pool.put(o) }
+
+// Clock is the time source of the tick schedule. Tests use a fake clock to
+// run ticks deterministically.
+type Clock interface {
+	Now() time.Time
+	// NewTimer returns a timer that fires once after d on its channel.
+	NewTimer(d time.Duration) Timer
+}
+
+// Timer is the part of *time.Timer the workers use.
+type Timer interface {
+	C() <-chan time.Time
+	// Reset changes the timer to fire after d (it may have fired or been
+	// stopped already; pending fires are drained by the implementation).
+	Reset(d time.Duration)
+	Stop()
+}
+
+// Config configures a Manager. A zero field means the default given in its
+// comment.
+type Config struct {
+	// Workers is the number of room worker goroutines. Zero means GOMAXPROCS.
+	Workers int
+	// Clock drives ticks. Nil means the system clock.
+	Clock Clock
+
+	// DefaultTickRate is the tick rate (Hz) of rooms that do not ask for one.
+	// Zero means 30.
+	DefaultTickRate int
+	// MinTickRate and MaxTickRate bound the rate a room may ask for. Zero
+	// means 1 and 120.
+	MinTickRate int
+	MaxTickRate int
+	// AllowImmediate lets rooms opt out of batching (RoomOptions.immediate).
+	AllowImmediate bool
+
+	// MaxRooms caps the rooms of this Manager. Zero means 100,000.
+	MaxRooms int
+	// DefaultMaxPlayers is a room's capacity when its creator gives none.
+	// Zero means 16, or MaxPlayersPerRoom if that is lower.
+	DefaultMaxPlayers int
+	// MaxPlayersPerRoom caps the capacity a room may ask for. Zero means 1,000.
+	MaxPlayersPerRoom int
+	// MaxMetadataBytes caps the total size of one metadata map (keys and
+	// values). Zero means 4 KiB.
+	MaxMetadataBytes int
+
+	// MaxFrameBytes is the largest encoded ServerMessage a tick frame may
+	// take; a bigger batch is split into several frames of the same tick. It
+	// must be larger than the largest message the transport accepts, plus
+	// 64 bytes. Zero means 256 KiB.
+	MaxFrameBytes int
+	// MaxBacklogBytes caps the messages held back for one congested peer;
+	// past it the peer is evicted as a slow consumer. Zero means 1 MiB.
+	MaxBacklogBytes int
+	// InboxCapacity caps the relayed messages waiting in one worker's inbox;
+	// past it Send fails with ErrOverloaded. Control commands (join, leave,
+	// disconnect) are never refused: they are bounded by the number of seats.
+	// Zero means 65,536.
+	InboxCapacity int
+	// KeepAliveInterval, if set, sends an empty Frame to every member of a
+	// room that has had nothing to deliver for this long, so clients keep a
+	// clock even in quiet rooms. Zero means off.
+	KeepAliveInterval time.Duration
+
+	// Headroom is the free space left before every Outbound message for the
+	// transport's framing. Zero means 10 (the largest header of an unmasked
+	// WebSocket frame).
+	Headroom int
+
+	// Observer receives tick measurements. Nil means none.
+	Observer Observer
+}
+
+// JoinRequest is a decoded Join.
+type JoinRequest struct {
+	RequestID uint32
+	// Join carries the client's request. The room keeps no reference to it
+	// past the Join call's return (metadata maps are copied).
+	Join *pb.Join
+}
+
+// RoomInfo is a summary of one room, for listings.
+type RoomInfo struct {
+	ID         string
+	Players    int
+	MaxPlayers int
+	TickRate   int // zero in immediate mode
+	Immediate  bool
+	Tick       uint64
+	CreatedAt  time.Time
+	// MessagesIn counts relayed messages received since the room was created.
+	MessagesIn uint64
+	// Deliveries counts messages delivered to members.
+	Deliveries uint64
+	// Lateness of the last tick and the largest seen: how long after its
+	// deadline the tick ran.
+	LastLateness time.Duration
+	MaxLateness  time.Duration
+	// Overruns counts ticks that ran more than one period late (and skipped
+	// tick numbers).
+	Overruns uint64
+	Metadata map[string]string
+}
+
+// RoomDetail is everything about one room, for the admin API.
+type RoomDetail struct {
+	RoomInfo
+	Host    uint32
+	Members []MemberInfo
+}
+
+// MemberInfo is one member of a room.
+type MemberInfo struct {
+	PlayerID uint32
+	JoinedAt time.Time
+	Metadata map[string]string
+	// Backlog is the bytes held back because the peer is congested.
+	Backlog int
+}
+
+// RoomUpdate changes a live room. Nil fields are left unchanged. Changes
+// take effect at the room's next tick.
+type RoomUpdate struct {
+	TickRate   *int // zero switches to immediate mode (if allowed)
+	MaxPlayers *int
+}
+
+// Stats are counters summed over all workers.
+type Stats struct {
+	Rooms           int
+	Players         int
+	MessagesIn      uint64 // relayed messages accepted
+	MessagesDropped uint64 // refused with ErrOverloaded, plus superseded latest-only copies (one per recipient)
+	Deliveries      uint64 // message copies put into frames
+	Frames          uint64 // frames handed to peers
+	FrameBytes      uint64
+	Ticks           uint64
+	TickOverruns    uint64
+	SlowConsumers   uint64 // peers evicted as slow consumers
+}
+
+// Observer receives per-tick measurements (for metrics). Called on worker
+// goroutines; must be cheap and must not block. May be nil.
+type Observer interface {
+	// ObserveTick reports one room tick: how late it ran after its deadline
+	// and how long building and handing over its frames took.
+	ObserveTick(lateness, duration time.Duration)
+}

@@ -1,0 +1,108 @@
+package room
+
+import (
+	"fmt"
+	"runtime"
+	"time"
+)
+
+// Defaults of the zero fields of Config (see each field's comment).
+const (
+	defaultTickRate          = 30
+	defaultMinTickRate       = 1
+	defaultMaxTickRate       = 120
+	defaultMaxRooms          = 100_000
+	defaultMaxPlayers        = 16
+	defaultMaxPlayersPerRoom = 1_000
+	defaultMaxMetadataBytes  = 4 << 10
+	defaultMaxFrameBytes     = 256 << 10
+	defaultMaxBacklogBytes   = 1 << 20
+	defaultInboxCapacity     = 65_536
+	defaultHeadroom          = 10
+)
+
+// Hard bounds of Config values. They keep arithmetic in range (a period of
+// at least 1 ms, player ids and sizes far from overflow), not policy.
+const (
+	maxWorkers          = 1024
+	maxTickRateLimit    = 1000
+	maxPlayersLimit     = 1 << 20
+	minFrameBytesLimit  = 1 << 10
+	maxFrameBytesLimit  = 64 << 20
+	maxHeadroomLimit    = 64
+	maxMetadataLimit    = 1 << 20
+	maxInboxLimit       = 1 << 24
+	maxBacklogBytesSane = 1 << 30
+)
+
+// resolve validates c and returns it with defaults applied. Errors wrap
+// ErrInvalidArgument and name the offending field.
+func (c Config) resolve() (Config, error) {
+	invalid := func(format string, args ...any) (Config, error) {
+		return Config{}, fmt.Errorf("%w: Config."+format, append([]any{ErrInvalidArgument}, args...)...)
+	}
+	orDefault := func(v *int, def int) {
+		if *v == 0 {
+			*v = def
+		}
+	}
+	type bound struct {
+		name     string
+		v        *int
+		def, max int
+	}
+	// An unset DefaultMaxPlayers follows a MaxPlayersPerRoom below its
+	// default rather than failing validation.
+	if c.DefaultMaxPlayers == 0 && c.MaxPlayersPerRoom > 0 && c.MaxPlayersPerRoom < defaultMaxPlayers {
+		c.DefaultMaxPlayers = c.MaxPlayersPerRoom
+	}
+	for _, b := range []bound{
+		{"Workers", &c.Workers, runtime.GOMAXPROCS(0), maxWorkers},
+		{"DefaultTickRate", &c.DefaultTickRate, defaultTickRate, maxTickRateLimit},
+		{"MinTickRate", &c.MinTickRate, defaultMinTickRate, maxTickRateLimit},
+		{"MaxTickRate", &c.MaxTickRate, defaultMaxTickRate, maxTickRateLimit},
+		{"MaxRooms", &c.MaxRooms, defaultMaxRooms, 1 << 30},
+		{"DefaultMaxPlayers", &c.DefaultMaxPlayers, defaultMaxPlayers, maxPlayersLimit},
+		{"MaxPlayersPerRoom", &c.MaxPlayersPerRoom, defaultMaxPlayersPerRoom, maxPlayersLimit},
+		{"MaxMetadataBytes", &c.MaxMetadataBytes, defaultMaxMetadataBytes, maxMetadataLimit},
+		{"MaxFrameBytes", &c.MaxFrameBytes, defaultMaxFrameBytes, maxFrameBytesLimit},
+		{"MaxBacklogBytes", &c.MaxBacklogBytes, defaultMaxBacklogBytes, maxBacklogBytesSane},
+		{"InboxCapacity", &c.InboxCapacity, defaultInboxCapacity, maxInboxLimit},
+		{"Headroom", &c.Headroom, defaultHeadroom, maxHeadroomLimit},
+	} {
+		if *b.v < 0 {
+			return invalid("%s (%d) must not be negative", b.name, *b.v)
+		}
+		orDefault(b.v, b.def)
+		if *b.v > b.max {
+			return invalid("%s (%d) must be at most %d", b.name, *b.v, b.max)
+		}
+	}
+	if c.MinTickRate > c.MaxTickRate {
+		return invalid("MinTickRate (%d) must not exceed MaxTickRate (%d)", c.MinTickRate, c.MaxTickRate)
+	}
+	if c.DefaultTickRate < c.MinTickRate || c.DefaultTickRate > c.MaxTickRate {
+		return invalid("DefaultTickRate (%d) must be within MinTickRate..MaxTickRate (%d..%d)",
+			c.DefaultTickRate, c.MinTickRate, c.MaxTickRate)
+	}
+	if c.DefaultMaxPlayers > c.MaxPlayersPerRoom {
+		return invalid("DefaultMaxPlayers (%d) must not exceed MaxPlayersPerRoom (%d)",
+			c.DefaultMaxPlayers, c.MaxPlayersPerRoom)
+	}
+	if c.MaxFrameBytes < minFrameBytesLimit {
+		return invalid("MaxFrameBytes (%d) must be at least %d", c.MaxFrameBytes, minFrameBytesLimit)
+	}
+	if c.KeepAliveInterval < 0 {
+		return invalid("KeepAliveInterval (%v) must not be negative", c.KeepAliveInterval)
+	}
+	if c.KeepAliveInterval > 0 && c.KeepAliveInterval < time.Millisecond {
+		return invalid("KeepAliveInterval (%v) must be at least 1ms", c.KeepAliveInterval)
+	}
+	if c.Clock == nil {
+		c.Clock = systemClock{}
+	}
+	return c, nil
+}
+
+// periodOf is the tick period of a rate in Hz (rate > 0).
+func periodOf(rate int) time.Duration { return time.Second / time.Duration(rate) }

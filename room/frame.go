@@ -1,0 +1,266 @@
+package room
+
+import (
+	"fmt"
+
+	pb "github.com/tickrelay/tickrelay/proto/tickrelay/v1"
+	"github.com/tickrelay/tickrelay/proto/wire"
+)
+
+// flushRoom builds the frames of tick for every member of r with something
+// addressed to it (and, when keepAlive is set, an empty frame for members
+// that have had nothing for Config.KeepAliveInterval). It reports whether
+// any frame went out. It also ends the latest-only window of every sender.
+func (w *worker) flushRoom(r *room, tick uint64, keepAlive bool) bool {
+	sent := false
+	for _, m := range r.members {
+		if w.flushMember(r, m, tick, keepAlive) {
+			sent = true
+		}
+		clear(m.latestKinds)
+		m.latestKinds = m.latestKinds[:0]
+	}
+	// Evictions change r.members, so they wait until the loop is done.
+	if len(w.evictions) > 0 {
+		for _, m := range w.evictions {
+			if !m.gone {
+				w.evictSlow(m)
+			}
+		}
+		clear(w.evictions)
+		w.evictions = w.evictions[:0]
+	}
+	return sent
+}
+
+// flushMember builds m's frames of tick, or moves its messages to its
+// backlog when its peer is congested.
+func (w *worker) flushMember(r *room, m *member, tick uint64, keepAlive bool) bool {
+	if m.seat.dead.Load() {
+		// Disconnected; its disconnect command is on the way. Never call
+		// the peer again.
+		w.dropQueued(m)
+		return false
+	}
+	if len(m.pending) == 0 && len(m.backlog) == 0 {
+		if keepAlive && w.m.cfg.KeepAliveInterval > 0 && w.now.Sub(m.lastSent) >= w.m.cfg.KeepAliveInterval &&
+			!m.seat.peer.Congested() {
+			w.writeFrames(r, m, nil, tick)
+			return true
+		}
+		return false
+	}
+	congested := m.seat.peer.Congested()
+	if !congested && len(m.backlog) == 0 {
+		w.writeFrames(r, m, m.pending, tick)
+		w.clearPending(m)
+		return true
+	}
+	// Congested, or draining a backlog: pending joins the backlog first
+	// (with latest-only conflation), so the backlog goes out ahead of it.
+	w.moveToBacklog(m)
+	if congested {
+		if m.backlogBytes > w.m.cfg.MaxBacklogBytes {
+			w.evictions = append(w.evictions, m)
+		}
+		return false
+	}
+	w.writeFrames(r, m, m.backlog, tick)
+	w.clearBacklog(m)
+	return true
+}
+
+// writeFrames copies items (nil entries skipped) into frames of tick for m,
+// as few as MaxFrameBytes allows, and delivers them. With no items it sends
+// one empty frame (a keep-alive).
+func (w *worker) writeFrames(r *room, m *member, items []*record, tick uint64) {
+	limit := recordsBudget(tick, w.m.cfg.MaxFrameBytes)
+	i := 0
+	for first := true; first || i < len(items); first = false {
+		start, size := i, 0
+		for ; i < len(items); i++ {
+			rec := items[i]
+			if rec == nil {
+				continue
+			}
+			// A single record larger than a frame still goes out, alone;
+			// Send refuses payloads that would make one.
+			if size > 0 && size+len(rec.enc) > limit {
+				break
+			}
+			size += len(rec.enc)
+		}
+		if size == 0 && !(first && len(items) == 0) {
+			break // only superseded entries left
+		}
+		out := w.m.outbound.get(wire.FrameSize(tick, size))
+		b := wire.AppendFrameStart(out.buf, tick, size)
+		deliveries := 0
+		for _, rec := range items[start:i] {
+			if rec != nil {
+				b = append(b, rec.enc...)
+				if !rec.event {
+					deliveries++
+				}
+			}
+		}
+		out.buf = b
+		w.count.frames++
+		w.count.frameBytes += uint64(len(b) - out.headroom)
+		w.count.deliveries += uint64(deliveries)
+		r.deliveries += uint64(deliveries)
+		w.deliver(m.seat, out)
+	}
+	m.lastSent = w.now
+}
+
+// recordsBudget is the largest total size of records that a frame of tick
+// may hold without its encoding exceeding maxFrame, computed once per frame
+// batch rather than with wire.FrameSize for every record.
+func recordsBudget(tick uint64, maxFrame int) int {
+	n := maxFrame - wire.FrameSize(tick, 0)
+	for n > 0 && wire.FrameSize(tick, n) > maxFrame {
+		n-- // at most a few steps: only the length varint grew
+	}
+	return n
+}
+
+// moveToBacklog appends m's pending list to its backlog. A latest-only
+// update drops an older one of the same sender and kind still in the
+// backlog, so a congested peer gets only the newest state.
+func (w *worker) moveToBacklog(m *member) {
+	for _, rec := range m.pending {
+		if rec == nil {
+			continue
+		}
+		if rec.latestOnly {
+			key := uint64(rec.sender)<<32 | uint64(rec.kind)
+			if m.backlogIdx == nil {
+				m.backlogIdx = make(map[uint64]int)
+			}
+			if i, ok := m.backlogIdx[key]; ok {
+				old := m.backlog[i]
+				m.backlog[i] = nil
+				m.backlogBytes -= len(old.enc)
+				m.backlogLive--
+				w.release(old)
+				w.count.dropped++
+			}
+			m.backlogIdx[key] = len(m.backlog)
+		}
+		m.backlog = append(m.backlog, rec)
+		m.backlogBytes += len(rec.enc)
+		m.backlogLive++
+	}
+	clear(m.pending)
+	m.pending = m.pending[:0]
+	// A peer congested for long with only superseded updates would grow
+	// the backlog with nil entries while its bytes stay small; compact.
+	if len(m.backlog) > 64 && len(m.backlog) > 2*m.backlogLive {
+		m.compactBacklog()
+	}
+}
+
+// compactBacklog removes the nil entries of m's backlog and re-indexes it.
+func (m *member) compactBacklog() {
+	live := m.backlog[:0]
+	for _, rec := range m.backlog {
+		if rec != nil {
+			if rec.latestOnly {
+				m.backlogIdx[uint64(rec.sender)<<32|uint64(rec.kind)] = len(live)
+			}
+			live = append(live, rec)
+		}
+	}
+	clear(m.backlog[len(live):])
+	m.backlog = live
+}
+
+// clearPending releases m's pending list.
+func (w *worker) clearPending(m *member) {
+	for _, rec := range m.pending {
+		if rec != nil {
+			w.release(rec)
+		}
+	}
+	clear(m.pending)
+	m.pending = m.pending[:0]
+}
+
+// clearBacklog releases m's backlog.
+func (w *worker) clearBacklog(m *member) {
+	for _, rec := range m.backlog {
+		if rec != nil {
+			w.release(rec)
+		}
+	}
+	clear(m.backlog)
+	m.backlog = m.backlog[:0]
+	clear(m.backlogIdx)
+	m.backlogBytes = 0
+	m.backlogLive = 0
+}
+
+// dropQueued releases everything still queued for m.
+func (w *worker) dropQueued(m *member) {
+	w.clearPending(m)
+	w.clearBacklog(m)
+}
+
+// flushLeaver hands a member that leaves (or is kicked, or whose room
+// closes) what was already addressed to it — it was a member when those
+// messages were routed — before the Left that ends its membership. The
+// frames carry the tick they were destined for.
+func (w *worker) flushLeaver(m *member) {
+	if m.seat.dead.Load() {
+		w.dropQueued(m)
+		return
+	}
+	if len(m.backlog) > 0 {
+		w.moveToBacklog(m)
+		w.writeFrames(m.room, m, m.backlog, m.room.tick+1)
+		w.clearBacklog(m)
+	} else if len(m.pending) > 0 {
+		w.writeFrames(m.room, m, m.pending, m.room.tick+1)
+		w.clearPending(m)
+	}
+}
+
+// evictSlow removes a member whose backlog passed MaxBacklogBytes: the
+// others see PLAYER_LEFT{SLOW_CONSUMER}, the peer gets an Error and is
+// told to close.
+func (w *worker) evictSlow(m *member) {
+	s := m.seat
+	backlog := m.backlogBytes
+	w.removeMember(m, pb.LeaveReason_LEAVE_REASON_SLOW_CONSUMER)
+	w.sendMessage(s, &pb.ServerMessage{Body: &pb.ServerMessage_Error{Error: &pb.Error{
+		Code:    pb.ErrorCode_ERROR_CODE_SLOW_CONSUMER,
+		Message: fmt.Sprintf("room: backlog of %d bytes above %d", backlog, w.m.cfg.MaxBacklogBytes),
+	}}})
+	w.evict(s, EvictSlowConsumer)
+	w.count.slowConsumers++
+	s.state.CompareAndSwap(stateInRoom, stateIdle)
+}
+
+// flushDirty flushes the immediate rooms that got something during the
+// batch just processed. Their frame tick counts flushes.
+func (w *worker) flushDirty() {
+	for _, r := range w.dirty {
+		r.dirty = false
+		if r.closed || !r.immediate {
+			continue
+		}
+		w.flushImmediate(r, false)
+	}
+	clear(w.dirty)
+	w.dirty = w.dirty[:0]
+}
+
+// flushImmediate flushes an immediate room; the flush counter advances only
+// when a frame went out.
+func (w *worker) flushImmediate(r *room, keepAlive bool) {
+	if w.flushRoom(r, r.tick+1, keepAlive) {
+		r.tick++
+		r.publishClock()
+	}
+}

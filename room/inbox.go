@@ -1,0 +1,121 @@
+package room
+
+import (
+	"sync"
+	"sync/atomic"
+)
+
+type cmdKind uint8
+
+const (
+	cmdSend       cmdKind = iota + 1 // data: a relayed message
+	cmdJoin                          // control
+	cmdLeave                         // control
+	cmdDisconnect                    // control
+	cmdCall                          // control: an admin function run on the worker
+	cmdSync                          // control: a barrier (tests)
+)
+
+// command is one entry of a worker's inbox. Only the fields of its kind are
+// set.
+type command struct {
+	kind      cmdKind
+	requestID uint32
+	seat      *Seat
+	rec       *record       // cmdSend
+	join      *joinCmd      // cmdJoin
+	fn        func(*worker) // cmdCall
+	done      chan struct{} // cmdCall, cmdSync: closed once the batch is processed
+}
+
+// inbox is a worker's queue: a mutex-guarded slice that producers append to
+// and the worker swaps out whole, handing back the slice it emptied last
+// time, so steady state allocates nothing and the worker takes the lock once
+// per batch.
+//
+// Control and data commands share one slice on purpose: per-seat order
+// across kinds is part of the contract (a Send pipelined after a Join is
+// routed after it; a Send before a Leave is relayed before the player
+// leaves), and two separate queues would lose it. The split is in the
+// accounting: data commands count against capacity and are refused past it;
+// control commands are never refused (they are bounded by the seats, a few
+// each), because a lost disconnect would leave a ghost member.
+type inbox struct {
+	mu       sync.Mutex
+	cmds     []command // guarded by mu
+	data     int       // data commands in cmds; guarded by mu
+	closed   bool      // guarded by mu
+	capacity int
+	// wake has capacity 1: a producer that makes the queue non-empty signals
+	// it; the worker drains everything queued per signal.
+	wake chan struct{}
+	// dropped counts Sends refused with ErrOverloaded. Written by producers
+	// (under mu), read lock-free by Manager.Stats.
+	dropped atomic.Uint64
+}
+
+func newInbox(capacity int) *inbox {
+	return &inbox{capacity: capacity, wake: make(chan struct{}, 1)}
+}
+
+// pushData queues a relayed message; ErrOverloaded past capacity, ErrClosed
+// after close.
+func (in *inbox) pushData(c command) error {
+	in.mu.Lock()
+	if in.closed {
+		in.mu.Unlock()
+		return ErrClosed
+	}
+	if in.data >= in.capacity {
+		in.dropped.Add(1)
+		in.mu.Unlock()
+		return ErrOverloaded
+	}
+	in.data++
+	in.appendLocked(c)
+	in.mu.Unlock()
+	return nil
+}
+
+// pushControl queues a control command; false only after close.
+func (in *inbox) pushControl(c command) bool {
+	in.mu.Lock()
+	if in.closed {
+		in.mu.Unlock()
+		return false
+	}
+	in.appendLocked(c)
+	in.mu.Unlock()
+	return true
+}
+
+// appendLocked appends c and signals the worker if the queue was empty
+// (otherwise a signal is already pending or the worker has yet to swap).
+// mu must be held.
+func (in *inbox) appendLocked(c command) {
+	in.cmds = append(in.cmds, c)
+	if len(in.cmds) == 1 {
+		select {
+		case in.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// take returns everything queued and installs spare (emptied) in its place.
+// Worker only.
+func (in *inbox) take(spare []command) []command {
+	in.mu.Lock()
+	batch := in.cmds
+	in.cmds = spare[:0]
+	in.data = 0
+	in.mu.Unlock()
+	return batch
+}
+
+// close refuses every later push.
+func (in *inbox) close() {
+	in.mu.Lock()
+	in.closed = true
+	in.mu.Unlock()
+}

@@ -1,0 +1,214 @@
+package room
+
+import (
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/proto"
+
+	pb "github.com/tickrelay/tickrelay/proto/tickrelay/v1"
+	"github.com/tickrelay/tickrelay/proto/wire"
+)
+
+func TestValidRoomID(t *testing.T) {
+	t.Parallel()
+	for _, id := range []string{"a", "Z", "0", "a_b.c:d-e", strings.Repeat("x", 64)} {
+		require.True(t, validRoomID(id), id)
+	}
+	for _, id := range []string{"", strings.Repeat("x", 65), "a b", "a/b", "é", "a\x00", "a+b"} {
+		require.False(t, validRoomID(id), id)
+	}
+}
+
+func TestRoomCodes(t *testing.T) {
+	t.Parallel()
+	for _, c := range "0O1IL" {
+		require.NotContains(t, codeAlphabet, string(c))
+	}
+	m, err := newManager(Config{Workers: 4, Clock: benchClock{}})
+	require.NoError(t, err)
+	counts := map[rune]int{}
+	for _, w := range m.workers {
+		for range 500 {
+			code, err := w.newRoomCode()
+			require.NoError(t, err)
+			require.Len(t, code, codeLen)
+			require.True(t, validRoomID(code))
+			require.Same(t, w, m.workerFor(code), "a code lives on the worker that made it")
+			require.Nil(t, w.rooms[code])
+			w.rooms[code] = &room{} // taken: never handed out again
+			for _, c := range code {
+				counts[c]++
+			}
+		}
+	}
+	require.Len(t, counts, len(codeAlphabet), "every letter is used")
+	for c, n := range counts {
+		// 12,000 letters over 31: about 387 each.
+		require.InDelta(t, 387, n, 120, "letter %c", c)
+	}
+}
+
+func TestScheduleHeap(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(1, 2))
+	base := time.Unix(0, 0)
+	var h schedule
+	var live []*room
+	check := func() {
+		for i, r := range h {
+			require.Equal(t, i, r.heapIdx)
+			if i > 0 {
+				require.False(t, h.less(i, (i-1)/2), "heap order at %d", i)
+			}
+		}
+	}
+	for range 2000 {
+		switch x := rng.IntN(10); {
+		case x < 5 || len(live) == 0:
+			r := &room{next: base.Add(time.Duration(rng.IntN(1000))), heapIdx: -1}
+			h.push(r)
+			live = append(live, r)
+		case x < 7:
+			i := rng.IntN(len(live))
+			h.remove(live[i])
+			require.Equal(t, -1, live[i].heapIdx)
+			h.remove(live[i]) // removing twice is harmless
+			live = append(live[:i], live[i+1:]...)
+		default:
+			r := live[rng.IntN(len(live))]
+			r.next = base.Add(time.Duration(rng.IntN(1000)))
+			h.fix(r.heapIdx)
+		}
+		check()
+	}
+	var last time.Time
+	for len(h) > 0 {
+		r := h[0]
+		require.False(t, r.next.Before(last))
+		last = r.next
+		h.remove(r)
+		check()
+	}
+}
+
+func TestOutboundPool(t *testing.T) {
+	t.Parallel()
+	p := &outboundPool{headroom: 10}
+	for _, c := range []struct{ size, wantCap int }{
+		{0, 256}, {246, 256}, {247, 512}, {5000, 8192}, {64<<10 - 10, 64 << 10},
+	} {
+		o := p.get(c.size)
+		require.Equal(t, c.wantCap, cap(o.buf), "size %d", c.size)
+		require.Len(t, o.buf, 10)
+		o.buf = append(o.buf, make([]byte, c.size)...)
+		require.Len(t, o.Bytes(), c.size)
+		require.Len(t, o.WithHeader(10), c.size+10)
+		o.Release()
+	}
+	big := p.get(1 << 20)
+	require.GreaterOrEqual(t, cap(big.buf), 1<<20+10)
+	big.Release()
+	require.Nil(t, big.buf, "buffers above 64 KiB are not pooled")
+	odd := p.get(10)
+	odd.buf = make([]byte, 10, 700) // not a class size (an encoder outgrew its buffer)
+	odd.Release()
+	require.Nil(t, odd.buf)
+}
+
+func TestRecordPool(t *testing.T) {
+	t.Parallel()
+	var p recordPool
+	r := p.get()
+	r.fill(3, &wire.SendView{Payload: make([]byte, 100<<10), Targets: make([]uint32, wire.MaxTargets+1)})
+	p.put(r)
+	require.Nil(t, r.buf, "huge payload buffers are not pooled")
+	require.Nil(t, r.targets)
+	r.fill(4, &wire.SendView{Payload: []byte("abc"), Kind: 7})
+	r.encode(9)
+	want := wire.AppendDelivery(nil, 9, 7, []byte("abc"))
+	require.Equal(t, want, r.enc)
+}
+
+// recPeer records messages for internal tests (roomtest imports this
+// package, so it cannot be used here).
+type recPeer struct {
+	mu   sync.Mutex
+	msgs []*pb.ServerMessage
+}
+
+func (p *recPeer) Deliver(o *Outbound) {
+	var m pb.ServerMessage
+	if err := proto.Unmarshal(o.Bytes(), &m); err != nil {
+		panic(err)
+	}
+	o.Release()
+	p.mu.Lock()
+	p.msgs = append(p.msgs, &m)
+	p.mu.Unlock()
+}
+func (p *recPeer) Congested() bool  { return false }
+func (p *recPeer) Evict(EvictCause) {}
+
+// TestStaleSendOnOtherWorker: a Send queued on the worker of a room the seat
+// was removed from, processed after the seat joined a room of another
+// worker, must not touch that room.
+func TestStaleSendOnOtherWorker(t *testing.T) {
+	t.Parallel()
+	m, err := newManager(Config{Workers: 2, Clock: benchClock{time.Unix(1, 0)}})
+	require.NoError(t, err)
+	// Two room ids on different workers.
+	ids := [2]string{}
+	for i := 0; ids[0] == "" || ids[1] == ""; i++ {
+		id := "room" + strings.Repeat("x", i)
+		ids[roomHash(id)%2] = id
+		require.Less(t, i, 64, "appending one byte must be able to change the worker")
+	}
+	p := &recPeer{}
+	s := m.NewSeat(p)
+	require.NoError(t, m.Join(s, JoinRequest{Join: &pb.Join{RoomId: ids[1], CreateIfMissing: true}}))
+	m.workers[1].step()
+	require.NotNil(t, s.member.Load())
+
+	// Worker 0 processes a Send of the seat (as if queued before a kick).
+	rec := m.records.get()
+	rec.fill(42, &wire.SendView{Payload: []byte("stale")})
+	m.workers[0].send(s, rec)
+	require.Len(t, p.msgs, 2)
+	require.Equal(t, pb.ErrorCode_ERROR_CODE_NOT_IN_ROOM, p.msgs[1].GetError().GetCode())
+	require.EqualValues(t, 42, p.msgs[1].GetRequestId())
+	require.Zero(t, m.workers[1].rooms[ids[1]].messagesIn)
+
+	// A discarded peer for a nil Peer.
+	require.NotPanics(t, func() { m.NewSeat(nil).peer.Deliver(m.outbound.get(1)) })
+}
+
+func TestRoomHashSpreads(t *testing.T) {
+	t.Parallel()
+	for _, workers := range []uint32{2, 3, 4, 8} {
+		counts := make([]int, workers)
+		for i := range 4000 {
+			// Ids that differ only in even bytes defeat an unmixed FNV-1a.
+			id := "lobby-" + strings.Repeat("b", i%40) + strings.Repeat("d", i/40)
+			counts[roomHash(id)%workers]++
+		}
+		for w, n := range counts {
+			require.InDelta(t, 4000/int(workers), n, float64(4000/int(workers))/4, "workers=%d worker %d", workers, w)
+		}
+	}
+}
+
+func TestRecordsBudget(t *testing.T) {
+	t.Parallel()
+	for _, tick := range []uint64{1, 300, 1 << 40} {
+		for _, limit := range []int{1024, 1 << 14, 256 << 10} {
+			n := recordsBudget(tick, limit)
+			require.LessOrEqual(t, wire.FrameSize(tick, n), limit)
+			require.Greater(t, wire.FrameSize(tick, n+1), limit)
+		}
+	}
+}

@@ -1,0 +1,311 @@
+package room
+
+import (
+	"fmt"
+	"maps"
+	"math"
+	"sync"
+	"sync/atomic"
+	"unicode/utf8"
+
+	"github.com/tickrelay/tickrelay/proto/wire"
+)
+
+// Manager is the room system: its workers, their rooms and the pools they
+// share. All methods are goroutine-safe, but the per-seat calls (Join, Send,
+// Leave, Disconnect) for one seat must come from one goroutine at a time.
+type Manager struct {
+	cfg     Config
+	workers []*worker
+
+	records  recordPool
+	outbound outboundPool
+
+	// roomCount is the number of live rooms, shared by the workers for the
+	// MaxRooms check; it changes only when a room is created or destroyed.
+	roomCount atomic.Int64
+	// nextWorker spreads rooms with server-made codes round robin.
+	nextWorker atomic.Uint32
+	draining   atomic.Bool
+	closed     atomic.Bool
+
+	// maxRecord is the largest encoded Delivery that still fits in one
+	// frame; Send refuses bigger payloads with ErrMessageTooLarge.
+	maxRecord int
+
+	done      chan struct{}
+	closeOnce sync.Once
+	wg        sync.WaitGroup
+}
+
+// New validates cfg (errors wrap ErrInvalidArgument and name the field),
+// applies its defaults and starts the workers.
+func New(cfg Config) (*Manager, error) {
+	m, err := newManager(cfg)
+	if err != nil {
+		return nil, err
+	}
+	m.start()
+	return m, nil
+}
+
+// newManager builds a Manager without starting its workers (benchmarks
+// drive a worker on their own goroutine).
+func newManager(cfg Config) (*Manager, error) {
+	c, err := cfg.resolve()
+	if err != nil {
+		return nil, err
+	}
+	m := &Manager{cfg: c, done: make(chan struct{})}
+	m.outbound.headroom = c.Headroom
+	// Worst case frame start: tag, 5-byte length, tag, 10-byte tick.
+	m.maxRecord = c.MaxFrameBytes - 17
+	m.workers = make([]*worker, c.Workers)
+	for i := range m.workers {
+		m.workers[i] = newWorker(m, i)
+	}
+	return m, nil
+}
+
+func (m *Manager) start() {
+	m.wg.Add(len(m.workers))
+	for _, w := range m.workers {
+		go w.run()
+	}
+}
+
+// Close stops the workers and waits for them to exit; afterwards no Peer is
+// called again and every method returns ErrClosed (Disconnect and
+// SetDraining do nothing). Members get no message: Close is the last step
+// of a shutdown, after draining and closing rooms. Idempotent.
+func (m *Manager) Close() {
+	m.closeOnce.Do(func() {
+		m.closed.Store(true)
+		for _, w := range m.workers {
+			w.in.close()
+		}
+		close(m.done)
+		m.wg.Wait()
+	})
+}
+
+// NewSeat returns a seat for a new connection, delivering to p.
+func (m *Manager) NewSeat(p Peer) *Seat {
+	if p == nil {
+		p = discardPeer{}
+	}
+	return &Seat{peer: p}
+}
+
+// joinCmd is a validated Join, with its metadata maps copied so the room
+// keeps no reference to the caller's request.
+type joinCmd struct {
+	requestID       uint32
+	roomID          string
+	createIfMissing bool
+	maxPlayers      int
+	tickRate        int
+	immediate       bool
+	roomMetadata    map[string]string
+	playerMetadata  map[string]string
+}
+
+// Join asks for s to join (or create) a room. Errors found without room
+// state (invalid arguments, draining, already in a room) are returned here;
+// everything else is answered asynchronously to the seat's peer with Joined
+// or Error (ROOM_FULL, ROOM_NOT_FOUND, ROOM_LIMIT_REACHED). req is not
+// referenced after Join returns.
+func (m *Manager) Join(s *Seat, req JoinRequest) error {
+	if s == nil {
+		return fmt.Errorf("%w: nil seat", ErrInvalidArgument)
+	}
+	if m.closed.Load() || s.dead.Load() {
+		return ErrClosed
+	}
+	if !s.state.CompareAndSwap(stateIdle, stateJoining) {
+		return ErrAlreadyInRoom
+	}
+	j, err := m.prepareJoin(req)
+	if err != nil {
+		s.state.Store(stateIdle)
+		return err
+	}
+	if j.roomID == "" {
+		s.worker = m.workers[m.nextWorker.Add(1)%uint32(len(m.workers))]
+	} else {
+		s.worker = m.workerFor(j.roomID)
+	}
+	if !s.worker.in.pushControl(command{kind: cmdJoin, seat: s, requestID: j.requestID, join: j}) {
+		s.state.Store(stateIdle)
+		return ErrClosed
+	}
+	return nil
+}
+
+// prepareJoin validates what needs no room state and copies the request.
+func (m *Manager) prepareJoin(req JoinRequest) (*joinCmd, error) {
+	j := req.Join
+	if j == nil {
+		return nil, fmt.Errorf("%w: join request without a Join", ErrInvalidArgument)
+	}
+	id := j.GetRoomId()
+	if id != "" && !validRoomID(id) {
+		return nil, fmt.Errorf("%w: room id must be 1-%d bytes of [A-Za-z0-9_.:-]", ErrInvalidArgument, maxRoomIDLen)
+	}
+	opts := j.GetOptions()
+	if rate := int64(opts.GetTickRate()); rate != 0 && (rate < int64(m.cfg.MinTickRate) || rate > int64(m.cfg.MaxTickRate)) {
+		return nil, fmt.Errorf("%w: tick rate %d outside %d..%d", ErrInvalidArgument, rate, m.cfg.MinTickRate, m.cfg.MaxTickRate)
+	}
+	if opts.GetImmediate() && !m.cfg.AllowImmediate {
+		return nil, fmt.Errorf("%w: immediate rooms are not allowed", ErrInvalidArgument)
+	}
+	if mp := int64(opts.GetMaxPlayers()); mp > int64(m.cfg.MaxPlayersPerRoom) {
+		return nil, fmt.Errorf("%w: max players %d above %d", ErrInvalidArgument, mp, m.cfg.MaxPlayersPerRoom)
+	}
+	if err := m.checkMetadata("player", j.GetPlayerMetadata()); err != nil {
+		return nil, err
+	}
+	if err := m.checkMetadata("room", opts.GetMetadata()); err != nil {
+		return nil, err
+	}
+	if m.draining.Load() {
+		return nil, ErrDraining
+	}
+	return &joinCmd{
+		requestID:       req.RequestID,
+		roomID:          id,
+		createIfMissing: j.GetCreateIfMissing(),
+		maxPlayers:      int(opts.GetMaxPlayers()),
+		tickRate:        int(opts.GetTickRate()),
+		immediate:       opts.GetImmediate(),
+		roomMetadata:    cloneMetadata(opts.GetMetadata()),
+		playerMetadata:  cloneMetadata(j.GetPlayerMetadata()),
+	}, nil
+}
+
+// checkMetadata bounds the size of a metadata map and checks its strings are
+// UTF-8 (proto3 strings must be, or the Joined carrying them would not
+// marshal).
+func (m *Manager) checkMetadata(what string, md map[string]string) error {
+	n := 0
+	for k, v := range md {
+		n += len(k) + len(v)
+		if !utf8.ValidString(k) || !utf8.ValidString(v) {
+			return fmt.Errorf("%w: %s metadata is not valid UTF-8", ErrInvalidArgument, what)
+		}
+	}
+	if n > m.cfg.MaxMetadataBytes {
+		return fmt.Errorf("%w: %s metadata of %d bytes above %d", ErrInvalidArgument, what, n, m.cfg.MaxMetadataBytes)
+	}
+	return nil
+}
+
+func cloneMetadata(md map[string]string) map[string]string {
+	if len(md) == 0 {
+		return nil
+	}
+	return maps.Clone(md)
+}
+
+// Send relays msg from s to members of its room. It copies msg: the payload
+// and targets are borrowed and may be reused by the caller once Send
+// returns. Success is not acknowledged; a Send that reaches the worker after
+// the seat's join failed is answered with Error NOT_IN_ROOM. ErrOverloaded
+// when the worker's inbox is full (the message is dropped and counted).
+func (m *Manager) Send(s *Seat, requestID uint32, msg *wire.SendView) error {
+	if s == nil || msg == nil {
+		return fmt.Errorf("%w: nil seat or message", ErrInvalidArgument)
+	}
+	if s.dead.Load() {
+		return ErrClosed
+	}
+	if st := s.state.Load(); st != stateJoining && st != stateInRoom {
+		return ErrNotInRoom
+	}
+	if wire.DeliverySize(math.MaxUint32, msg.Kind, len(msg.Payload)) > m.maxRecord {
+		return ErrMessageTooLarge
+	}
+	if len(msg.Targets) > wire.MaxTargets {
+		return fmt.Errorf("%w: more than %d targets", ErrInvalidArgument, wire.MaxTargets)
+	}
+	rec := m.records.get()
+	rec.fill(requestID, msg)
+	if err := s.worker.in.pushData(command{kind: cmdSend, seat: s, rec: rec}); err != nil {
+		m.records.put(rec)
+		return err
+	}
+	return nil
+}
+
+// Leave asks for s to leave its room (or the room it is joining). Answered
+// asynchronously with Left{LEFT}. ErrNotInRoom when the seat is in no room
+// or already leaving.
+func (m *Manager) Leave(s *Seat, requestID uint32) error {
+	if s == nil {
+		return fmt.Errorf("%w: nil seat", ErrInvalidArgument)
+	}
+	if s.dead.Load() || m.closed.Load() {
+		return ErrClosed
+	}
+	for {
+		st := s.state.Load()
+		if st != stateJoining && st != stateInRoom {
+			return ErrNotInRoom
+		}
+		// CAS: a worker may concurrently move inRoom→idle (kick).
+		if s.state.CompareAndSwap(st, stateLeaving) {
+			break
+		}
+	}
+	if !s.worker.in.pushControl(command{kind: cmdLeave, seat: s, requestID: requestID}) {
+		return ErrClosed
+	}
+	return nil
+}
+
+// Disconnect tells the room system that the seat's connection is gone. The
+// member is removed (PLAYER_LEFT with reason DISCONNECTED to the others);
+// nothing is delivered to the seat's peer once Disconnect has returned,
+// anything addressed to it is dropped, and the seat cannot join again.
+// Never blocks, never fails; idempotent.
+func (m *Manager) Disconnect(s *Seat) {
+	if s == nil || s.dead.Swap(true) {
+		return
+	}
+	switch s.state.Load() {
+	case stateJoining, stateInRoom, stateLeaving:
+		// A control command is never refused (except after Close, when
+		// there is nothing left to clean up).
+		s.worker.in.pushControl(command{kind: cmdDisconnect, seat: s})
+	}
+}
+
+// SetDraining turns draining on or off. While on, Join fails with
+// ErrDraining; members already in rooms are not affected.
+func (m *Manager) SetDraining(on bool) { m.draining.Store(on) }
+
+// Stats returns counters summed over all workers. Lock-free: each worker
+// publishes its own counters after every batch and tick, so the sum may lag
+// the workers by one batch.
+func (m *Manager) Stats() Stats {
+	var s Stats
+	for _, w := range m.workers {
+		p := &w.pub
+		s.Rooms += int(p.rooms.Load())
+		s.Players += int(p.players.Load())
+		s.MessagesIn += p.messagesIn.Load()
+		s.MessagesDropped += p.dropped.Load() + w.in.dropped.Load()
+		s.Deliveries += p.deliveries.Load()
+		s.Frames += p.frames.Load()
+		s.FrameBytes += p.frameBytes.Load()
+		s.Ticks += p.ticks.Load()
+		s.TickOverruns += p.overruns.Load()
+		s.SlowConsumers += p.slowConsumers.Load()
+	}
+	return s
+}
+
+// workerFor is the worker owning room id.
+func (m *Manager) workerFor(id string) *worker {
+	return m.workers[roomHash(id)%uint32(len(m.workers))]
+}

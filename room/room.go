@@ -1,0 +1,291 @@
+package room
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	pb "github.com/tickrelay/tickrelay/proto/tickrelay/v1"
+	"github.com/tickrelay/tickrelay/proto/wire"
+)
+
+// room is one room. Every field is owned by the worker w, except the two
+// clock atomics, which the worker writes and Seat.Clock reads.
+type room struct {
+	id         string
+	w          *worker
+	createdAt  time.Time
+	maxPlayers int
+	metadata   map[string]string
+
+	// members in join order: members[0] is the host (the oldest member).
+	members []*member
+	byID    map[uint32]*member
+	lastID  uint32 // player ids start at 1 and are never reused
+
+	// Schedule: deadline n is base + n*period; next is the pending one and
+	// last the deadline of the last tick run. Immediate rooms keep a
+	// schedule too, at the default rate, for housekeeping only (backlogs
+	// and keep-alives of quiet rooms).
+	immediate bool
+	rate      int // Hz; 0 when immediate
+	period    time.Duration
+	base      time.Time
+	n         int64
+	next      time.Time
+	last      time.Time
+	heapIdx   int
+	tick      uint64 // last tick run (or flush, when immediate)
+
+	dirty  bool // immediate: queued in w.dirty for the end-of-batch flush
+	closed bool
+
+	clockTick atomic.Uint64
+	clockRate atomic.Int32
+
+	messagesIn, deliveries, overruns uint64
+	lastLateness, maxLateness        time.Duration
+}
+
+// member is one player of a room, owned by the room's worker.
+type member struct {
+	id       uint32
+	seat     *Seat
+	room     *room
+	joinedAt time.Time
+	metadata map[string]string
+	lastSent time.Time // last frame handed over, for keep-alives
+	gone     bool      // removed from the room
+
+	// mark dedupes targets while one message is routed (see worker.epoch).
+	mark uint64
+
+	// pending holds what is addressed to this member in the current tick,
+	// in routing order; nil entries are latest-only updates superseded
+	// since they were queued.
+	pending []*record
+	// backlog holds what a congested peer could not take yet. backlogIdx maps
+	// a latest-only (sender, kind) to its index in backlog, for conflation
+	// across ticks. backlogLive counts the non-nil entries.
+	backlog      []*record
+	backlogIdx   map[uint64]int
+	backlogBytes int
+	backlogLive  int
+
+	// latestKinds lists the kinds this member sent latest-only during the
+	// current tick: only a repeat needs the recipients' pending lists
+	// searched for the update it supersedes.
+	latestKinds []uint32
+}
+
+// publishClock makes tick and rate visible to Seat.Clock.
+func (r *room) publishClock() {
+	r.clockTick.Store(r.tick)
+	r.clockRate.Store(int32(r.rate))
+}
+
+// roomForJoin finds or creates the room a join asks for.
+func (w *worker) roomForJoin(j *joinCmd) (*room, error) {
+	if j.roomID == "" {
+		code, err := w.newRoomCode()
+		if err != nil {
+			return nil, err
+		}
+		return w.createRoom(code, j)
+	}
+	r := w.rooms[j.roomID]
+	if r == nil {
+		if !j.createIfMissing {
+			return nil, fmt.Errorf("%w: no room %q", ErrRoomNotFound, j.roomID)
+		}
+		return w.createRoom(j.roomID, j)
+	}
+	if len(r.members) >= r.maxPlayers || r.lastID == math.MaxUint32 {
+		return nil, fmt.Errorf("%w: room %q has %d of %d players", ErrRoomFull, r.id, len(r.members), r.maxPlayers)
+	}
+	return r, nil
+}
+
+// createRoom creates room id with the joiner's options (already validated).
+func (w *worker) createRoom(id string, j *joinCmd) (*room, error) {
+	if n := w.m.roomCount.Add(1); n > int64(w.m.cfg.MaxRooms) {
+		w.m.roomCount.Add(-1)
+		return nil, fmt.Errorf("%w: %d rooms", ErrRoomLimit, w.m.cfg.MaxRooms)
+	}
+	cfg := &w.m.cfg
+	r := &room{
+		id:         id,
+		w:          w,
+		createdAt:  w.now,
+		maxPlayers: j.maxPlayers,
+		metadata:   j.roomMetadata,
+		byID:       make(map[uint32]*member),
+		immediate:  j.immediate,
+		heapIdx:    -1,
+	}
+	if r.maxPlayers == 0 {
+		r.maxPlayers = cfg.DefaultMaxPlayers
+	}
+	if !r.immediate {
+		r.rate = j.tickRate
+		if r.rate == 0 {
+			r.rate = cfg.DefaultTickRate
+		}
+	}
+	w.rooms[id] = r
+	w.count.rooms++
+	w.scheduleNew(r)
+	r.publishClock()
+	return r, nil
+}
+
+// addMember adds s to r and announces it to the others.
+func (w *worker) addMember(r *room, s *Seat, metadata map[string]string) *member {
+	r.lastID++
+	m := &member{id: r.lastID, seat: s, room: r, joinedAt: w.now, lastSent: w.now, metadata: metadata}
+	r.members = append(r.members, m)
+	r.byID[m.id] = m
+	s.member.Store(m)
+	w.count.players++
+	if len(r.members) > 1 {
+		w.queueEvent(r, &pb.RoomEvent{
+			Type:     pb.RoomEventType_ROOM_EVENT_TYPE_PLAYER_JOINED,
+			PlayerId: m.id,
+			Metadata: m.metadata,
+		}, m)
+	}
+	return m
+}
+
+// removeMember takes m out of its room: drops what was still queued for it,
+// clears the seat's membership, announces PLAYER_LEFT (and HOST_CHANGED when
+// the host left) to the others, and destroys the room when m was the last
+// member. Telling m itself is the caller's job.
+func (w *worker) removeMember(m *member, reason pb.LeaveReason) {
+	r := m.room
+	w.dropQueued(m)
+	m.gone = true
+	i := slices.Index(r.members, m)
+	r.members = slices.Delete(r.members, i, i+1)
+	delete(r.byID, m.id)
+	m.seat.member.Store(nil)
+	w.count.players--
+	if len(r.members) == 0 {
+		w.destroyRoom(r)
+		return
+	}
+	w.queueEvent(r, &pb.RoomEvent{
+		Type:     pb.RoomEventType_ROOM_EVENT_TYPE_PLAYER_LEFT,
+		PlayerId: m.id,
+		Reason:   reason,
+	}, nil)
+	if i == 0 {
+		w.queueEvent(r, &pb.RoomEvent{
+			Type:     pb.RoomEventType_ROOM_EVENT_TYPE_HOST_CHANGED,
+			PlayerId: r.members[0].id,
+		}, nil)
+	}
+}
+
+// destroyRoom forgets r (its last member is gone, or it was closed).
+func (w *worker) destroyRoom(r *room) {
+	r.closed = true
+	w.sched.remove(r)
+	delete(w.rooms, r.id)
+	w.m.roomCount.Add(-1)
+	w.count.rooms--
+}
+
+// closeRoom removes every member of r with Left{ROOM_CLOSED, reason}, after
+// flushing what was already addressed to them. Connections stay open: the
+// seats are idle and free to join again.
+func (w *worker) closeRoom(r *room, reason string) {
+	for _, m := range r.members {
+		w.flushLeaver(m)
+		w.dropQueued(m)
+		m.gone = true
+		m.seat.member.Store(nil)
+		w.count.players--
+		w.sendLeft(m.seat, 0, r.id, pb.LeaveReason_LEAVE_REASON_ROOM_CLOSED, reason)
+		m.seat.state.CompareAndSwap(stateInRoom, stateIdle)
+	}
+	clear(r.members)
+	r.members = r.members[:0]
+	clear(r.byID)
+	w.destroyRoom(r)
+}
+
+// queueEvent encodes ev once and queues it for every member but except.
+// Events are rare, so proto.Marshal is fine here.
+func (w *worker) queueEvent(r *room, ev *pb.RoomEvent, except *member) {
+	b, err := proto.Marshal(ev)
+	if err != nil {
+		return // cannot happen: metadata strings are checked for UTF-8 at Join
+	}
+	rec := w.m.records.get()
+	rec.buf = wire.AppendEventRecord(rec.buf[:0], b)
+	rec.enc = rec.buf
+	rec.event = true
+	rec.refs = 1
+	for _, m := range r.members {
+		if m != except {
+			w.enqueue(r, m, rec)
+		}
+	}
+	w.release(rec)
+}
+
+// setTickRate switches r to rate (0: immediate) and announces it. The new
+// rate applies from the next tick: the schedule is re-based at the last
+// tick.
+func (w *worker) setTickRate(r *room, rate int) {
+	if rate == r.rate && (rate == 0) == r.immediate {
+		return
+	}
+	w.reschedule(r, rate)
+	r.publishClock()
+	w.queueEvent(r, &pb.RoomEvent{
+		Type:     pb.RoomEventType_ROOM_EVENT_TYPE_TICK_RATE_CHANGED,
+		TickRate: uint32(rate),
+	}, nil)
+}
+
+// info summarises r for the admin API.
+func (r *room) info() RoomInfo {
+	return RoomInfo{
+		ID:           r.id,
+		Players:      len(r.members),
+		MaxPlayers:   r.maxPlayers,
+		TickRate:     r.rate,
+		Immediate:    r.immediate,
+		Tick:         r.tick,
+		CreatedAt:    r.createdAt,
+		MessagesIn:   r.messagesIn,
+		Deliveries:   r.deliveries,
+		LastLateness: r.lastLateness,
+		MaxLateness:  r.maxLateness,
+		Overruns:     r.overruns,
+		Metadata:     cloneMetadata(r.metadata),
+	}
+}
+
+// detail describes r and its members for the admin API.
+func (r *room) detail() RoomDetail {
+	d := RoomDetail{RoomInfo: r.info(), Members: make([]MemberInfo, len(r.members))}
+	if len(r.members) > 0 {
+		d.Host = r.members[0].id
+	}
+	for i, m := range r.members {
+		d.Members[i] = MemberInfo{
+			PlayerID: m.id,
+			JoinedAt: m.joinedAt,
+			Metadata: cloneMetadata(m.metadata),
+			Backlog:  m.backlogBytes,
+		}
+	}
+	return d
+}

@@ -1,0 +1,197 @@
+package room
+
+import "time"
+
+// schedule is a worker's min-heap of rooms by next deadline; one timer
+// armed for the top replaces a timer per room. room.heapIdx is the room's
+// position (-1 when not in the heap).
+type schedule []*room
+
+func (h schedule) less(i, j int) bool { return h[i].next.Before(h[j].next) }
+
+func (h schedule) swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].heapIdx = i
+	h[j].heapIdx = j
+}
+
+func (h *schedule) push(r *room) {
+	r.heapIdx = len(*h)
+	*h = append(*h, r)
+	h.up(r.heapIdx)
+}
+
+func (h *schedule) remove(r *room) {
+	i := r.heapIdx
+	if i < 0 {
+		return
+	}
+	last := len(*h) - 1
+	if i != last {
+		h.swap(i, last)
+	}
+	(*h)[last] = nil
+	*h = (*h)[:last]
+	r.heapIdx = -1
+	if i != last {
+		h.fix(i)
+	}
+}
+
+// fix restores the heap after the deadline of the room at i changed.
+func (h schedule) fix(i int) {
+	if !h.down(i) {
+		h.up(i)
+	}
+}
+
+func (h schedule) up(i int) {
+	for i > 0 {
+		p := (i - 1) / 2
+		if !h.less(i, p) {
+			return
+		}
+		h.swap(i, p)
+		i = p
+	}
+}
+
+func (h schedule) down(i int) bool {
+	start := i
+	for {
+		l := 2*i + 1
+		if l >= len(h) {
+			break
+		}
+		c := l
+		if r := l + 1; r < len(h) && h.less(r, l) {
+			c = r
+		}
+		if !h.less(c, i) {
+			break
+		}
+		h.swap(i, c)
+		i = c
+	}
+	return i > start
+}
+
+// housekeepingPeriod is the schedule of immediate rooms, which only ever
+// tick to drain backlogs and send keep-alives.
+func (w *worker) housekeepingPeriod() time.Duration { return periodOf(w.m.cfg.DefaultTickRate) }
+
+// scheduleNew places a new room's first deadline a pseudo-random fraction
+// of its period from now, never exactly now, so rooms created together
+// spread their ticks over the period instead of writing all at once.
+func (w *worker) scheduleNew(r *room) {
+	r.period = w.housekeepingPeriod()
+	if !r.immediate {
+		r.period = periodOf(r.rate)
+	}
+	phase := time.Duration(1 + w.rng.Int64N(int64(r.period)-1))
+	r.base = w.now.Add(phase)
+	r.n = 0
+	r.next = r.base
+	r.last = r.base.Add(-r.period)
+	w.sched.push(r)
+}
+
+// reschedule switches r to rate (0: immediate) from the next tick: the
+// schedule is re-based at the last tick run, so the next deadline is one new
+// period after it (or now, if that is already past — a rate change is not
+// an overrun).
+func (w *worker) reschedule(r *room, rate int) {
+	wasImmediate := r.immediate
+	r.immediate = rate == 0
+	r.rate = rate
+	if r.immediate {
+		r.period = w.housekeepingPeriod()
+	} else {
+		r.period = periodOf(rate)
+	}
+	r.base, r.n = r.last, 1
+	if wasImmediate {
+		// Housekeeping ticks are not the room's clock: start afresh.
+		r.base, r.n = w.now, 1
+	}
+	r.next = r.base.Add(r.period)
+	if r.next.Before(w.now) {
+		r.base, r.n, r.next = w.now, 0, w.now
+	}
+	w.sched.fix(r.heapIdx)
+	// What was pending for the old tick of a room turning immediate goes
+	// out at the end of this batch, like any other message of the room.
+	w.markDirty(r)
+}
+
+// runDue runs the tick of every room whose deadline is not after now. A
+// room more than a period late does not run catch-up ticks: its tick number
+// jumps by the periods missed, an overrun is counted, and its next deadline
+// is the first one in the future. Each tick's lateness is measured at the
+// moment it starts (after the ticks before it), its duration with the
+// worker's clock.
+func (w *worker) runDue() {
+	for len(w.sched) > 0 {
+		r := w.sched[0]
+		if r.next.After(w.now) {
+			return
+		}
+		late := w.now.Sub(r.next)
+		missed := int64(0)
+		if late >= r.period {
+			missed = int64(late / r.period)
+		}
+		r.last = r.next.Add(time.Duration(missed) * r.period)
+		r.n += 1 + missed
+		r.next = r.base.Add(time.Duration(r.n) * r.period)
+		w.sched.fix(0)
+		if r.immediate {
+			w.flushImmediate(r, true)
+			continue
+		}
+		if missed > 0 {
+			r.overruns++
+			w.count.overruns++
+		}
+		r.lastLateness = late
+		r.maxLateness = max(r.maxLateness, late)
+		r.tick += uint64(1 + missed)
+		w.runTick(r)
+		end := w.m.cfg.Clock.Now()
+		if obs := w.m.cfg.Observer; obs != nil {
+			obs.ObserveTick(late, end.Sub(w.now))
+		}
+		w.now = end
+	}
+}
+
+// runTick builds the frames of r's current tick.
+func (w *worker) runTick(r *room) {
+	r.publishClock()
+	w.flushRoom(r, r.tick, true)
+	w.count.ticks++
+}
+
+// arm sets the worker's one timer for the earliest deadline, or stops it
+// when no room is scheduled. It resets the timer only when the earliest
+// deadline changed, so a busy inbox does not churn the timer.
+func (w *worker) arm() {
+	if len(w.sched) == 0 {
+		if w.armed {
+			w.timer.Stop()
+			w.armed = false
+		}
+		return
+	}
+	next := w.sched[0].next
+	if w.armed && next.Equal(w.armedFor) {
+		return
+	}
+	d := max(next.Sub(w.m.cfg.Clock.Now()), 0)
+	if w.timer == nil {
+		w.timer = w.m.cfg.Clock.NewTimer(d)
+	} else {
+		w.timer.Reset(d)
+	}
+	w.armed, w.armedFor = true, next
+}

@@ -1,0 +1,57 @@
+package room
+
+import "sync/atomic"
+
+// Seat states. See the package documentation for who moves which.
+const (
+	stateIdle uint32 = iota
+	stateJoining
+	stateInRoom
+	stateLeaving
+)
+
+// Seat is one connection's place in the room system, created by
+// Manager.NewSeat. Join, Send, Leave and Disconnect for a seat must be called
+// from one goroutine at a time (the connection's event loop); Clock is
+// goroutine-safe.
+type Seat struct {
+	peer Peer
+
+	// state is the seat state machine (stateIdle...). Compare-and-swap only.
+	state atomic.Uint32
+	// dead is set by Disconnect: from then on nothing is delivered to peer
+	// and the seat can never join again.
+	dead atomic.Bool
+	// member is the seat's membership, written only by the worker owning
+	// the member's room (nil when in no room). It is atomic so that any
+	// worker can tell whether a command it holds is about one of its own
+	// members (a stale Send queued before a kick, processed after the seat
+	// joined a room on another worker) without a data race, and so Clock
+	// can read it from the event loop.
+	member atomic.Pointer[member]
+
+	// worker is where this seat's commands go: the worker of the room it
+	// joined or is joining. Owned by the calling goroutine (set by Join).
+	worker *worker
+}
+
+// Clock reports the current tick and tick rate of the seat's room, for
+// answering Ping on the event loop without a round trip to the worker.
+// tickRate is zero for an immediate room (whose tick counts flushes).
+// Goroutine-safe.
+func (s *Seat) Clock() (tick uint64, tickRate int, inRoom bool) {
+	m := s.member.Load()
+	if m == nil {
+		return 0, 0, false
+	}
+	r := m.room
+	return r.clockTick.Load(), int(r.clockRate.Load()), true
+}
+
+// discardPeer stands in for a nil Peer so a bad NewSeat(nil) cannot make a
+// worker panic.
+type discardPeer struct{}
+
+func (discardPeer) Deliver(o *Outbound) { o.Release() }
+func (discardPeer) Congested() bool     { return false }
+func (discardPeer) Evict(EvictCause)    {}

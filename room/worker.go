@@ -1,0 +1,156 @@
+package room
+
+import (
+	"encoding/binary"
+	"math/rand/v2"
+	"sync/atomic"
+	"time"
+
+	crand "crypto/rand"
+)
+
+// worker is one room goroutine. Everything below in is owned by the
+// worker's goroutine alone; other goroutines reach it only through in, and
+// read its counters through pub.
+type worker struct {
+	m  *Manager
+	in *inbox
+
+	rooms map[string]*room
+	sched schedule
+	timer Timer
+	// armed: timer is set for armedFor and its fire not yet received.
+	armed    bool
+	armedFor time.Time
+	// rng spreads room phases; not security-relevant (room codes use
+	// crypto/rand).
+	rng *rand.Rand
+	// now is the time of the work in progress: the start of the current
+	// batch, or of the current tick.
+	now time.Time
+
+	spare     []command       // the emptied slice handed back to in
+	dirty     []*room         // immediate rooms to flush at the end of the batch
+	waiters   []chan struct{} // closed at the end of the batch
+	evictions []*member       // slow consumers found during a flush
+	epoch     uint64          // routing epoch, see member.mark
+
+	count counters // plain, worker-only
+	pub   published
+}
+
+// counters are a worker's statistics, written only by the worker without
+// atomics (several per message would add up); publish copies them to pub.
+type counters struct {
+	rooms, players                      int64
+	messagesIn, dropped, deliveries     uint64
+	frames, frameBytes, ticks, overruns uint64
+	slowConsumers                       uint64
+}
+
+// published holds the counters for lock-free reads by Manager.Stats.
+type published struct {
+	rooms, players                      atomic.Int64
+	messagesIn, dropped, deliveries     atomic.Uint64
+	frames, frameBytes, ticks, overruns atomic.Uint64
+	slowConsumers                       atomic.Uint64
+}
+
+func newWorker(m *Manager, idx int) *worker {
+	var seed [16]byte
+	crand.Read(seed[:])
+	return &worker{
+		m:     m,
+		in:    newInbox(m.cfg.InboxCapacity),
+		rooms: make(map[string]*room),
+		rng:   rand.New(rand.NewPCG(binary.LittleEndian.Uint64(seed[:8]), binary.LittleEndian.Uint64(seed[8:])^uint64(idx))),
+	}
+}
+
+// run is the worker goroutine: wait for the inbox or the timer, then run
+// the due ticks and the queued commands.
+func (w *worker) run() {
+	defer w.m.wg.Done()
+	for {
+		var timerC <-chan time.Time
+		if w.armed {
+			timerC = w.timer.C()
+		}
+		select {
+		case <-w.m.done:
+			if w.timer != nil {
+				w.timer.Stop()
+			}
+			return
+		case <-w.in.wake:
+		case <-timerC:
+			w.armed = false
+		}
+		w.step()
+	}
+}
+
+// step is one round of the worker: the inbox first, so messages that
+// arrived before a deadline make its tick, then the due ticks. Barrier
+// replies (admin calls, tests' Sync) are sent last, so a barrier also sees
+// every tick due at the clock's current time already run.
+func (w *worker) step() {
+	w.now = w.m.cfg.Clock.Now()
+	w.drain()
+	w.now = w.m.cfg.Clock.Now()
+	w.runDue()
+	w.flushDirty() // events of evictions during ticks of immediate rooms
+	w.publish()
+	for _, ch := range w.waiters {
+		close(ch)
+	}
+	clear(w.waiters)
+	w.waiters = w.waiters[:0]
+	w.arm()
+}
+
+// drain processes everything queued, then flushes the immediate rooms that
+// got messages — after the whole batch, so a burst drained together still
+// shares one frame per recipient.
+func (w *worker) drain() {
+	batch := w.in.take(w.spare)
+	for i := range batch {
+		w.handle(&batch[i])
+	}
+	clear(batch) // drop references to seats and records
+	w.spare = batch[:0]
+	w.flushDirty()
+}
+
+func (w *worker) handle(c *command) {
+	switch c.kind {
+	case cmdSend:
+		w.send(c.seat, c.rec)
+	case cmdJoin:
+		w.join(c.seat, c.join)
+	case cmdLeave:
+		w.leave(c.seat, c.requestID)
+	case cmdDisconnect:
+		w.disconnect(c.seat)
+	case cmdCall:
+		c.fn(w)
+		w.waiters = append(w.waiters, c.done)
+	case cmdSync:
+		w.waiters = append(w.waiters, c.done)
+	}
+}
+
+// publish makes the worker's counters visible to Manager.Stats.
+func (w *worker) publish() {
+	c, p := &w.count, &w.pub
+	p.rooms.Store(c.rooms)
+	p.players.Store(c.players)
+	p.messagesIn.Store(c.messagesIn)
+	p.dropped.Store(c.dropped)
+	p.deliveries.Store(c.deliveries)
+	p.frames.Store(c.frames)
+	p.frameBytes.Store(c.frameBytes)
+	p.ticks.Store(c.ticks)
+	p.overruns.Store(c.overruns)
+	p.slowConsumers.Store(c.slowConsumers)
+}

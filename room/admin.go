@@ -101,14 +101,14 @@ func (m *Manager) UpdateRoom(ctx context.Context, id string, u RoomUpdate) error
 	if u.TickRate != nil {
 		rate := *u.TickRate
 		switch {
-		case rate == 0 && !m.cfg.AllowImmediate:
+		case rate == 0 && !m.policy().AllowImmediate:
 			return fmt.Errorf("%w: immediate rooms are not allowed", ErrInvalidArgument)
-		case rate != 0 && (rate < m.cfg.MinTickRate || rate > m.cfg.MaxTickRate):
-			return fmt.Errorf("%w: tick rate %d outside %d..%d", ErrInvalidArgument, rate, m.cfg.MinTickRate, m.cfg.MaxTickRate)
+		case rate != 0 && (rate < m.policy().MinTickRate || rate > m.policy().MaxTickRate):
+			return fmt.Errorf("%w: tick rate %d outside %d..%d", ErrInvalidArgument, rate, m.policy().MinTickRate, m.policy().MaxTickRate)
 		}
 	}
-	if u.MaxPlayers != nil && (*u.MaxPlayers < 1 || *u.MaxPlayers > m.cfg.MaxPlayersPerRoom) {
-		return fmt.Errorf("%w: max players %d outside 1..%d", ErrInvalidArgument, *u.MaxPlayers, m.cfg.MaxPlayersPerRoom)
+	if u.MaxPlayers != nil && (*u.MaxPlayers < 1 || *u.MaxPlayers > m.policy().MaxPlayersPerRoom) {
+		return fmt.Errorf("%w: max players %d outside 1..%d", ErrInvalidArgument, *u.MaxPlayers, m.policy().MaxPlayersPerRoom)
 	}
 	if !validRoomID(id) {
 		return fmt.Errorf("%w: %q", ErrRoomNotFound, id)

@@ -43,17 +43,27 @@ func (w *worker) flushMember(r *room, m *member, tick uint64, keepAlive bool) bo
 		return false
 	}
 	if len(m.pending) == 0 && len(m.backlog) == 0 {
-		if keepAlive && w.m.cfg.KeepAliveInterval > 0 && w.now.Sub(m.lastSent) >= w.m.cfg.KeepAliveInterval &&
+		if keepAlive && w.m.policy().KeepAliveInterval > 0 && w.now.Sub(m.lastSent) >= w.m.policy().KeepAliveInterval &&
 			!m.seat.peer.Congested() {
-			w.writeFrames(r, m, nil, tick)
+			w.writeFrames(r, m, nil, tick, false)
 			return true
 		}
 		return false
 	}
 	congested := m.seat.peer.Congested()
 	if !congested && len(m.backlog) == 0 {
-		w.writeFrames(r, m, m.pending, tick)
-		w.clearPending(m)
+		n := w.writeFrames(r, m, m.pending, tick, true)
+		if n == len(m.pending) {
+			w.clearPending(m)
+			return true
+		}
+		// The peer became congested between the frames of this tick: what
+		// is left waits in the backlog like any held-back message.
+		w.releasePendingPrefix(m, n)
+		w.moveToBacklog(m)
+		if m.backlogBytes > w.m.cfg.MaxBacklogBytes {
+			w.evictions = append(w.evictions, m)
+		}
 		return true
 	}
 	// Congested, or draining a backlog: pending joins the backlog first
@@ -65,15 +75,24 @@ func (w *worker) flushMember(r *room, m *member, tick uint64, keepAlive bool) bo
 		}
 		return false
 	}
-	w.writeFrames(r, m, m.backlog, tick)
+	if n := w.writeFrames(r, m, m.backlog, tick, true); n < len(m.backlog) {
+		w.releaseBacklogPrefix(m, n)
+		if m.backlogBytes > w.m.cfg.MaxBacklogBytes {
+			w.evictions = append(w.evictions, m)
+		}
+		return true
+	}
 	w.clearBacklog(m)
 	return true
 }
 
 // writeFrames copies items (nil entries skipped) into frames of tick for m,
 // as few as MaxFrameBytes allows, and delivers them. With no items it sends
-// one empty frame (a keep-alive).
-func (w *worker) writeFrames(r *room, m *member, items []*record, tick uint64) {
+// one empty frame (a keep-alive). When the peer turns congested between two
+// frames and yieldWhenCongested is set, it stops, so one tick's burst cannot
+// run past the transport's limits; it returns how many items went out
+// (len(items) when all did).
+func (w *worker) writeFrames(r *room, m *member, items []*record, tick uint64, yieldWhenCongested bool) int {
 	limit := recordsBudget(tick, w.m.cfg.MaxFrameBytes)
 	i := 0
 	for first := true; first || i < len(items); first = false {
@@ -110,8 +129,41 @@ func (w *worker) writeFrames(r *room, m *member, items []*record, tick uint64) {
 		w.count.deliveries += uint64(deliveries)
 		r.deliveries += uint64(deliveries)
 		w.deliver(m.seat, out)
+		if yieldWhenCongested && i < len(items) && m.seat.peer.Congested() {
+			m.lastSent = w.now
+			return i
+		}
 	}
 	m.lastSent = w.now
+	return len(items)
+}
+
+// releasePendingPrefix releases the first n entries of m's pending list
+// (already delivered) and keeps the rest, in order.
+func (w *worker) releasePendingPrefix(m *member, n int) {
+	for _, rec := range m.pending[:n] {
+		if rec != nil {
+			w.release(rec)
+		}
+	}
+	rest := copy(m.pending, m.pending[n:])
+	clear(m.pending[rest:])
+	m.pending = m.pending[:rest]
+}
+
+// releaseBacklogPrefix releases the first n entries of m's backlog (already
+// delivered) and keeps the rest, in order, with its accounting rebuilt.
+func (w *worker) releaseBacklogPrefix(m *member, n int) {
+	for i, rec := range m.backlog[:n] {
+		if rec != nil {
+			m.backlogBytes -= len(rec.enc)
+			m.backlogLive--
+			w.release(rec)
+			m.backlog[i] = nil
+		}
+	}
+	clear(m.backlogIdx)
+	m.compactBacklog()
 }
 
 // recordsBudget is the largest total size of records that a frame of tick
@@ -218,10 +270,10 @@ func (w *worker) flushLeaver(m *member) {
 	}
 	if len(m.backlog) > 0 {
 		w.moveToBacklog(m)
-		w.writeFrames(m.room, m, m.backlog, m.room.tick+1)
+		w.writeFrames(m.room, m, m.backlog, m.room.tick+1, false)
 		w.clearBacklog(m)
 	} else if len(m.pending) > 0 {
-		w.writeFrames(m.room, m, m.pending, m.room.tick+1)
+		w.writeFrames(m.room, m, m.pending, m.room.tick+1, false)
 		w.clearPending(m)
 	}
 }

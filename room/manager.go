@@ -17,6 +17,10 @@ import (
 type Manager struct {
 	cfg     Config
 	workers []*worker
+	// pol is the reloadable part of cfg (tick rates and bounds, immediate
+	// mode, room limits, metadata size, keep-alive): Reconfigure swaps it,
+	// and every read of those fields goes through policy().
+	pol atomic.Pointer[Config]
 
 	records  recordPool
 	outbound outboundPool
@@ -57,6 +61,7 @@ func newManager(cfg Config) (*Manager, error) {
 		return nil, err
 	}
 	m := &Manager{cfg: c, done: make(chan struct{})}
+	m.pol.Store(&c)
 	m.outbound.headroom = c.Headroom
 	// Worst case frame start: tag, 5-byte length, tag, 10-byte tick.
 	m.maxRecord = c.MaxFrameBytes - 17
@@ -153,14 +158,14 @@ func (m *Manager) prepareJoin(req JoinRequest) (*joinCmd, error) {
 		return nil, fmt.Errorf("%w: room id must be 1-%d bytes of [A-Za-z0-9_.:-]", ErrInvalidArgument, maxRoomIDLen)
 	}
 	opts := j.GetOptions()
-	if rate := int64(opts.GetTickRate()); rate != 0 && (rate < int64(m.cfg.MinTickRate) || rate > int64(m.cfg.MaxTickRate)) {
-		return nil, fmt.Errorf("%w: tick rate %d outside %d..%d", ErrInvalidArgument, rate, m.cfg.MinTickRate, m.cfg.MaxTickRate)
+	if rate := int64(opts.GetTickRate()); rate != 0 && (rate < int64(m.policy().MinTickRate) || rate > int64(m.policy().MaxTickRate)) {
+		return nil, fmt.Errorf("%w: tick rate %d outside %d..%d", ErrInvalidArgument, rate, m.policy().MinTickRate, m.policy().MaxTickRate)
 	}
-	if opts.GetImmediate() && !m.cfg.AllowImmediate {
+	if opts.GetImmediate() && !m.policy().AllowImmediate {
 		return nil, fmt.Errorf("%w: immediate rooms are not allowed", ErrInvalidArgument)
 	}
-	if mp := int64(opts.GetMaxPlayers()); mp > int64(m.cfg.MaxPlayersPerRoom) {
-		return nil, fmt.Errorf("%w: max players %d above %d", ErrInvalidArgument, mp, m.cfg.MaxPlayersPerRoom)
+	if mp := int64(opts.GetMaxPlayers()); mp > int64(m.policy().MaxPlayersPerRoom) {
+		return nil, fmt.Errorf("%w: max players %d above %d", ErrInvalidArgument, mp, m.policy().MaxPlayersPerRoom)
 	}
 	if err := m.checkMetadata("player", j.GetPlayerMetadata()); err != nil {
 		return nil, err
@@ -194,8 +199,8 @@ func (m *Manager) checkMetadata(what string, md map[string]string) error {
 			return fmt.Errorf("%w: %s metadata is not valid UTF-8", ErrInvalidArgument, what)
 		}
 	}
-	if n > m.cfg.MaxMetadataBytes {
-		return fmt.Errorf("%w: %s metadata of %d bytes above %d", ErrInvalidArgument, what, n, m.cfg.MaxMetadataBytes)
+	if n > m.policy().MaxMetadataBytes {
+		return fmt.Errorf("%w: %s metadata of %d bytes above %d", ErrInvalidArgument, what, n, m.policy().MaxMetadataBytes)
 	}
 	return nil
 }

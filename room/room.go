@@ -112,11 +112,11 @@ func (w *worker) roomForJoin(j *joinCmd) (*room, error) {
 
 // createRoom creates room id with the joiner's options (already validated).
 func (w *worker) createRoom(id string, j *joinCmd) (*room, error) {
-	if n := w.m.roomCount.Add(1); n > int64(w.m.cfg.MaxRooms) {
+	if n := w.m.roomCount.Add(1); n > int64(w.m.policy().MaxRooms) {
 		w.m.roomCount.Add(-1)
-		return nil, fmt.Errorf("%w: %d rooms", ErrRoomLimit, w.m.cfg.MaxRooms)
+		return nil, fmt.Errorf("%w: %d rooms", ErrRoomLimit, w.m.policy().MaxRooms)
 	}
-	cfg := &w.m.cfg
+	cfg := w.m.policy()
 	r := &room{
 		id:         id,
 		w:          w,

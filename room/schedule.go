@@ -78,7 +78,7 @@ func (h schedule) down(i int) bool {
 
 // housekeepingPeriod is the schedule of immediate rooms, which only ever
 // tick to drain backlogs and send keep-alives.
-func (w *worker) housekeepingPeriod() time.Duration { return periodOf(w.m.cfg.DefaultTickRate) }
+func (w *worker) housekeepingPeriod() time.Duration { return periodOf(w.m.policy().DefaultTickRate) }
 
 // scheduleNew places a new room's first deadline a pseudo-random fraction
 // of its period from now, never exactly now, so rooms created together

@@ -1,0 +1,53 @@
+# tickrelay — see README.md. Everything here needs only Go (and make).
+GO        ?= go
+BUF       := $(GO) run github.com/bufbuild/buf/cmd/buf@v1.75.0
+FUZZTIME  ?= 10s
+PKGS      := ./...
+
+.PHONY: run build test vet proto proto-check fuzz bench bench-quick clean
+
+## run: start a relay on the embedded defaults (ws://0.0.0.0:7600/ws)
+run:
+	$(GO) run .
+
+## build: build the relay, client-sim and the baseline relay into bin/
+build:
+	$(GO) build -o bin/tickrelay .
+	$(GO) build -o bin/client-sim ./client-sim
+	$(GO) build -o bin/baseline ./bench/baseline
+
+## test: formatting, vet, generated-code freshness, then every test with -race
+test: vet proto-check
+	$(GO) test -race -timeout 15m $(PKGS)
+
+vet:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+## proto: lint the protocol and regenerate the committed Go code
+proto:
+	$(BUF) lint
+	$(BUF) generate
+
+## proto-check: fail when the committed generated code is stale
+proto-check:
+	@tmp=$$(mktemp -d) && trap 'rm -rf $$tmp' EXIT && \
+	  $(BUF) lint && $(BUF) generate --output $$tmp && \
+	  diff -r -x '*.proto' $$tmp/proto/tickrelay proto/tickrelay && \
+	  echo "proto: generated code is up to date"
+
+## fuzz: run every fuzz target for FUZZTIME each
+fuzz:
+	@scripts/fuzz-all.sh $(FUZZTIME)
+
+## bench: the full benchmark suite (writes bench/RESULTS.md)
+bench:
+	$(GO) run ./bench/harness -mode full
+
+## bench-quick: a short run for development (under 2 minutes)
+bench-quick:
+	$(GO) run ./bench/harness -mode quick
+
+clean:
+	rm -rf bin

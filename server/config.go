@@ -1,0 +1,217 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"syscall"
+	"time"
+
+	"github.com/tickrelay/tickrelay/room"
+)
+
+// Config configures a Server. A zero field means the default given in its
+// comment, so Config{} runs a working relay.
+type Config struct {
+	// Listen is the TCP address of the WebSocket listener. Zero means
+	// "0.0.0.0:7600". Port 0 picks a free port; Addr reports it.
+	Listen string
+	// Path is the WebSocket endpoint. Zero means "/ws".
+	Path string
+	// HealthPath answers plain GET requests with 200 for load balancers.
+	// Zero means "/healthz".
+	HealthPath string
+	// EchoPath, if set, serves a diagnostic echo endpoint with the same frame
+	// code (for conformance suites such as Autobahn|Testsuite). Off by default.
+	EchoPath string
+	// AllowedOrigins restricts browser connections to these exact Origin
+	// values. Empty allows any; requests without Origin are always allowed.
+	AllowedOrigins []string
+
+	// EventLoops is the number of gnet event loops. Zero means GOMAXPROCS.
+	EventLoops int
+	// MaxConnections caps open connections; past it a handshake is answered
+	// with HTTP 503. Zero means the process's open-file limit minus 64.
+	MaxConnections int
+	// MaxMessageBytes caps one (reassembled) client message; a larger one
+	// closes the connection with 1009. Zero means 64 KiB.
+	MaxMessageBytes int
+	// MaxHeaderBytes caps the HTTP upgrade request. Zero means 8 KiB.
+	MaxHeaderBytes int
+	// HandshakeTimeout closes connections that have not completed the
+	// WebSocket handshake in time. Zero means 5s.
+	HandshakeTimeout time.Duration
+	// PingInterval: a connection silent for this long is sent a ping. Zero
+	// means 15s.
+	PingInterval time.Duration
+	// IdleTimeout: a connection silent for this long (no frame, no pong) is
+	// closed with 4001. Zero means 45s. Must exceed PingInterval.
+	IdleTimeout time.Duration
+	// CloseTimeout: after the server sends a Close frame it waits this long
+	// for the client's Close before dropping the TCP connection. Zero means 3s.
+	CloseTimeout time.Duration
+	// OutboundSoftBytes: above this many unwritten bytes a connection counts
+	// as congested and its room holds messages back (superseding latest-only
+	// updates). Zero means 256 KiB.
+	OutboundSoftBytes int
+	// OutboundHardBytes: above this many unwritten bytes the connection is
+	// closed as a slow consumer (4000). Zero means 4 MiB.
+	OutboundHardBytes int
+	// SocketSendBuffer and SocketRecvBuffer set SO_SNDBUF and SO_RCVBUF of
+	// each connection. Smaller kernel buffers cost less memory per
+	// connection and make slow clients visible to the relay's own
+	// back-pressure sooner. Zero means the kernel's default (autotuned).
+	SocketSendBuffer int
+	SocketRecvBuffer int
+	// MaxBadMessages: this many undecodable envelopes on one connection
+	// close it with 1008. Zero means 3.
+	MaxBadMessages int
+
+	// AdminListen is the address of the admin HTTP API (rooms, drain,
+	// metrics, pprof). Zero means "127.0.0.1:7601"; AdminOff disables it.
+	AdminListen string
+	// AdminToken, if set, is required as "Authorization: Bearer TOKEN" on
+	// every admin endpoint but /healthz and /readyz.
+	AdminToken string
+	// DrainTimeout is how long a drain lets rooms run on before closing
+	// their players. Zero means 30s.
+	DrainTimeout time.Duration
+
+	// ReloadExistingRooms makes Reload move existing rooms to the new
+	// default tick rate (clamped to the new bounds); otherwise reloaded tick
+	// settings apply to new rooms only.
+	ReloadExistingRooms bool
+
+	// Room configures rooms, ticks and routing; see room.Config.
+	Room room.Config
+
+	// Logger receives the server's logs. Nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// AdminOff as Config.AdminListen disables the admin API.
+const AdminOff = "off"
+
+// roomFrameOverhead is what a Frame adds around the largest message it may
+// carry (envelope, tick and delivery headers), with margin.
+const roomFrameOverhead = 64
+
+func (c Config) withDefaults() Config {
+	if c.Listen == "" {
+		c.Listen = "0.0.0.0:7600"
+	}
+	if c.Path == "" {
+		c.Path = "/ws"
+	}
+	if c.HealthPath == "" {
+		c.HealthPath = "/healthz"
+	}
+	if c.EventLoops == 0 {
+		c.EventLoops = runtime.GOMAXPROCS(0)
+	}
+	if c.MaxConnections == 0 {
+		c.MaxConnections = openFileLimit() - 64
+	}
+	if c.MaxMessageBytes == 0 {
+		c.MaxMessageBytes = 64 << 10
+	}
+	if c.MaxHeaderBytes == 0 {
+		c.MaxHeaderBytes = 8 << 10
+	}
+	if c.HandshakeTimeout == 0 {
+		c.HandshakeTimeout = 5 * time.Second
+	}
+	if c.PingInterval == 0 {
+		c.PingInterval = 15 * time.Second
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = 45 * time.Second
+	}
+	if c.CloseTimeout == 0 {
+		c.CloseTimeout = 3 * time.Second
+	}
+	if c.OutboundSoftBytes == 0 {
+		c.OutboundSoftBytes = 256 << 10
+	}
+	if c.OutboundHardBytes == 0 {
+		c.OutboundHardBytes = 4 << 20
+	}
+	if c.MaxBadMessages == 0 {
+		c.MaxBadMessages = 3
+	}
+	if c.Room.MaxFrameBytes == 0 && c.MaxMessageBytes+roomFrameOverhead > 256<<10 {
+		c.Room.MaxFrameBytes = c.MaxMessageBytes + roomFrameOverhead
+	}
+	if c.AdminListen == "" {
+		c.AdminListen = "127.0.0.1:7601"
+	}
+	if c.DrainTimeout == 0 {
+		c.DrainTimeout = 30 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+func (c Config) validate() error {
+	var errs []error
+	positive := func(name string, v int) {
+		if v < 0 {
+			errs = append(errs, fmt.Errorf("%s must not be negative (got %d)", name, v))
+		}
+	}
+	positive("EventLoops", c.EventLoops)
+	positive("MaxConnections", c.MaxConnections)
+	positive("MaxMessageBytes", c.MaxMessageBytes)
+	positive("MaxHeaderBytes", c.MaxHeaderBytes)
+	positive("OutboundSoftBytes", c.OutboundSoftBytes)
+	positive("OutboundHardBytes", c.OutboundHardBytes)
+	positive("MaxBadMessages", c.MaxBadMessages)
+	for name, d := range map[string]time.Duration{
+		"HandshakeTimeout": c.HandshakeTimeout, "PingInterval": c.PingInterval,
+		"IdleTimeout": c.IdleTimeout, "CloseTimeout": c.CloseTimeout,
+	} {
+		if d < 0 {
+			errs = append(errs, fmt.Errorf("%s must not be negative (got %s)", name, d))
+		}
+	}
+	if c.IdleTimeout > 0 && c.PingInterval > 0 && c.IdleTimeout <= c.PingInterval {
+		errs = append(errs, fmt.Errorf("IdleTimeout (%s) must exceed PingInterval (%s)", c.IdleTimeout, c.PingInterval))
+	}
+	if c.OutboundHardBytes > 0 && c.OutboundSoftBytes >= c.OutboundHardBytes {
+		errs = append(errs, fmt.Errorf("OutboundSoftBytes (%d) must be below OutboundHardBytes (%d)", c.OutboundSoftBytes, c.OutboundHardBytes))
+	}
+	if c.Room.MaxFrameBytes != 0 && c.Room.MaxFrameBytes < c.MaxMessageBytes+roomFrameOverhead {
+		errs = append(errs, fmt.Errorf("Room.MaxFrameBytes (%d) must be at least MaxMessageBytes+%d (%d)",
+			c.Room.MaxFrameBytes, roomFrameOverhead, c.MaxMessageBytes+roomFrameOverhead))
+	}
+	if len(c.Path) == 0 || c.Path[0] != '/' {
+		errs = append(errs, fmt.Errorf("Path must start with / (got %q)", c.Path))
+	}
+	if c.EchoPath != "" && (c.EchoPath[0] != '/' || c.EchoPath == c.Path) {
+		errs = append(errs, fmt.Errorf("EchoPath must start with / and differ from Path (got %q)", c.EchoPath))
+	}
+	return errors.Join(errs...)
+}
+
+// openFileLimit is the soft RLIMIT_NOFILE after trying to raise it to the
+// hard limit: a relay should use every descriptor the operator granted.
+func openFileLimit() int {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return 1024
+	}
+	if lim.Cur < lim.Max {
+		raised := lim
+		raised.Cur = lim.Max
+		if syscall.Setrlimit(syscall.RLIMIT_NOFILE, &raised) == nil {
+			lim = raised
+		}
+	}
+	if lim.Cur > 1<<20 {
+		return 1 << 20
+	}
+	return int(lim.Cur)
+}

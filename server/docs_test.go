@@ -1,0 +1,33 @@
+package server
+
+import (
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/require"
+)
+
+// TestOperationsDocCoversEverySettingAndMetric keeps docs/OPERATIONS.md true:
+// a setting or metric added without documentation fails here.
+func TestOperationsDocCoversEverySettingAndMetric(t *testing.T) {
+	t.Parallel()
+	doc, err := os.ReadFile("../docs/OPERATIONS.md")
+	require.NoError(t, err)
+	text := string(doc)
+	for _, s := range settings {
+		require.Contains(t, text, "`"+s.Name+"`", "setting %s is not documented", s.Name)
+	}
+	srv, err := New(Config{Logger: quietLogger()})
+	require.NoError(t, err)
+	descs := make(chan *prometheus.Desc, 100)
+	srv.metrics.Describe(descs)
+	close(descs)
+	for d := range descs {
+		name := d.String()
+		name = name[strings.Index(name, `fqName: "`)+len(`fqName: "`):]
+		name = name[:strings.Index(name, `"`)]
+		require.Contains(t, text, "`"+name, "metric %s is not documented", name)
+	}
+}

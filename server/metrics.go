@@ -1,0 +1,143 @@
+package server
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics exposes the server's and the rooms' counters to Prometheus. The
+// hot path never touches Prometheus: counters live where they are cheapest
+// (per room worker, or on rare server events) and are read at scrape time by
+// Collect. Only the tick histograms are observed directly, once per room
+// tick, which is per tick rather than per message.
+type metrics struct {
+	srv          *Server
+	tickDuration prometheus.Histogram
+	tickLateness prometheus.Histogram
+}
+
+func newMetrics(s *Server) *metrics {
+	return &metrics{
+		srv: s,
+		tickDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "tickrelay_tick_duration_seconds",
+			Help:    "Time to build and hand over one room tick's frames.",
+			Buckets: []float64{5e-6, 10e-6, 25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3},
+		}),
+		tickLateness: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "tickrelay_tick_lateness_seconds",
+			Help:    "How long after its deadline a room tick ran.",
+			Buckets: []float64{50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3},
+		}),
+	}
+}
+
+// ObserveTick implements room.Observer.
+func (m *metrics) ObserveTick(lateness, duration time.Duration) {
+	m.tickLateness.Observe(lateness.Seconds())
+	m.tickDuration.Observe(duration.Seconds())
+}
+
+func desc(name, help string, labels ...string) *prometheus.Desc {
+	return prometheus.NewDesc(name, help, labels, nil)
+}
+
+var (
+	descConnsOpen      = desc("tickrelay_connections_open", "Open TCP connections (upgraded or not).")
+	descConnsOpened    = desc("tickrelay_connections_opened_total", "TCP connections accepted.")
+	descConnsClosed    = desc("tickrelay_connections_closed_total", "TCP connections closed.")
+	descUpgrades       = desc("tickrelay_handshakes_total", "Successful WebSocket upgrades.")
+	descHandshakeFails = desc("tickrelay_handshake_failures_total", "Connections closed before or at the upgrade, by reason.", "reason")
+	descPlainHTTP      = desc("tickrelay_http_requests_total", "Plain HTTP requests answered (health checks, 426, 404, 403...).")
+	descCloses         = desc("tickrelay_closes_total", "WebSocket closes by status code and by who started them.", "code", "initiator")
+	descSlowConsumers  = desc("tickrelay_slow_consumer_disconnects_total", "Connections closed because they could not keep up.")
+	descIdleTimeouts   = desc("tickrelay_idle_timeouts_total", "Connections closed for silence past the idle timeout.")
+	descBadMessages    = desc("tickrelay_bad_messages_total", "Undecodable client envelopes.")
+	descProtocolErrors = desc("tickrelay_protocol_errors_total", "Connections failed for RFC 6455 violations or size limits.")
+	descOutbound       = desc("tickrelay_outbound_bytes_waiting", "Bytes queued for connections and not yet written, summed.")
+	descDraining       = desc("tickrelay_draining", "1 while the relay drains (no new joins).")
+
+	descRooms        = desc("tickrelay_rooms", "Open rooms.")
+	descPlayers      = desc("tickrelay_players", "Players in rooms.")
+	descMessagesIn   = desc("tickrelay_messages_in_total", "Relayed messages accepted from clients.")
+	descDropped      = desc("tickrelay_messages_dropped_total", "Messages dropped: worker inbox full, or latest-only updates superseded.")
+	descDeliveries   = desc("tickrelay_deliveries_total", "Message copies put into frames (one per recipient).")
+	descFrames       = desc("tickrelay_frames_total", "Frames (and answers) handed to connections.")
+	descFrameBytes   = desc("tickrelay_frame_bytes_total", "Bytes of those frames, without WebSocket headers.")
+	descTicks        = desc("tickrelay_ticks_total", "Room ticks run.")
+	descTickOverruns = desc("tickrelay_tick_overruns_total", "Room ticks that ran more than one period late (tick numbers skipped).")
+)
+
+// Describe implements prometheus.Collector.
+func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{
+		descConnsOpen, descConnsOpened, descConnsClosed, descUpgrades, descHandshakeFails, descPlainHTTP,
+		descCloses, descSlowConsumers, descIdleTimeouts, descBadMessages, descProtocolErrors, descOutbound,
+		descDraining, descRooms, descPlayers, descMessagesIn, descDropped, descDeliveries, descFrames,
+		descFrameBytes, descTicks, descTickOverruns,
+	} {
+		ch <- d
+	}
+	m.tickDuration.Describe(ch)
+	m.tickLateness.Describe(ch)
+}
+
+// Collect implements prometheus.Collector: it reads every counter now.
+func (m *metrics) Collect(ch chan<- prometheus.Metric) {
+	s := m.srv
+	st := s.stats
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	gauge(descConnsOpen, float64(s.openConns.Load()))
+	counter(descConnsOpened, st.connsOpened.Load())
+	counter(descConnsClosed, st.connsClosed.Load())
+	counter(descUpgrades, st.upgrades.Load())
+	counter(descPlainHTTP, st.plainHTTP.Load())
+	counter(descSlowConsumers, st.slowConsumers.Load())
+	counter(descIdleTimeouts, st.idleTimeouts.Load())
+	counter(descBadMessages, st.badMessages.Load())
+	counter(descProtocolErrors, st.protocolErrors.Load())
+
+	st.mu.Lock()
+	for reason, n := range st.handshakeFails {
+		counter(descHandshakeFails, n, reason)
+	}
+	for k, n := range st.closesByCode {
+		initiator := "server"
+		if k.ByClient {
+			initiator = "client"
+		}
+		counter(descCloses, n, strconv.Itoa(int(k.Code)), initiator)
+	}
+	st.mu.Unlock()
+
+	var waiting int64
+	s.conns.each(func(c *conn) { waiting += c.pending.Load() + c.outbound.Load() })
+	gauge(descOutbound, float64(waiting))
+	draining := 0.0
+	if s.Draining() {
+		draining = 1
+	}
+	gauge(descDraining, draining)
+
+	if s.rooms != nil {
+		rs := s.rooms.Stats()
+		gauge(descRooms, float64(rs.Rooms))
+		gauge(descPlayers, float64(rs.Players))
+		counter(descMessagesIn, rs.MessagesIn)
+		counter(descDropped, rs.MessagesDropped)
+		counter(descDeliveries, rs.Deliveries)
+		counter(descFrames, rs.Frames)
+		counter(descFrameBytes, rs.FrameBytes)
+		counter(descTicks, rs.Ticks)
+		counter(descTickOverruns, rs.TickOverruns)
+	}
+	m.tickDuration.Collect(ch)
+	m.tickLateness.Collect(ch)
+}

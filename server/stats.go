@@ -1,0 +1,54 @@
+package server
+
+import (
+	"sync"
+	"sync/atomic"
+
+	"github.com/gobwas/ws"
+)
+
+// counters are the server's event counts. Every one of them moves on a rare
+// event (a connection opening or closing, a handshake, an error), never per
+// relayed message; per-message counts live in the rooms' per-worker stats.
+type counters struct {
+	connsOpened    atomic.Uint64
+	connsClosed    atomic.Uint64
+	upgrades       atomic.Uint64
+	plainHTTP      atomic.Uint64
+	slowConsumers  atomic.Uint64
+	idleTimeouts   atomic.Uint64
+	badMessages    atomic.Uint64
+	protocolErrors atomic.Uint64
+
+	mu             sync.Mutex
+	handshakeFails map[string]uint64
+	closesByCode   map[closeKey]uint64
+}
+
+type closeKey struct {
+	Code     ws.StatusCode
+	ByClient bool
+}
+
+// Handshake failure reasons, as reported in metrics.
+const (
+	failServerFull = "server_full"
+	failBadRequest = "bad_request"
+	failTimeout    = "timeout"
+)
+
+func newCounters() *counters {
+	return &counters{handshakeFails: map[string]uint64{}, closesByCode: map[closeKey]uint64{}}
+}
+
+func (c *counters) handshakeFailed(reason string) {
+	c.mu.Lock()
+	c.handshakeFails[reason]++
+	c.mu.Unlock()
+}
+
+func (c *counters) closedBy(code ws.StatusCode, byClient bool) {
+	c.mu.Lock()
+	c.closesByCode[closeKey{code, byClient}]++
+	c.mu.Unlock()
+}

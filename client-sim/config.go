@@ -1,0 +1,202 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is one simulation. Flags and scenario files set the same fields
+// under the same names (the yaml tags are the flag names).
+type Config struct {
+	URL        string        `yaml:"url"`
+	Clients    int           `yaml:"clients"`
+	RoomSize   int           `yaml:"room-size"`
+	Rate       float64       `yaml:"rate"`    // messages per second per client; 0: idle
+	Payload    int           `yaml:"payload"` // bytes, at least 16
+	Duration   time.Duration `yaml:"duration"`
+	Warmup     time.Duration `yaml:"warmup"`
+	Ramp       float64       `yaml:"ramp"`        // connections per second; 0: as fast as possible
+	LocalAddrs string        `yaml:"local-addrs"` // comma-separated source IPs, used round-robin
+	TickRate   int           `yaml:"tick-rate"`   // room option; 0: server default
+	Immediate  bool          `yaml:"immediate"`   // room option
+	JSON       string        `yaml:"json"`        // report file; "-" for stdout
+	Plot       string        `yaml:"plot"`        // latency plot file (.svg, .png, .pdf)
+	MaxLoss    float64       `yaml:"max-loss"`    // fail when loss_ratio exceeds it; negative: never
+	Drain      time.Duration `yaml:"drain"`       // longest wait for late deliveries after the window
+	RunID      string        `yaml:"run-id"`      // room ids are sim-<run-id>-<n>; empty: random
+	KeepAlive  time.Duration `yaml:"keepalive"`   // client WebSocket ping interval; 0: off
+	ServerPID  int           `yaml:"server-pid"`  // sample this process's CPU and memory; 0: off
+	Shards     int           `yaml:"shards"`      // send scheduler goroutines; 0: 2 x GOMAXPROCS
+	CPUProfile string        `yaml:"cpuprofile"`  // write a CPU profile of the whole run here
+
+	// Progress receives the per-second progress line and the connect log.
+	// Nil means none.
+	Progress io.Writer `yaml:"-"`
+
+	// hooks let tests act on a running simulation.
+	hooks hooks
+}
+
+type hooks struct {
+	// midWindow runs once in the middle of the measured window.
+	midWindow func(s *sim)
+}
+
+func defaultConfig() Config {
+	return Config{
+		URL:      "ws://127.0.0.1:7600/ws",
+		Clients:  100,
+		RoomSize: 8,
+		Rate:     20,
+		Payload:  64,
+		Duration: 30 * time.Second,
+		Warmup:   5 * time.Second,
+		Ramp:     1000,
+		MaxLoss:  -1,
+		Drain:    5 * time.Second,
+	}
+}
+
+// bindFlags declares every flag of Config on fs, with cfg's values as
+// defaults.
+func bindFlags(fs *flag.FlagSet, cfg *Config) {
+	fs.StringVar(&cfg.URL, "url", cfg.URL, "relay WebSocket URL")
+	fs.IntVar(&cfg.Clients, "clients", cfg.Clients, "number of clients")
+	fs.IntVar(&cfg.RoomSize, "room-size", cfg.RoomSize, "clients per room")
+	fs.Float64Var(&cfg.Rate, "rate", cfg.Rate, "messages per second per client (0: idle)")
+	fs.IntVar(&cfg.Payload, "payload", cfg.Payload, "payload bytes (>= 16: send time and sequence number)")
+	fs.DurationVar(&cfg.Duration, "duration", cfg.Duration, "measured window")
+	fs.DurationVar(&cfg.Warmup, "warmup", cfg.Warmup, "sending before the measured window")
+	fs.Float64Var(&cfg.Ramp, "ramp", cfg.Ramp, "connections per second (0: as fast as possible)")
+	fs.StringVar(&cfg.LocalAddrs, "local-addrs", cfg.LocalAddrs, "comma-separated loopback source IPs, used round-robin (e.g. 127.0.0.1,127.0.0.2)")
+	fs.IntVar(&cfg.TickRate, "tick-rate", cfg.TickRate, "room tick rate asked for on create (0: server default)")
+	fs.BoolVar(&cfg.Immediate, "immediate", cfg.Immediate, "ask for immediate rooms (no tick batching)")
+	fs.StringVar(&cfg.JSON, "json", cfg.JSON, "write the JSON report to this file (- for stdout)")
+	fs.StringVar(&cfg.Plot, "plot", cfg.Plot, "write the latency distribution plot to this file (.svg, .png or .pdf)")
+	fs.Float64Var(&cfg.MaxLoss, "max-loss", cfg.MaxLoss, "exit with status 3 when the loss ratio exceeds this (negative: never)")
+	fs.DurationVar(&cfg.Drain, "drain", cfg.Drain, "longest wait for in-flight deliveries after the window")
+	fs.StringVar(&cfg.RunID, "run-id", cfg.RunID, "run id in room names sim-<run-id>-<n> (default random)")
+	fs.DurationVar(&cfg.KeepAlive, "keepalive", cfg.KeepAlive, "client keep-alive ping interval (0: off; the relay pings idle clients)")
+	fs.IntVar(&cfg.ServerPID, "server-pid", cfg.ServerPID, "also report CPU and memory of this server process (Linux /proc)")
+	fs.IntVar(&cfg.Shards, "shards", cfg.Shards, "send scheduler goroutines (0: 2 x GOMAXPROCS)")
+	fs.StringVar(&cfg.CPUProfile, "cpuprofile", cfg.CPUProfile, "write a CPU profile of client-sim to this file")
+}
+
+// parseArgs builds the Config of a command line: defaults, then the
+// -scenario file, then the flags given explicitly (which win over the file).
+func parseArgs(args []string, stderr io.Writer) (Config, error) {
+	cfg := defaultConfig()
+	fs := flag.NewFlagSet("client-sim", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	scenario := fs.String("scenario", "", "YAML file with the same keys as the flags (flags given explicitly win)")
+	bindFlags(fs, &cfg)
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	if fs.NArg() > 0 {
+		return cfg, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	if *scenario != "" {
+		set := map[string]string{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = f.Value.String() })
+		if err := loadScenario(*scenario, &cfg); err != nil {
+			return cfg, err
+		}
+		for name, v := range set {
+			if err := fs.Set(name, v); err != nil {
+				return cfg, fmt.Errorf("flag -%s: %w", name, err)
+			}
+		}
+	}
+	return cfg, cfg.validate()
+}
+
+func loadScenario(path string, cfg *Config) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("scenario: %w", err)
+	}
+	defer f.Close()
+	dec := yaml.NewDecoder(f)
+	dec.KnownFields(true) // a misspelt key is an error, not a silent default
+	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("scenario %s: %w", path, err)
+	}
+	return nil
+}
+
+func (c *Config) validate() error {
+	var errs []error
+	if c.Clients < 1 {
+		errs = append(errs, fmt.Errorf("clients must be at least 1 (got %d)", c.Clients))
+	}
+	if c.RoomSize < 1 {
+		errs = append(errs, fmt.Errorf("room-size must be at least 1 (got %d)", c.RoomSize))
+	}
+	if c.Rate < 0 {
+		errs = append(errs, fmt.Errorf("rate must not be negative (got %g)", c.Rate))
+	}
+	if c.Payload < payloadHeader {
+		errs = append(errs, fmt.Errorf("payload must be at least %d bytes (got %d)", payloadHeader, c.Payload))
+	}
+	if c.Duration <= 0 {
+		errs = append(errs, fmt.Errorf("duration must be positive (got %s)", c.Duration))
+	}
+	if c.Warmup < 0 || c.Drain < 0 || c.KeepAlive < 0 {
+		errs = append(errs, errors.New("warmup, drain and keepalive must not be negative"))
+	}
+	if c.Ramp < 0 {
+		errs = append(errs, fmt.Errorf("ramp must not be negative (got %g)", c.Ramp))
+	}
+	if c.TickRate < 0 {
+		errs = append(errs, fmt.Errorf("tick-rate must not be negative (got %d)", c.TickRate))
+	}
+	if _, err := c.localAddrs(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.RunID != "" && !validRunID(c.RunID) {
+		errs = append(errs, fmt.Errorf("run-id must be 1-40 bytes of [A-Za-z0-9_.:-] (got %q)", c.RunID))
+	}
+	return errors.Join(errs...)
+}
+
+// localAddrs parses LocalAddrs; nil means "let the kernel choose".
+func (c *Config) localAddrs() ([]*net.TCPAddr, error) {
+	if strings.TrimSpace(c.LocalAddrs) == "" {
+		return nil, nil
+	}
+	var out []*net.TCPAddr
+	for _, s := range strings.Split(c.LocalAddrs, ",") {
+		ip := net.ParseIP(strings.TrimSpace(s))
+		if ip == nil {
+			return nil, fmt.Errorf("local-addrs: %q is not an IP address", s)
+		}
+		out = append(out, &net.TCPAddr{IP: ip})
+	}
+	return out, nil
+}
+
+// validRunID keeps room ids sim-<run-id>-<n> within the protocol's 64 bytes
+// of [A-Za-z0-9_.:-].
+func validRunID(s string) bool {
+	if len(s) == 0 || len(s) > 40 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		ch := s[i]
+		ok := ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch >= '0' && ch <= '9' ||
+			ch == '_' || ch == '.' || ch == ':' || ch == '-'
+		if !ok {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,263 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tickrelay/tickrelay/bench/baseline/relay"
+)
+
+// testServer is one relay the simulator is tested against; start returns
+// its WebSocket URL.
+type testServer struct {
+	name  string
+	start func(t *testing.T) string
+}
+
+// testServers: the baseline in both modes, and the real relay (added by
+// servers_relay_test.go).
+var testServers = []testServer{
+	{name: "baseline-immediate", start: startBaseline(0)},
+	{name: "baseline-tick30", start: startBaseline(30)},
+}
+
+func startBaseline(tickRate int) func(t *testing.T) string {
+	return func(t *testing.T) string {
+		t.Helper()
+		srv, err := relay.New(relay.Config{TickRate: tickRate})
+		require.NoError(t, err)
+		mux := http.NewServeMux()
+		mux.Handle("/ws", srv)
+		hs := httptest.NewServer(mux)
+		t.Cleanup(func() {
+			hs.Close()
+			_ = srv.Close()
+		})
+		return "ws" + strings.TrimPrefix(hs.URL, "http") + "/ws"
+	}
+}
+
+// testConfig is a short run: 16 clients in rooms of 4 at 20 msg/s, 0.5 s of
+// warm-up and 2 s measured.
+func testConfig(t *testing.T, url string) Config {
+	cfg := defaultConfig()
+	cfg.URL = url
+	cfg.Clients = 16
+	cfg.RoomSize = 4
+	cfg.Rate = 20
+	cfg.Warmup = 500 * time.Millisecond
+	cfg.Duration = 2 * time.Second
+	cfg.Ramp = 0
+	cfg.Drain = 3 * time.Second
+	cfg.Progress = testWriter{t}
+	return cfg
+}
+
+// testWriter sends progress lines to the test log.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+func runWithTimeout(t *testing.T, cfg Config) Report {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rep, err := run(ctx, cfg)
+	require.NoError(t, err)
+	return rep
+}
+
+func TestShortRunHasNoLoss(t *testing.T) {
+	t.Parallel()
+	for _, s := range testServers {
+		t.Run(s.name, func(t *testing.T) {
+			t.Parallel()
+			cfg := testConfig(t, s.start(t))
+			rep := runWithTimeout(t, cfg)
+
+			require.Equal(t, 16, rep.Connected)
+			require.Equal(t, 4, rep.Rooms)
+			require.Empty(t, rep.Errors)
+			// 16 clients x 20 msg/s x 2 s, give or take a message each at
+			// the window's edges. Fewer when the machine is so loaded that
+			// the scheduler lags and late sends slip past the window's end
+			// (still counted consistently at both ends: the check that
+			// matters is delivered == expected).
+			// Both ways: a scheduler that lagged in the warm-up catches up
+			// inside the window.
+			require.InDelta(t, 640, float64(rep.Sent), 320)
+			require.Greater(t, rep.SentTotal, rep.Sent, "warm-up sends are not measured")
+			require.Equal(t, rep.Sent*3, rep.Expected, "each send reaches the 3 other members")
+			require.Equal(t, rep.Expected, rep.Delivered)
+			require.Zero(t, rep.LossRatio)
+			require.Zero(t, rep.Duplicates)
+			require.Zero(t, rep.OutOfOrder)
+			require.Zero(t, rep.BadPayloads)
+			require.Zero(t, rep.ReceiversWithLoss)
+
+			l := rep.LatencyMs
+			require.Positive(t, l.P50)
+			require.LessOrEqual(t, l.P50, l.P90)
+			require.LessOrEqual(t, l.P90, l.P99)
+			require.LessOrEqual(t, l.P99, l.P999)
+			require.LessOrEqual(t, l.P999, l.Max)
+			// Milliseconds on loopback, but a 2-core box shared with other
+			// test binaries can stall a process for seconds; what must hold
+			// is that no latency exceeds the run itself (a misread
+			// timestamp would give years).
+			require.Less(t, l.Max, float64((cfg.Warmup + cfg.Duration + cfg.Drain).Milliseconds()))
+			require.Positive(t, rep.ClientCPUS)
+		})
+	}
+}
+
+func TestMaxLossFailsWhenAReceiverDisconnects(t *testing.T) {
+	t.Parallel()
+	for _, s := range testServers {
+		t.Run(s.name, func(t *testing.T) {
+			t.Parallel()
+			cfg := testConfig(t, s.start(t))
+			cfg.MaxLoss = 0.001
+			var once sync.Once
+			cfg.hooks.midWindow = func(s *sim) {
+				// Halfway through the window one receiver goes away: the
+				// 3 others in its room keep sending to it.
+				once.Do(func() { _ = s.clients[1].c.Close() })
+			}
+			rep := runWithTimeout(t, cfg)
+
+			require.Equal(t, rep.Sent*3, rep.Expected, "expected counts full rooms: the gone receiver's share is loss")
+			require.Less(t, rep.Delivered, rep.Expected)
+			// Client 1 misses about half the window of 3 senders: 3 x 20 msg
+			// of 1,920 deliveries, about 3%.
+			require.Greater(t, rep.LossRatio, 0.01)
+			require.Less(t, rep.LossRatio, 0.1)
+			require.Equal(t, 1, rep.ReceiversWithLoss)
+			// One disconnect: 1000 when the server answers the Close in
+			// time, 1006 otherwise.
+			require.Equal(t, int64(1), rep.Errors["disconnect:1000"]+rep.Errors["disconnect:1006"], "errors: %v", rep.Errors)
+			require.Zero(t, rep.Duplicates)
+
+			var stderr bytes.Buffer
+			require.Equal(t, 3, finish(cfg, rep, &bytes.Buffer{}, &stderr), "exit status for too much loss")
+			require.Contains(t, stderr.String(), "exceeds -max-loss")
+
+			cfg.MaxLoss = -1
+			require.Equal(t, 0, finish(cfg, rep, &bytes.Buffer{}, &bytes.Buffer{}), "no limit")
+		})
+	}
+}
+
+func TestIdleRun(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(t, testServers[0].start(t))
+	cfg.Rate = 0
+	cfg.Clients = 50
+	cfg.RoomSize = 8
+	cfg.Warmup = 0
+	cfg.Duration = 300 * time.Millisecond
+	rep := runWithTimeout(t, cfg)
+	require.Equal(t, 50, rep.Connected)
+	require.Equal(t, 7, rep.Rooms, "the last room holds the remaining 2")
+	require.Zero(t, rep.Sent)
+	require.Zero(t, rep.Expected)
+	require.Zero(t, rep.LossRatio)
+	require.Empty(t, rep.Errors)
+}
+
+func TestConnectFailuresAreCounted(t *testing.T) {
+	t.Parallel()
+	// Rooms of 4 on a server whose rooms hold 2: half the joins fail.
+	srv, err := relay.New(relay.Config{MaxPlayersPerRoom: 2})
+	require.NoError(t, err)
+	hs := httptest.NewServer(srv)
+	t.Cleanup(func() {
+		hs.Close()
+		_ = srv.Close()
+	})
+	cfg := testConfig(t, "ws"+strings.TrimPrefix(hs.URL, "http"))
+	cfg.Duration = 200 * time.Millisecond
+	cfg.Warmup = 0
+	rep := runWithTimeout(t, cfg)
+	require.Zero(t, rep.Connected)
+	require.Equal(t, int64(16), rep.Errors["join:invalid_argument"], "errors: %v", rep.Errors)
+
+	cfg.URL = "ws://" + closedAddr(t) + "/ws"
+	rep = runWithTimeout(t, cfg)
+	require.Equal(t, int64(16), rep.Errors["dial:refused"], "errors: %v", rep.Errors)
+}
+
+func closedAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	require.NoError(t, ln.Close())
+	return addr
+}
+
+// The command as a whole: flags in, summary, JSON and plot out.
+func TestMainWritesReportAndPlot(t *testing.T) {
+	t.Parallel()
+	url := testServers[1].start(t)
+	dir := t.TempDir()
+	jsonPath := filepath.Join(dir, "report.json")
+	plotPath := filepath.Join(dir, "latency.svg")
+	var stdout, stderr bytes.Buffer
+	code := mainWithArgs([]string{
+		"-url", url, "-clients", "8", "-room-size", "4", "-rate", "50",
+		"-duration", "1s", "-warmup", "200ms", "-ramp", "0",
+		"-json", jsonPath, "-plot", plotPath, "-max-loss", "0",
+		"-local-addrs", "127.0.0.1,127.0.0.2",
+	}, &stdout, &stderr)
+	require.Equal(t, 0, code, "stderr: %s", stderr.String())
+	require.Contains(t, stderr.String(), "latency   p50")
+
+	b, err := os.ReadFile(jsonPath)
+	require.NoError(t, err)
+	var m map[string]any
+	require.NoError(t, json.Unmarshal(b, &m))
+	for _, k := range []string{"clients", "connected", "room_size", "rate", "payload", "duration_s", "sent",
+		"expected", "delivered", "loss_ratio", "duplicates", "out_of_order", "delivered_per_sec", "latency_ms",
+		"errors", "client_cpu_s"} {
+		require.Contains(t, m, k)
+	}
+	for _, k := range []string{"p50", "p90", "p99", "p999", "max"} {
+		require.Contains(t, m["latency_ms"], k)
+	}
+	require.Equal(t, float64(8), m["connected"])
+
+	svg, err := os.ReadFile(plotPath)
+	require.NoError(t, err)
+	require.Contains(t, string(svg), "<svg")
+}
+
+func TestMainRejectsBadFlags(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{
+		{"-payload", "8"},
+		{"-clients", "0"},
+		{"-local-addrs", "not-an-ip"},
+		{"-run-id", "has space"},
+		{"-no-such-flag"},
+		{"extra-arg"},
+	} {
+		var stderr bytes.Buffer
+		require.Equal(t, 2, mainWithArgs(args, &bytes.Buffer{}, &stderr), "args %q", args)
+	}
+}

@@ -1,0 +1,313 @@
+// Package client is the Go SDK of tickrelay: it connects to a relay over
+// WebSocket, joins a room, sends messages to the other members and receives
+// the room's frames.
+//
+// # Receiving
+//
+// Frames are delivered to one callback, Options.OnFrame, called on the
+// connection's reader goroutine with a *FrameView whose deliveries borrow
+// from the read buffer: valid only until OnFrame returns (as bufio's
+// "valid until the next read"). This is the allocation-light choice: a
+// channel of frames would need each frame copied out of the read buffer (an
+// allocation per frame, or a pool whose ownership every caller must get
+// right) plus a channel hand-off and a goroutine switch per frame, which is
+// what a load generator with 140,000 deliveries per second cannot afford.
+// The callback costs nothing beyond decoding; a caller that wants a channel
+// copies what it needs in OnFrame and sends it on. Room events (joins,
+// leaves, host changes) are rare and decoded into freshly allocated
+// *pb.RoomEvent values that the callback may keep.
+//
+// Callbacks must not block: while one runs, the connection reads nothing.
+// They may call Send and Close, but not Join, Leave or Ping, which wait for
+// the reader goroutine and would deadlock.
+//
+// # Concurrency
+//
+// A Client is safe for concurrent use. Requests (Join, Leave, Ping) are
+// matched with their answers by request_id, so several may be in flight.
+//
+// # Lifetime
+//
+// The context given to Dial bounds the connect and the handshake only (as
+// with net.Dialer.DialContext); contexts given to requests bound the wait
+// for their answer. Close ends the connection and returns once the reader
+// goroutine is gone: a closed Client leaves no goroutine behind.
+package client
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gobwas/ws"
+
+	pb "github.com/tickrelay/tickrelay/proto/tickrelay/v1"
+	"github.com/tickrelay/tickrelay/proto/wire"
+)
+
+// Subprotocol is the WebSocket subprotocol the client offers.
+const Subprotocol = "tickrelay.v1"
+
+// Options configures a connection. A zero field means the default given in
+// its comment.
+type Options struct {
+	// OnFrame receives every Frame of the room, on the reader goroutine. f
+	// and the slices it holds are valid only during the call (f.Events
+	// excepted). Nil means frames are dropped.
+	OnFrame func(f *FrameView)
+	// OnLeft is called when the server removes this player from its room
+	// without being asked (kicked, room closed, slow consumer). Nil means
+	// ignore.
+	OnLeft func(l Left)
+	// OnError receives Error messages that answer no pending request, such
+	// as the refusal of a Send (which has no answer when it succeeds). Nil
+	// means ignore.
+	OnError func(err *ServerError)
+	// OnClose is called once when the connection has ended, after every
+	// pending request has failed, with the code and reason of the server's
+	// Close frame, or 1006 and the local cause when there was none.
+	OnClose func(code int, reason string)
+
+	// DialTimeout bounds the connect and the WebSocket handshake. Zero means
+	// 10s.
+	DialTimeout time.Duration
+	// WriteTimeout bounds each write to the socket: a Send blocks at most this
+	// long (and at least half of it) when the socket buffer is full, then
+	// fails and closes the connection (a partial frame leaves it unusable).
+	// Zero means 5s.
+	WriteTimeout time.Duration
+	// CloseTimeout is how long Close waits for the server to answer its Close
+	// frame before dropping the connection. Zero means 2s.
+	CloseTimeout time.Duration
+	// PingInterval, if set, sends a WebSocket ping whenever this much time
+	// passes, and closes the connection (1006, "keepalive timeout") when
+	// nothing at all arrived during a whole interval after a ping. Zero
+	// means off: the relay pings idle clients itself, and the client answers.
+	PingInterval time.Duration
+	// MaxMessageSize caps one message from the server; a larger one closes
+	// the connection with 1009. Zero means 1 MiB.
+	MaxMessageSize int
+	// ReadBufferSize is the size of the socket read buffer. Zero means 4 KiB.
+	ReadBufferSize int
+	// LocalAddr, if set, is the local address to dial from (e.g. a
+	// *net.TCPAddr on 127.0.0.2 to use another source address's ephemeral
+	// ports).
+	LocalAddr net.Addr
+	// Header holds extra HTTP headers for the handshake request.
+	Header http.Header
+}
+
+func (o Options) withDefaults() Options {
+	if o.DialTimeout == 0 {
+		o.DialTimeout = 10 * time.Second
+	}
+	if o.WriteTimeout == 0 {
+		o.WriteTimeout = 5 * time.Second
+	}
+	if o.CloseTimeout == 0 {
+		o.CloseTimeout = 2 * time.Second
+	}
+	if o.MaxMessageSize == 0 {
+		o.MaxMessageSize = 1 << 20
+	}
+	if o.ReadBufferSize == 0 {
+		o.ReadBufferSize = 4 << 10
+	}
+	return o
+}
+
+// FrameView is one Frame: everything the room addressed to this player during
+// one tick. Deliveries borrow from the read buffer and are valid only until
+// OnFrame returns; Events are freshly allocated and may be kept.
+type FrameView struct {
+	// Tick is the room's tick number; it increases from frame to frame.
+	Tick uint64
+	// Deliveries are the relayed messages, in the order the room received
+	// them. Payloads are views into the read buffer: copy to keep.
+	Deliveries []Delivery
+	// Events are membership and room changes, in order. Apply PLAYER_JOINED
+	// events before the deliveries and the others after.
+	Events []*pb.RoomEvent
+}
+
+// Delivery is one relayed message: Sender (player id), Kind and Payload.
+type Delivery = wire.DeliveryView
+
+// Left tells why the player left its room.
+type Left struct {
+	RoomID  string
+	Reason  pb.LeaveReason
+	Message string
+}
+
+// Client is one connection to a relay. Safe for concurrent use.
+type Client struct {
+	conn net.Conn
+	opts Options
+
+	writeMu  sync.Mutex // guards wbuf, writeErr and every write to conn
+	wbuf     []byte
+	writeErr error     // sticky: once a write failed or Close began, nothing more is written
+	deadline time.Time // the conn's current write deadline
+
+	nextID atomic.Uint32
+
+	mu       sync.Mutex // guards pending and closeErr
+	pending  map[uint32]chan reply
+	closeErr *CloseError // set when the connection has ended
+
+	done       chan struct{} // closed when the connection has ended and requests have failed
+	exited     chan struct{} // closed when the reader goroutine returns
+	closeOnce  sync.Once
+	closing    atomic.Bool // Close was called
+	inCallback atomic.Bool // the reader goroutine is running a user callback
+
+	// Keep-alive state, used only when Options.PingInterval is set.
+	keepalive  *time.Timer
+	frames     atomic.Uint64 // WebSocket frames read so far
+	lastFrames uint64        // frames at the previous keep-alive tick; owned by the keep-alive timer
+	pinged     bool          // a keep-alive ping went out at the previous tick; owned by the timer
+	deadReason atomic.Pointer[string]
+
+	r reader // owned by the reader goroutine
+}
+
+// Dial connects to the relay at url (ws://host:port/ws) and starts the
+// connection's reader goroutine. ctx bounds the connect and handshake only.
+func Dial(ctx context.Context, url string, opts Options) (*Client, error) {
+	opts = opts.withDefaults()
+	local := opts.LocalAddr
+	d := ws.Dialer{
+		// Optional, but lets a future protocol version be negotiated.
+		Protocols:      []string{Subprotocol},
+		Timeout:        opts.DialTimeout,
+		ReadBufferSize: opts.ReadBufferSize,
+		NetDial: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			nd := net.Dialer{LocalAddr: local}
+			return nd.DialContext(ctx, network, addr)
+		},
+	}
+	if len(opts.Header) > 0 {
+		d.Header = ws.HandshakeHeaderHTTP(opts.Header)
+	}
+	conn, br, _, err := d.Dial(ctx, url)
+	if err != nil {
+		var status ws.StatusError
+		if errors.As(err, &status) {
+			err = &HTTPStatusError{Status: int(status)}
+		}
+		return nil, fmt.Errorf("client: dial %s: %w", url, err)
+	}
+	if br == nil {
+		br = bufio.NewReaderSize(conn, opts.ReadBufferSize)
+	}
+	// else: the server spoke right after the handshake; keep reading through
+	// the handshake's buffer, which holds those bytes.
+	c := &Client{
+		conn:    conn,
+		opts:    opts,
+		pending: make(map[uint32]chan reply),
+		done:    make(chan struct{}),
+		exited:  make(chan struct{}),
+	}
+	c.r.br = br
+	c.wbuf = make([]byte, maxClientHeader, 256)
+	if opts.PingInterval > 0 {
+		c.keepalive = time.AfterFunc(opts.PingInterval, c.keepaliveTick)
+	}
+	go c.readLoop()
+	return c, nil
+}
+
+// Close ends the connection: it sends a Close frame (1000), waits up to
+// Options.CloseTimeout for the server's answer, drops the TCP connection and
+// returns once the reader goroutine has ended. Pending requests fail with
+// ErrClosed. Close is idempotent and safe to call concurrently.
+//
+// Called from a callback, Close does not wait for the reader goroutine (the
+// caller is that goroutine); it ends when the callback returns.
+func (c *Client) Close() error {
+	c.closeOnce.Do(func() {
+		c.closing.Store(true)
+		c.writeMu.Lock()
+		if c.writeErr == nil {
+			// A short write deadline: a peer that does not read must not
+			// hold Close for the whole WriteTimeout.
+			_ = c.writeControlLocked(ws.OpClose, ws.NewCloseFrameBody(ws.StatusNormalClosure, ""), c.opts.CloseTimeout)
+			c.writeErr = ErrClosed
+		}
+		c.writeMu.Unlock()
+		if c.inCallback.Load() {
+			_ = c.conn.Close()
+			return
+		}
+		t := time.NewTimer(c.opts.CloseTimeout)
+		select {
+		case <-c.done:
+		case <-t.C:
+		}
+		t.Stop()
+		_ = c.conn.Close()
+	})
+	if !c.inCallback.Load() {
+		<-c.exited
+	}
+	return nil
+}
+
+// Done returns a channel closed when the connection has ended.
+func (c *Client) Done() <-chan struct{} { return c.done }
+
+// Err returns how the connection ended (a *CloseError), or nil while it is
+// open.
+func (c *Client) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closeErr == nil {
+		return nil
+	}
+	return c.closeErr
+}
+
+// LocalAddr returns the local address of the connection.
+func (c *Client) LocalAddr() net.Addr { return c.conn.LocalAddr() }
+
+// keepaliveTick runs on its own timer goroutine every PingInterval.
+func (c *Client) keepaliveTick() {
+	if c.closing.Load() {
+		return
+	}
+	select {
+	case <-c.done:
+		return
+	default:
+	}
+	n := c.frames.Load()
+	if c.pinged && n == c.lastFrames {
+		// Nothing arrived since the last ping, not even its pong.
+		reason := "keepalive timeout"
+		c.deadReason.Store(&reason)
+		_ = c.conn.Close()
+		return
+	}
+	c.lastFrames, c.pinged = n, true
+	c.writeMu.Lock()
+	if c.writeErr == nil {
+		_ = c.writeControlLocked(ws.OpPing, nil, c.opts.WriteTimeout)
+	}
+	c.writeMu.Unlock()
+	// Re-arm only while the connection lives: readLoop sets closeErr under
+	// mu before it stops the timer, so a tick racing with the end cannot
+	// re-arm a stopped timer.
+	c.mu.Lock()
+	if c.closeErr == nil {
+		c.keepalive.Reset(c.opts.PingInterval)
+	}
+	c.mu.Unlock()
+}

@@ -1,0 +1,42 @@
+// The real relay (package server) in the table of servers every client test
+// runs against, next to the baseline.
+
+package client
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tickrelay/tickrelay/server"
+)
+
+func init() {
+	testServers = append(testServers, testServer{name: "relay", start: startRelay})
+}
+
+func startRelay(t *testing.T) (string, func()) {
+	t.Helper()
+	srv, err := server.New(server.Config{
+		Listen:      "127.0.0.1:0",
+		AdminListen: server.AdminOff, // its default is a fixed port
+		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	require.NoError(t, err)
+	require.NoError(t, srv.Start())
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			_ = srv.Shutdown(ctx)
+		})
+	}
+	t.Cleanup(stop)
+	return "ws://" + srv.Addr() + "/ws", stop
+}

@@ -86,7 +86,9 @@ func New(cfg Config) (*Server, error) {
 	s.conns.init()
 	s.drainTimeout.Store(int64(cfg.DrainTimeout))
 	s.metrics = newMetrics(s)
-	if s.cfg.Room.Observer == nil {
+	// Tick histograms are the only metrics observed on the room path; with
+	// no admin listener nobody can scrape them, so they are not kept.
+	if s.cfg.Room.Observer == nil && s.cfg.AdminListen != AdminOff {
 		s.cfg.Room.Observer = s.metrics
 	}
 	return s, nil

@@ -150,3 +150,47 @@ func TestSlowConsumerLastMemberClosesRoom(t *testing.T) {
 	require.Equal(t, []room.EvictCause{room.EvictSlowConsumer}, a.p.Evictions())
 	require.Zero(t, h.m.Stats().Rooms)
 }
+
+// A peer that turns congested between the split frames of one tick gets
+// the rest later from its backlog, in order, and is evicted only when that
+// backlog passes the limit.
+func TestCongestionBetweenSplitFramesParksTheRest(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, room.Config{MaxFrameBytes: 1024})
+	ms := h.room("r", 2, nil)
+	a, b := ms[0], ms[1]
+	b.p.Take()
+	var want []string
+	for i := range 40 {
+		p := fmt.Sprintf("%02d-%s", i, strings.Repeat("y", 90))
+		want = append(want, p)
+		h.send(a, wire.SendView{Payload: []byte(p), Kind: 1})
+	}
+	b.p.CongestAfter(1)
+	h.tick()
+	first := frames(t, b.p.Take())
+	require.Len(t, first, 1, "one frame, then the peer is congested")
+	got := payloads(first[0].GetDeliveries())
+	require.Less(t, len(got), len(want))
+
+	b.p.CongestAfter(0)
+	b.p.SetCongested(false)
+	h.tick()
+	for _, f := range frames(t, b.p.Take()) {
+		got = append(got, payloads(f.GetDeliveries())...)
+	}
+	require.Equal(t, want, got, "nothing lost, nothing reordered")
+}
+
+func TestCongestionBetweenSplitFramesEvictsPastTheBacklogLimit(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, room.Config{MaxFrameBytes: 1024, MaxBacklogBytes: 2048})
+	ms := h.room("r", 2, nil)
+	a, b := ms[0], ms[1]
+	for range 60 {
+		h.send(a, wire.SendView{Payload: []byte(strings.Repeat("z", 100)), Kind: 1})
+	}
+	b.p.CongestAfter(1)
+	h.tick()
+	require.Equal(t, []room.EvictCause{room.EvictSlowConsumer}, b.p.Evictions())
+}

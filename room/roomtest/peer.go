@@ -27,6 +27,9 @@ type Peer struct {
 	notify    chan struct{}
 
 	congested atomic.Bool
+	// congestAfter, when positive, turns congestion on once that many
+	// messages have been delivered: a peer that falls behind mid-tick.
+	congestAfter atomic.Int64
 }
 
 // NewPeer returns a Peer. headroom is the Config.Headroom of the Manager it
@@ -63,6 +66,9 @@ func (p *Peer) Deliver(o *room.Outbound) {
 		p.setErrLocked(fmt.Errorf("roomtest: undecodable message: %w", err))
 	default:
 		p.msgs = append(p.msgs, &msg)
+		if n := p.congestAfter.Load(); n > 0 && int64(len(p.msgs)) >= n {
+			p.congested.Store(true)
+		}
 	}
 	select {
 	case p.notify <- struct{}{}:
@@ -98,6 +104,10 @@ func (p *Peer) setErrLocked(err error) {
 
 // SetCongested sets what Congested reports.
 func (p *Peer) SetCongested(on bool) { p.congested.Store(on) }
+
+// CongestAfter makes the peer report congestion once it has recorded n
+// messages in all (n <= 0 turns this off).
+func (p *Peer) CongestAfter(n int) { p.congestAfter.Store(int64(n)) }
 
 // Close marks the peer closed: any later call records an error.
 func (p *Peer) Close() {

@@ -40,16 +40,16 @@ func ParseClientMessage(b []byte, m *ClientMessage) error {
 		b = b[n:]
 		switch {
 		case num == clientRequestID && typ == protowire.VarintType:
-			v, n := protowire.ConsumeVarint(b)
-			if n < 0 {
-				return malformed("request_id")
+			v, rest, err := takeVarint(b, "request_id")
+			if err != nil {
+				return err
 			}
 			m.RequestID = uint32(v)
-			b = b[n:]
+			b = rest
 		case num == clientSend && typ == protowire.BytesType:
-			v, n := protowire.ConsumeBytes(b)
-			if n < 0 {
-				return malformed("send")
+			v, rest, err := takeBytes(b, "send")
+			if err != nil {
+				return err
 			}
 			if m.Body != BodySend {
 				resetSend(&m.Send)
@@ -58,11 +58,11 @@ func ParseClientMessage(b []byte, m *ClientMessage) error {
 			if err := parseSend(v, &m.Send); err != nil {
 				return err
 			}
-			b = b[n:]
+			b = rest
 		case (num == clientJoin || num == clientLeave || num == clientPing) && typ == protowire.BytesType:
-			v, n := protowire.ConsumeBytes(b)
-			if n < 0 {
-				return malformed("body")
+			v, rest, err := takeBytes(b, "body")
+			if err != nil {
+				return err
 			}
 			// Validated here only as far as framing goes; the caller decodes
 			// these rare bodies with the generated code.
@@ -70,7 +70,7 @@ func ParseClientMessage(b []byte, m *ClientMessage) error {
 				return err
 			}
 			m.Body = clientBody(num)
-			b = b[n:]
+			b = rest
 		default:
 			n := protowire.ConsumeFieldValue(num, typ, b)
 			if n < 0 {
@@ -102,19 +102,19 @@ func parseSend(b []byte, s *SendView) error {
 		b = b[n:]
 		switch {
 		case num == sendPayload && typ == protowire.BytesType:
-			v, n := protowire.ConsumeBytes(b)
-			if n < 0 {
-				return malformed("send payload")
+			v, rest, err := takeBytes(b, "send payload")
+			if err != nil {
+				return err
 			}
 			s.Payload = v
-			b = b[n:]
+			b = rest
 		case num == sendKind && typ == protowire.VarintType:
-			v, n := protowire.ConsumeVarint(b)
-			if n < 0 {
-				return malformed("send kind")
+			v, rest, err := takeVarint(b, "send kind")
+			if err != nil {
+				return err
 			}
 			s.Kind = uint32(v)
-			b = b[n:]
+			b = rest
 		case num == sendTargets && typ == protowire.VarintType:
 			v, n := protowire.ConsumeVarint(b)
 			if n < 0 {
@@ -143,19 +143,19 @@ func parseSend(b []byte, s *SendView) error {
 			}
 			b = b[n:]
 		case num == sendEcho && typ == protowire.VarintType:
-			v, n := protowire.ConsumeVarint(b)
-			if n < 0 {
-				return malformed("send echo")
+			v, rest, err := takeVarint(b, "send echo")
+			if err != nil {
+				return err
 			}
 			s.Echo = v != 0
-			b = b[n:]
+			b = rest
 		case num == sendLatestOnly && typ == protowire.VarintType:
-			v, n := protowire.ConsumeVarint(b)
-			if n < 0 {
-				return malformed("send latest_only")
+			v, rest, err := takeVarint(b, "send latest_only")
+			if err != nil {
+				return err
 			}
 			s.LatestOnly = v != 0
-			b = b[n:]
+			b = rest
 		default:
 			n := protowire.ConsumeFieldValue(num, typ, b)
 			if n < 0 {

@@ -115,16 +115,16 @@ func ParseServerMessage(b []byte, m *ServerMessage) error {
 		b = b[n:]
 		switch {
 		case num == serverRequestID && typ == protowire.VarintType:
-			v, n := protowire.ConsumeVarint(b)
-			if n < 0 {
-				return malformed("request_id")
+			v, rest, err := takeVarint(b, "request_id")
+			if err != nil {
+				return err
 			}
 			m.RequestID = uint32(v)
-			b = b[n:]
+			b = rest
 		case num == serverFrame && typ == protowire.BytesType:
-			v, n := protowire.ConsumeBytes(b)
-			if n < 0 {
-				return malformed("frame")
+			v, rest, err := takeBytes(b, "frame")
+			if err != nil {
+				return err
 			}
 			if m.Body != BodyFrame {
 				resetFrame(m)
@@ -133,17 +133,17 @@ func ParseServerMessage(b []byte, m *ServerMessage) error {
 			if err := parseFrame(v, m); err != nil {
 				return err
 			}
-			b = b[n:]
+			b = rest
 		case num >= serverJoined && num <= serverLeft && typ == protowire.BytesType:
-			v, n := protowire.ConsumeBytes(b)
-			if n < 0 {
-				return malformed("body")
+			v, rest, err := takeBytes(b, "body")
+			if err != nil {
+				return err
 			}
 			if err := skipFields(v); err != nil {
 				return err
 			}
 			m.Body = serverBody(num)
-			b = b[n:]
+			b = rest
 		default:
 			n := protowire.ConsumeFieldValue(num, typ, b)
 			if n < 0 {
@@ -186,33 +186,33 @@ func parseFrame(b []byte, m *ServerMessage) error {
 		b = b[n:]
 		switch {
 		case num == frameTick && typ == protowire.VarintType:
-			v, n := protowire.ConsumeVarint(b)
-			if n < 0 {
-				return malformed("frame tick")
+			v, rest, err := takeVarint(b, "frame tick")
+			if err != nil {
+				return err
 			}
 			m.Tick = v
-			b = b[n:]
+			b = rest
 		case num == frameDeliveries && typ == protowire.BytesType:
-			v, n := protowire.ConsumeBytes(b)
-			if n < 0 {
-				return malformed("delivery")
+			v, rest, err := takeBytes(b, "delivery")
+			if err != nil {
+				return err
 			}
 			d, err := parseDelivery(v)
 			if err != nil {
 				return err
 			}
 			m.Deliveries = append(m.Deliveries, d)
-			b = b[n:]
+			b = rest
 		case num == frameEvents && typ == protowire.BytesType:
-			v, n := protowire.ConsumeBytes(b)
-			if n < 0 {
-				return malformed("event")
+			v, rest, err := takeBytes(b, "event")
+			if err != nil {
+				return err
 			}
 			if err := skipFields(v); err != nil {
 				return err
 			}
 			m.Events = append(m.Events, v)
-			b = b[n:]
+			b = rest
 		default:
 			n := protowire.ConsumeFieldValue(num, typ, b)
 			if n < 0 {
@@ -234,26 +234,26 @@ func parseDelivery(b []byte) (DeliveryView, error) {
 		b = b[n:]
 		switch {
 		case num == deliverySender && typ == protowire.VarintType:
-			v, n := protowire.ConsumeVarint(b)
-			if n < 0 {
-				return d, malformed("delivery sender")
+			v, rest, err := takeVarint(b, "delivery sender")
+			if err != nil {
+				return d, err
 			}
 			d.Sender = uint32(v)
-			b = b[n:]
+			b = rest
 		case num == deliveryKind && typ == protowire.VarintType:
-			v, n := protowire.ConsumeVarint(b)
-			if n < 0 {
-				return d, malformed("delivery kind")
+			v, rest, err := takeVarint(b, "delivery kind")
+			if err != nil {
+				return d, err
 			}
 			d.Kind = uint32(v)
-			b = b[n:]
+			b = rest
 		case num == deliveryPayload && typ == protowire.BytesType:
-			v, n := protowire.ConsumeBytes(b)
-			if n < 0 {
-				return d, malformed("delivery payload")
+			v, rest, err := takeBytes(b, "delivery payload")
+			if err != nil {
+				return d, err
 			}
 			d.Payload = v
-			b = b[n:]
+			b = rest
 		default:
 			n := protowire.ConsumeFieldValue(num, typ, b)
 			if n < 0 {

@@ -83,3 +83,22 @@ func (b Body) String() string {
 func malformed(what string) error {
 	return fmt.Errorf("%w: %s", ErrMalformed, what)
 }
+
+// takeVarint consumes one varint field value from b, naming what in the
+// error when b is malformed.
+func takeVarint(b []byte, what string) (uint64, []byte, error) {
+	v, n := protowire.ConsumeVarint(b)
+	if n < 0 {
+		return 0, nil, malformed(what)
+	}
+	return v, b[n:], nil
+}
+
+// takeBytes consumes one length-delimited field value from b.
+func takeBytes(b []byte, what string) ([]byte, []byte, error) {
+	v, n := protowire.ConsumeBytes(b)
+	if n < 0 {
+		return nil, nil, malformed(what)
+	}
+	return v, b[n:], nil
+}

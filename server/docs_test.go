@@ -1,12 +1,15 @@
 package server
 
 import (
+	"fmt"
 	"os"
 	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
+
+	"github.com/tickrelay/tickrelay/server/wsproto"
 )
 
 // TestOperationsDocCoversEverySettingAndMetric keeps docs/OPERATIONS.md true:
@@ -29,5 +32,21 @@ func TestOperationsDocCoversEverySettingAndMetric(t *testing.T) {
 		name = name[strings.Index(name, `fqName: "`)+len(`fqName: "`):]
 		name = name[:strings.Index(name, `"`)]
 		require.Contains(t, text, "`"+name, "metric %s is not documented", name)
+	}
+}
+
+// TestProtocolDocListsEveryCloseCode keeps docs/PROTOCOL.md's close-code
+// table in step with wsproto's table.
+func TestProtocolDocListsEveryCloseCode(t *testing.T) {
+	t.Parallel()
+	doc, err := os.ReadFile("../docs/PROTOCOL.md")
+	require.NoError(t, err)
+	for c := wsproto.CauseNormal; c <= wsproto.CauseUnauthorized; c++ {
+		r := wsproto.ReasonFor(c)
+		row := fmt.Sprintf("| %d | ", r.Code)
+		if r.Reason != "" {
+			row += "`" + r.Reason + "`"
+		}
+		require.Contains(t, string(doc), row, "close cause %v", c)
 	}
 }

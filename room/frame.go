@@ -12,10 +12,18 @@ import (
 // that have had nothing for Config.KeepAliveInterval). It reports whether
 // any frame went out. It also ends the latest-only window of every sender.
 func (w *worker) flushRoom(r *room, tick uint64, keepAlive bool) bool {
+	keepAlive = keepAlive && w.m.policy().KeepAliveInterval > 0
+	if !r.work && !keepAlive {
+		return false
+	}
+	r.work = false
 	sent := false
 	for _, m := range r.members {
 		if w.flushMember(r, m, tick, keepAlive) {
 			sent = true
+		}
+		if len(m.backlog) > 0 {
+			r.work = true // held back: look again next tick
 		}
 		clear(m.latestKinds)
 		m.latestKinds = m.latestKinds[:0]
@@ -36,6 +44,9 @@ func (w *worker) flushRoom(r *room, tick uint64, keepAlive bool) bool {
 // flushMember builds m's frames of tick, or moves its messages to its
 // backlog when its peer is congested.
 func (w *worker) flushMember(r *room, m *member, tick uint64, keepAlive bool) bool {
+	if len(m.pending) == 0 && len(m.backlog) == 0 && !keepAlive {
+		return false // checked first: it needs no look at the seat's memory
+	}
 	if m.seat.dead.Load() {
 		// Disconnected; its disconnect command is on the way. Never call
 		// the peer again.
@@ -43,8 +54,7 @@ func (w *worker) flushMember(r *room, m *member, tick uint64, keepAlive bool) bo
 		return false
 	}
 	if len(m.pending) == 0 && len(m.backlog) == 0 {
-		if keepAlive && w.m.policy().KeepAliveInterval > 0 && w.now.Sub(m.lastSent) >= w.m.policy().KeepAliveInterval &&
-			!m.seat.peer.Congested() {
+		if w.now.Sub(m.lastSent) >= w.m.policy().KeepAliveInterval && !m.seat.peer.Congested() {
 			w.writeFrames(r, m, nil, tick, false)
 			return true
 		}

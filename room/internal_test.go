@@ -212,3 +212,25 @@ func TestRecordsBudget(t *testing.T) {
 		}
 	}
 }
+
+// Rooms created at any time land on one of phaseSlots phases of their
+// period, so a worker wakes at most phaseSlots times a period for them all.
+func TestRoomPhasesShareSlots(t *testing.T) {
+	t.Parallel()
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	m, err := newManager(Config{Workers: 1, Clock: benchClock{t: start}})
+	require.NoError(t, err)
+	w := m.workers[0]
+	period := periodOf(30)
+	phases := map[time.Duration]bool{}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 500 {
+		w.now = start.Add(time.Duration(rng.Int64N(int64(10 * time.Second))))
+		first := w.firstDeadline(period)
+		require.True(t, first.After(w.now))
+		require.LessOrEqual(t, first.Sub(w.now), period)
+		phases[first.Sub(w.gridOrigin)%period] = true
+	}
+	require.LessOrEqual(t, len(phases), phaseSlots)
+	require.Greater(t, len(phases), phaseSlots/2, "phases are spread, not all in one slot")
+}

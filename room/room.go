@@ -43,6 +43,10 @@ type room struct {
 
 	dirty  bool // immediate: queued in w.dirty for the end-of-batch flush
 	closed bool
+	// work: something was queued for a member (pending or backlog) since
+	// the room last flushed. A tick with no work and no keep-alive due
+	// skips the walk over the members, which keeps idle rooms cheap.
+	work bool
 
 	clockTick atomic.Uint64
 	clockRate atomic.Int32

@@ -153,8 +153,10 @@ func (w *worker) enqueue(r *room, m *member, rec *record) {
 	w.markDirty(r)
 }
 
-// markDirty queues an immediate room for the end-of-batch flush.
+// markDirty notes that r has work for its next flush, and queues an
+// immediate room for the end-of-batch flush.
 func (w *worker) markDirty(r *room) {
+	r.work = true
 	if r.immediate && !r.dirty {
 		r.dirty = true
 		w.dirty = append(w.dirty, r)

@@ -88,12 +88,32 @@ func (w *worker) scheduleNew(r *room) {
 	if !r.immediate {
 		r.period = periodOf(r.rate)
 	}
-	phase := time.Duration(1 + w.rng.Int64N(int64(r.period)-1))
-	r.base = w.now.Add(phase)
+	r.base = w.firstDeadline(r.period)
 	r.n = 0
 	r.next = r.base
 	r.last = r.base.Add(-r.period)
 	w.sched.push(r)
+}
+
+// phaseSlots is how many tick phases the rooms of one rate are spread over.
+// Rooms that all ticked at once would write in one burst; rooms at random
+// phases would each wake the worker (1,250 idle rooms at 30 Hz: 37,500 wake-ups
+// a second). Sixteen slots keep both small: a slot's rooms share a deadline.
+const phaseSlots = 16
+
+// firstDeadline is a new room's first deadline: the first instant after now
+// on one of the phaseSlots slots of period, counted from the worker's grid
+// origin, so that rooms with the same period and slot tick together.
+func (w *worker) firstDeadline(period time.Duration) time.Time {
+	step := max(period/phaseSlots, 1)
+	offset := time.Duration(w.rng.Int64N(phaseSlots)) * step
+	since := w.now.Sub(w.gridOrigin) - offset
+	k := since / period
+	base := w.gridOrigin.Add(offset + k*period)
+	for !base.After(w.now) {
+		base = base.Add(period)
+	}
+	return base
 }
 
 // reschedule switches r to rate (0: immediate) from the next tick: the

@@ -25,6 +25,8 @@ type worker struct {
 	// rng spreads room phases; not security-relevant (room codes use
 	// crypto/rand).
 	rng *rand.Rand
+	// gridOrigin anchors the tick phase grid (see firstDeadline).
+	gridOrigin time.Time
 	// now is the time of the work in progress: the start of the current
 	// batch, or of the current tick.
 	now time.Time
@@ -64,6 +66,9 @@ func newWorker(m *Manager, idx int) *worker {
 		in:    newInbox(m.cfg.InboxCapacity),
 		rooms: make(map[string]*room),
 		rng:   rand.New(rand.NewPCG(binary.LittleEndian.Uint64(seed[:8]), binary.LittleEndian.Uint64(seed[8:])^uint64(idx))),
+		// All workers share one grid, so a room's phase does not depend on
+		// which worker holds it.
+		gridOrigin: m.cfg.Clock.Now().Truncate(time.Second),
 	}
 }
 

@@ -141,6 +141,10 @@ type Config struct {
 	MaxTickRate int
 	// AllowImmediate lets rooms opt out of batching (RoomOptions.immediate).
 	AllowImmediate bool
+	// TickPresets choose the tick rate of a room created without one from
+	// its metadata: the first preset whose Key has the value Value in the
+	// room's metadata gives the rate. Empty means none.
+	TickPresets []TickPreset
 
 	// MaxRooms caps the rooms of this Manager. Zero means 100,000.
 	MaxRooms int
@@ -178,6 +182,13 @@ type Config struct {
 
 	// Observer receives tick measurements. Nil means none.
 	Observer Observer
+}
+
+// TickPreset maps a room metadata entry to a tick rate (see
+// Config.TickPresets). Rate must lie within MinTickRate..MaxTickRate.
+type TickPreset struct {
+	Key, Value string
+	Rate       int
 }
 
 // JoinRequest is a decoded Join.

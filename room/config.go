@@ -92,6 +92,12 @@ func (c Config) resolve() (Config, error) {
 	if c.MaxFrameBytes < minFrameBytesLimit {
 		return invalid("MaxFrameBytes (%d) must be at least %d", c.MaxFrameBytes, minFrameBytesLimit)
 	}
+	for _, p := range c.TickPresets {
+		if p.Key == "" || p.Rate < c.MinTickRate || p.Rate > c.MaxTickRate {
+			return invalid("TickPresets: %s=%s:%d needs a key and a rate within MinTickRate..MaxTickRate (%d..%d)",
+				p.Key, p.Value, p.Rate, c.MinTickRate, c.MaxTickRate)
+		}
+	}
 	if c.KeepAliveInterval < 0 {
 		return invalid("KeepAliveInterval (%v) must not be negative", c.KeepAliveInterval)
 	}
@@ -106,3 +112,13 @@ func (c Config) resolve() (Config, error) {
 
 // periodOf is the tick period of a rate in Hz (rate > 0).
 func periodOf(rate int) time.Duration { return time.Second / time.Duration(rate) }
+
+// presetRate is the rate TickPresets give a room with this metadata, or 0.
+func (c *Config) presetRate(metadata map[string]string) int {
+	for _, p := range c.TickPresets {
+		if v, ok := metadata[p.Key]; ok && v == p.Value {
+			return p.Rate
+		}
+	}
+	return 0
+}

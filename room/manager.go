@@ -176,12 +176,16 @@ func (m *Manager) prepareJoin(req JoinRequest) (*joinCmd, error) {
 	if m.draining.Load() {
 		return nil, ErrDraining
 	}
+	rate := int(opts.GetTickRate())
+	if rate == 0 && !opts.GetImmediate() {
+		rate = m.policy().presetRate(opts.GetMetadata())
+	}
 	return &joinCmd{
 		requestID:       req.RequestID,
 		roomID:          id,
 		createIfMissing: j.GetCreateIfMissing(),
 		maxPlayers:      int(opts.GetMaxPlayers()),
-		tickRate:        int(opts.GetTickRate()),
+		tickRate:        rate,
 		immediate:       opts.GetImmediate(),
 		roomMetadata:    cloneMetadata(opts.GetMetadata()),
 		playerMetadata:  cloneMetadata(j.GetPlayerMetadata()),

@@ -11,7 +11,7 @@ func (m *Manager) policy() *Config { return m.pol.Load() }
 
 // Reconfigure applies a new configuration to a running Manager (a config
 // reload). The reloadable fields — DefaultTickRate, MinTickRate,
-// MaxTickRate, AllowImmediate, MaxRooms, DefaultMaxPlayers,
+// MaxTickRate, AllowImmediate, TickPresets, MaxRooms, DefaultMaxPlayers,
 // MaxPlayersPerRoom, MaxMetadataBytes and KeepAliveInterval — apply to joins
 // and rooms created from now on; the others (Workers, Clock, InboxCapacity,
 // MaxFrameBytes, MaxBacklogBytes, Headroom, Observer) are fixed at New and

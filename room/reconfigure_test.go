@@ -54,3 +54,23 @@ func TestReconfigureRejectsInvalidConfigAndKeepsTheOld(t *testing.T) {
 	s, p := h.seat()
 	require.EqualValues(t, 30, h.join(s, p, &pb.Join{RoomId: "x", CreateIfMissing: true}).GetTickRate())
 }
+
+func TestTickPresetsByRoomMetadata(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, room.Config{DefaultTickRate: 30, TickPresets: []room.TickPreset{
+		{Key: "mode", Value: "ranked", Rate: 60},
+		{Key: "mode", Value: "lobby", Rate: 5},
+	}})
+	create := func(id string, opts *pb.RoomOptions) uint32 {
+		s, p := h.seat()
+		return h.join(s, p, &pb.Join{RoomId: id, CreateIfMissing: true, Options: opts}).GetTickRate()
+	}
+	require.EqualValues(t, 60, create("r1", &pb.RoomOptions{Metadata: map[string]string{"mode": "ranked"}}))
+	require.EqualValues(t, 5, create("r2", &pb.RoomOptions{Metadata: map[string]string{"mode": "lobby"}}))
+	require.EqualValues(t, 30, create("r3", &pb.RoomOptions{Metadata: map[string]string{"mode": "casual"}}))
+	require.EqualValues(t, 45, create("r4", &pb.RoomOptions{TickRate: 45, Metadata: map[string]string{"mode": "ranked"}}),
+		"an explicit rate wins over a preset")
+
+	_, err := room.New(room.Config{TickPresets: []room.TickPreset{{Key: "mode", Value: "x", Rate: 5000}}})
+	require.ErrorIs(t, err, room.ErrInvalidArgument)
+}

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/tickrelay/tickrelay/room"
 )
 
 func envMap(m map[string]string) func(string) string {
@@ -31,6 +33,14 @@ func TestConfigPrecedenceFileEnvFlags(t *testing.T) {
 	require.Equal(t, 100, cfg.Room.MaxTickRate, "env beats file")
 	require.Equal(t, "127.0.0.1:9003", cfg.Listen, "flag beats env")
 	require.Equal(t, []string{"https://a.example", "https://b.example"}, cfg.AllowedOrigins)
+
+	// Presets by room metadata, as a YAML list or a flag.
+	presets := writeFile(t, "tick-presets: [mode=ranked:60, mode=casual:20]\n")
+	cfg, _, err = LoadConfig([]string{"-config", presets}, envMap(nil), nil)
+	require.NoError(t, err)
+	require.Equal(t, []room.TickPreset{{Key: "mode", Value: "ranked", Rate: 60}, {Key: "mode", Value: "casual", Rate: 20}}, cfg.Room.TickPresets)
+	_, _, err = LoadConfig([]string{"-tick-presets", "ranked60"}, envMap(nil), nil)
+	require.ErrorContains(t, err, "not key=value:rate")
 
 	// The file may also come from the environment.
 	cfg, _, err = LoadConfig(nil, envMap(map[string]string{"TICKRELAY_CONFIG": file}), nil)

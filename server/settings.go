@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tickrelay/tickrelay/room"
 )
 
 // A setting is one operator-facing configuration knob: its flag, its
@@ -100,6 +102,8 @@ var settings = []setting{
 	intSetting("min-tick-rate", "lowest tick rate a room may ask for, Hz", func(c *Config) *int { return &c.Room.MinTickRate }, 0, 1000),
 	intSetting("max-tick-rate", "highest tick rate a room may ask for, Hz", func(c *Config) *int { return &c.Room.MaxTickRate }, 0, 1000),
 	boolSetting("allow-immediate", "let rooms opt out of tick batching", func(c *Config) *bool { return &c.Room.AllowImmediate }),
+	{Name: "tick-presets", Help: "tick rates by room metadata: key=value:rate, comma-separated (e.g. mode=ranked:60)",
+		set: setTickPresets, get: getTickPresets},
 	intSetting("max-frame-bytes", "largest frame of one tick before it is split", func(c *Config) *int { return &c.Room.MaxFrameBytes }, 0, 64<<20),
 	intSetting("max-rooms", "room limit", func(c *Config) *int { return &c.Room.MaxRooms }, 0, maxInt),
 	intSetting("max-players", "largest room capacity a client may ask for", func(c *Config) *int { return &c.Room.MaxPlayersPerRoom }, 0, 1<<20),
@@ -110,6 +114,31 @@ var settings = []setting{
 	durationSetting("drain-timeout", "how long a drain lets rooms run before closing them", func(c *Config) *time.Duration { return &c.DrainTimeout }),
 	boolSetting("reload-existing-rooms", "on reload, move existing rooms to the new default tick rate", func(c *Config) *bool { return &c.ReloadExistingRooms }),
 	intSetting("room-workers", "room worker goroutines (0: one per CPU)", func(c *Config) *int { return &c.Room.Workers }, 0, 1024),
+}
+
+// setTickPresets parses "key=value:rate,..." into Room.TickPresets. Rates
+// are checked against the tick bounds when the server is built.
+func setTickPresets(c *Config, v string) error {
+	var presets []room.TickPreset
+	for _, item := range splitList(v) {
+		kv, rateText, ok := strings.Cut(item, ":")
+		key, value, ok2 := strings.Cut(kv, "=")
+		rate, err := strconv.Atoi(rateText)
+		if !ok || !ok2 || key == "" || err != nil || rate <= 0 {
+			return fmt.Errorf("tick-presets: %q is not key=value:rate (e.g. mode=ranked:60)", item)
+		}
+		presets = append(presets, room.TickPreset{Key: key, Value: value, Rate: rate})
+	}
+	c.Room.TickPresets = presets
+	return nil
+}
+
+func getTickPresets(c *Config) string {
+	parts := make([]string, 0, len(c.Room.TickPresets))
+	for _, p := range c.Room.TickPresets {
+		parts = append(parts, fmt.Sprintf("%s=%s:%d", p.Key, p.Value, p.Rate))
+	}
+	return strings.Join(parts, ",")
 }
 
 func splitList(v string) []string {

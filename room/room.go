@@ -48,8 +48,18 @@ type room struct {
 	// skips the walk over the members, which keeps idle rooms cheap.
 	work bool
 
-	clockTick atomic.Uint64
-	clockRate atomic.Int32
+	// asleep: the room had nothing to do at its last tick and left the
+	// worker's schedule; the next message (markDirty) wakes it, counting
+	// the deadlines that passed as ticks. Idle rooms then cost nothing.
+	asleep bool
+
+	// Published for Seat.Clock: the last tick run, the rate, and the next
+	// deadline and period, so the clock keeps counting while the room
+	// sleeps.
+	clockTick   atomic.Uint64
+	clockRate   atomic.Int32
+	clockNext   atomic.Int64 // unix nanos
+	clockPeriod atomic.Int64 // nanoseconds
 
 	messagesIn, deliveries, overruns uint64
 	lastLateness, maxLateness        time.Duration
@@ -90,6 +100,17 @@ type member struct {
 func (r *room) publishClock() {
 	r.clockTick.Store(r.tick)
 	r.clockRate.Store(int32(r.rate))
+	r.clockNext.Store(r.next.UnixNano())
+	r.clockPeriod.Store(int64(r.period))
+}
+
+// tickAt is r's tick number at now: the last tick run plus, for a sleeping
+// ticked room, the deadlines that have passed since.
+func (r *room) tickAt(now time.Time) uint64 {
+	if !r.asleep || r.immediate || r.next.After(now) {
+		return r.tick
+	}
+	return r.tick + 1 + uint64(now.Sub(r.next)/r.period)
 }
 
 // roomForJoin finds or creates the room a join asks for.
@@ -102,6 +123,9 @@ func (w *worker) roomForJoin(j *joinCmd) (*room, error) {
 		return w.createRoom(code, j)
 	}
 	r := w.rooms[j.roomID]
+	if r != nil && r.asleep {
+		w.wake(r) // Joined carries the current tick
+	}
 	if r == nil {
 		if !j.createIfMissing {
 			return nil, fmt.Errorf("%w: no room %q", ErrRoomNotFound, j.roomID)
@@ -266,7 +290,7 @@ func (r *room) info() RoomInfo {
 		MaxPlayers:   r.maxPlayers,
 		TickRate:     r.rate,
 		Immediate:    r.immediate,
-		Tick:         r.tick,
+		Tick:         r.tickAt(r.w.now),
 		CreatedAt:    r.createdAt,
 		MessagesIn:   r.messagesIn,
 		Deliveries:   r.deliveries,

@@ -157,6 +157,9 @@ func (w *worker) enqueue(r *room, m *member, rec *record) {
 // immediate room for the end-of-batch flush.
 func (w *worker) markDirty(r *room) {
 	r.work = true
+	if r.asleep {
+		w.wake(r)
+	}
 	if r.immediate && !r.dirty {
 		r.dirty = true
 		w.dirty = append(w.dirty, r)

@@ -121,6 +121,9 @@ func (w *worker) firstDeadline(period time.Duration) time.Time {
 // period after it (or now, if that is already past — a rate change is not
 // an overrun).
 func (w *worker) reschedule(r *room, rate int) {
+	if r.asleep {
+		w.wake(r)
+	}
 	wasImmediate := r.immediate
 	r.immediate = rate == 0
 	r.rate = rate
@@ -167,6 +170,7 @@ func (w *worker) runDue() {
 		w.sched.fix(0)
 		if r.immediate {
 			w.flushImmediate(r, true)
+			w.maybeSleep(r)
 			continue
 		}
 		if missed > 0 {
@@ -182,7 +186,38 @@ func (w *worker) runDue() {
 			obs.ObserveTick(late, end.Sub(w.now))
 		}
 		w.now = end
+		w.maybeSleep(r)
 	}
+}
+
+// maybeSleep takes r off the schedule when its tick left nothing to do (no
+// pending message, no backlog) and no keep-alive is configured: an idle room
+// then costs no wake-up, heap work or tick. Rooms asleep when a reload turns
+// keep-alives on start them at their next message.
+func (w *worker) maybeSleep(r *room) {
+	if r.work || r.closed || w.m.policy().KeepAliveInterval > 0 {
+		return
+	}
+	w.sched.remove(r)
+	r.asleep = true
+}
+
+// wake puts a sleeping room back on the schedule at the first deadline of
+// its grid after now. The deadlines that passed while it slept count as
+// ticks (tick x period stays a clock) but not as overruns: nothing was late.
+func (w *worker) wake(r *room) {
+	r.asleep = false
+	if !r.next.After(w.now) {
+		passed := int64(w.now.Sub(r.next)/r.period) + 1
+		r.last = r.next.Add(time.Duration(passed-1) * r.period)
+		r.n += passed
+		r.next = r.base.Add(time.Duration(r.n) * r.period)
+		if !r.immediate {
+			r.tick += uint64(passed)
+		}
+	}
+	w.sched.push(r)
+	r.publishClock()
 }
 
 // runTick builds the frames of r's current tick.

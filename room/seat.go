@@ -45,7 +45,16 @@ func (s *Seat) Clock() (tick uint64, tickRate int, inRoom bool) {
 		return 0, 0, false
 	}
 	r := m.room
-	return r.clockTick.Load(), int(r.clockRate.Load()), true
+	tick, rate := r.clockTick.Load(), int(r.clockRate.Load())
+	// Count the deadlines passed since the last tick ran, so the clock goes
+	// on while the room sleeps (and between a deadline and its late tick).
+	if rate > 0 {
+		next, period := r.clockNext.Load(), r.clockPeriod.Load()
+		if now := r.w.m.cfg.Clock.Now().UnixNano(); period > 0 && now >= next {
+			tick += 1 + uint64((now-next)/period)
+		}
+	}
+	return tick, rate, true
 }
 
 // discardPeer stands in for a nil Peer so a bad NewSeat(nil) cannot make a

@@ -297,3 +297,23 @@ func TestAdminDrain(t *testing.T) {
 		t.Fatal("the drained server did not stop")
 	}
 }
+
+func TestOriginAllowListAndHandshakeFailureMetric(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, func(c *Config) { c.AllowedOrigins = []string{"https://game.example"} })
+	upgradeFrom := func(origin string) int {
+		r := dialRaw(t, srv)
+		r.write([]byte(strings.Replace(upgradeRequest, "\r\n\r\n", "\r\nOrigin: "+origin+"\r\n\r\n", 1)))
+		resp, err := http.ReadResponse(r.br, nil)
+		require.NoError(t, err)
+		return resp.StatusCode
+	}
+	require.Equal(t, http.StatusSwitchingProtocols, upgradeFrom("https://game.example"))
+	require.Equal(t, http.StatusForbidden, upgradeFrom("https://evil.example"))
+
+	admin := newAdminClient(t, srv, "")
+	require.Eventually(t, func() bool {
+		_, body := admin.do("GET", "/metrics", "")
+		return strings.Contains(string(body), `tickrelay_handshake_failures_total{reason="http_403"} 1`)
+	}, testTimeout, 20*time.Millisecond)
+}

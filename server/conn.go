@@ -1,6 +1,7 @@
 package server
 
 import (
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -126,10 +127,13 @@ func (s *Server) handshake(c *conn, in []byte) (gnet.Action, bool) {
 		_, _ = c.gc.Discard(res.Consumed)
 	}
 	if err != nil || !res.Upgraded {
-		if !res.Upgraded && err == nil {
-			s.stats.plainHTTP.Add(1)
-		} else {
+		switch res.Status {
+		case 200, 426, 404, 405:
+			s.stats.plainHTTP.Add(1) // a real HTTP answer to a plain request
+		case 0:
 			s.stats.handshakeFailed(failBadRequest)
+		default:
+			s.stats.handshakeFailed("http_" + strconv.Itoa(res.Status))
 		}
 		return gnet.Close, false
 	}

@@ -32,7 +32,8 @@ type Config struct {
 	// EventLoops is the number of gnet event loops. Zero means GOMAXPROCS.
 	EventLoops int
 	// MaxConnections caps open connections; past it a handshake is answered
-	// with HTTP 503. Zero means the process's open-file limit minus 64.
+	// with HTTP 503. Zero (or a value the open-file limit cannot hold) means
+	// the process's open-file limit minus 128.
 	MaxConnections int
 	// MaxMessageBytes caps one (reassembled) client message; a larger one
 	// closes the connection with 1009. Zero means 64 KiB.
@@ -90,6 +91,16 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// reservedFiles are descriptors kept out of MaxConnections: rejectWindow
+// connections being refused, plus the listeners, the admin API's
+// connections, logs and the runtime.
+const reservedFiles = 2*rejectWindow + 64
+
+// rejectWindow is how many connections past MaxConnections may wait for
+// their request to be answered with a readable 503; past that, OnOpen
+// answers 503 at once and closes.
+const rejectWindow = 32
+
 // AdminOff as Config.AdminListen disables the admin API.
 const AdminOff = "off"
 
@@ -110,8 +121,10 @@ func (c Config) withDefaults() Config {
 	if c.EventLoops == 0 {
 		c.EventLoops = runtime.GOMAXPROCS(0)
 	}
-	if c.MaxConnections == 0 {
-		c.MaxConnections = openFileLimit() - 64
+	if limit := openFileLimit() - reservedFiles; c.MaxConnections == 0 || c.MaxConnections > limit {
+		// More would let a flood of connections exhaust descriptors, and
+		// gnet stops accepting for good when accept() fails with EMFILE.
+		c.MaxConnections = max(limit, 1)
 	}
 	if c.MaxMessageBytes == 0 {
 		c.MaxMessageBytes = 64 << 10

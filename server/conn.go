@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -51,6 +52,13 @@ type conn struct {
 	refreshing atomic.Bool // a Wake to refresh outbound is in flight
 }
 
+// serverFullAnswer is the HTTP answer past the connection limit.
+var serverFullAnswer = func() []byte {
+	var b bytes.Buffer
+	_ = wsproto.WriteHTTPError(&b, 503, "tickrelay: server full, try again later\n")
+	return b.Bytes()
+}()
+
 // OnOpen registers the connection; over the limit it is marked for a 503.
 func (s *Server) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	if s.shuttingDown.Load() {
@@ -59,10 +67,18 @@ func (s *Server) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	now := time.Now().UnixNano()
 	c := &conn{srv: s, gc: gc, openedAt: now}
 	c.lastRead.Store(now)
-	if s.openConns.Add(1) > int64(s.cfg.MaxConnections) {
-		c.reject = true
-	}
 	s.stats.connsOpened.Add(1)
+	switch open := s.openConns.Add(1); {
+	case open > int64(s.cfg.MaxConnections+rejectWindow):
+		// Far past the limit (a flood): answer without waiting for the
+		// request, so descriptors are given back at once.
+		s.openConns.Add(-1)
+		s.stats.connsClosed.Add(1)
+		s.stats.handshakeFailed(failServerFull)
+		return serverFullAnswer, gnet.Close
+	case open > int64(s.cfg.MaxConnections):
+		c.reject = true // answered 503 once its request is read
+	}
 	gc.SetContext(c)
 	s.conns.add(gc.Fd(), c)
 	return nil, gnet.None
@@ -116,7 +132,7 @@ func (s *Server) OnTraffic(gc gnet.Conn) gnet.Action {
 func (s *Server) handshake(c *conn, in []byte) (gnet.Action, bool) {
 	if c.reject {
 		s.stats.handshakeFailed(failServerFull)
-		_ = wsproto.WriteHTTPError(c.gc, 503, "tickrelay: server full, try again later\n")
+		_, _ = c.gc.Write(serverFullAnswer)
 		return gnet.Close, false
 	}
 	res, err := wsproto.Handshake(in, c.gc, &s.hs)

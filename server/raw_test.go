@@ -252,3 +252,39 @@ func TestRawEchoEndpoint(t *testing.T) {
 }
 
 var _ = net.Dial
+
+// A flood past the connection limit is refused with 503 — within a small
+// window after reading the request, beyond it at once — and the relay keeps
+// accepting once the flood is gone (gnet stops accepting for good if
+// accept() ever fails with EMFILE, so refusals must give descriptors back).
+func TestRawConnectionFloodIsRefusedAndSurvived(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, func(c *Config) { c.MaxConnections = 2 })
+	held := []*rawConn{dialRaw(t, srv), dialRaw(t, srv)}
+	for _, r := range held {
+		r.upgrade()
+	}
+	const flood = rejectWindow + 20
+	refused := make([]*rawConn, flood)
+	for i := range refused {
+		refused[i] = dialRaw(t, srv)
+	}
+	for _, r := range refused {
+		r.write([]byte(upgradeRequest)) // may already have been answered
+		resp, err := http.ReadResponse(r.br, nil)
+		require.NoError(t, err)
+		require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+		r.expectEOF()
+	}
+	require.Eventually(t, func() bool { return srv.OpenConnections() == len(held) }, testTimeout, 10*time.Millisecond)
+
+	// The held connections still work, and a new one is accepted once
+	// there is room again.
+	held[0].write(clientFrame(true, opPing, []byte("alive"), false))
+	op, payload := held[0].readFrame()
+	require.Equal(t, byte(opPong), op)
+	require.Equal(t, "alive", string(payload))
+	require.NoError(t, held[1].nc.Close())
+	require.Eventually(t, func() bool { return srv.OpenConnections() == 1 }, testTimeout, 10*time.Millisecond)
+	dialRaw(t, srv).upgrade()
+}

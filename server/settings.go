@@ -89,7 +89,7 @@ var settings = []setting{
 		set: func(c *Config, v string) error { c.AllowedOrigins = splitList(v); return nil },
 		get: func(c *Config) string { return strings.Join(c.AllowedOrigins, ",") }},
 	intSetting("event-loops", "gnet event loops (0: one per CPU)", func(c *Config) *int { return &c.EventLoops }, 0, 1024),
-	intSetting("max-connections", "open connection limit (0: open-file limit - 64)", func(c *Config) *int { return &c.MaxConnections }, 0, maxInt),
+	intSetting("max-connections", "open connection limit (0: open-file limit - 128)", func(c *Config) *int { return &c.MaxConnections }, 0, maxInt),
 	intSetting("max-message-bytes", "largest client message", func(c *Config) *int { return &c.MaxMessageBytes }, 0, 16<<20),
 	durationSetting("handshake-timeout", "time allowed for the WebSocket handshake", func(c *Config) *time.Duration { return &c.HandshakeTimeout }),
 	durationSetting("ping-interval", "ping connections silent this long", func(c *Config) *time.Duration { return &c.PingInterval }),

@@ -42,6 +42,15 @@ func TestConfigPrecedenceFileEnvFlags(t *testing.T) {
 	_, _, err = LoadConfig([]string{"-tick-presets", "ranked60"}, envMap(nil), nil)
 	require.ErrorContains(t, err, "not key=value:rate")
 
+	// A boolean flag may be given alone or with a value.
+	cfg, _, err = LoadConfig([]string{"-allow-immediate"}, envMap(nil), nil)
+	require.NoError(t, err)
+	require.True(t, cfg.Room.AllowImmediate)
+	cfg, _, err = LoadConfig([]string{"-allow-immediate=false", "-reload-existing-rooms=true"}, envMap(nil), nil)
+	require.NoError(t, err)
+	require.False(t, cfg.Room.AllowImmediate)
+	require.True(t, cfg.ReloadExistingRooms)
+
 	// The file may also come from the environment.
 	cfg, _, err = LoadConfig(nil, envMap(map[string]string{"TICKRELAY_CONFIG": file}), nil)
 	require.NoError(t, err)

@@ -15,10 +15,11 @@ import (
 // environment variable and how it lands in Config. One table serves flags,
 // environment and documentation, so the three cannot drift apart.
 type setting struct {
-	Name string // flag name; the environment variable is TICKRELAY_ + upper snake case
-	Help string
-	set  func(c *Config, v string) error
-	get  func(c *Config) string
+	Name   string // flag name; the environment variable is TICKRELAY_ + upper snake case
+	Help   string
+	set    func(c *Config, v string) error
+	get    func(c *Config) string
+	isBool bool // a flag that may be given without a value (-allow-immediate)
 }
 
 // EnvName is the environment variable of a flag name.
@@ -65,7 +66,7 @@ func stringSetting(name, help string, field func(*Config) *string) setting {
 }
 
 func boolSetting(name, help string, field func(*Config) *bool) setting {
-	return setting{Name: name, Help: help,
+	return setting{Name: name, Help: help, isBool: true,
 		set: func(c *Config, v string) error {
 			b, err := strconv.ParseBool(strings.TrimSpace(v))
 			if err != nil {
@@ -155,8 +156,13 @@ func splitList(v string) []string {
 // after ApplyEnv, so a flag overrides its environment variable.
 func BindFlags(fs *flag.FlagSet, cfg *Config) {
 	for _, s := range settings {
-		s := s
-		fs.Func(s.Name, s.Help+" (env "+EnvName(s.Name)+")", func(v string) error { return s.set(cfg, v) })
+		set := func(v string) error { return s.set(cfg, v) }
+		usage := s.Help + " (env " + EnvName(s.Name) + ")"
+		if s.isBool {
+			fs.BoolFunc(s.Name, usage, set) // -name alone means true
+		} else {
+			fs.Func(s.Name, usage, set)
+		}
 	}
 }
 

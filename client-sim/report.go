@@ -45,6 +45,11 @@ type Report struct {
 	// SendLagMs is how late sends left client-sim against their schedule:
 	// if it grows, client-sim itself is the bottleneck.
 	SendLagMs Percentiles `json:"send_lag_ms"`
+	// LatencyHist is the whole latency distribution (microseconds), as
+	// HdrHistogram's V2 compressed base64 encoding: a few KB that let a
+	// harness merge rounds or processes and overlay systems on one plot,
+	// which the percentiles above cannot. Empty when nothing was measured.
+	LatencyHist string `json:"latency_hist,omitempty"`
 
 	Errors map[string]int64 `json:"errors"`
 
@@ -79,6 +84,20 @@ type ServerReport struct {
 	HWMKiB             int64   `json:"hwm_kib"`
 	KiBPerConnection   float64 `json:"kib_per_connection"`
 	SamplingIncomplete bool    `json:"sampling_incomplete,omitempty"`
+}
+
+// encodeHist is h in HdrHistogram's V2 compressed base64 form, "" when h is
+// empty or cannot be encoded (the percentiles still stand; only the export
+// is lost, so the run need not fail).
+func encodeHist(h *hdrhistogram.Histogram) string {
+	if h == nil || h.TotalCount() == 0 {
+		return ""
+	}
+	b, err := h.EncodeV2()
+	if err != nil {
+		return ""
+	}
+	return string(b)
 }
 
 func percentiles(h *hdrhistogram.Histogram) Percentiles {
@@ -146,6 +165,7 @@ func (s *sim) report(members []int, in reportInputs) Report {
 
 	r.latency = mergeShards(s.hists)
 	r.LatencyMs = percentiles(r.latency)
+	r.LatencyHist = encodeHist(r.latency)
 	lag := newHist()
 	for _, sh := range s.senders {
 		lag.Merge(sh.lag)

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/HdrHistogram/hdrhistogram-go"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tickrelay/tickrelay/bench/baseline/relay"
@@ -241,6 +242,12 @@ func TestMainWritesReportAndPlot(t *testing.T) {
 		require.Contains(t, m["latency_ms"], k)
 	}
 	require.Equal(t, float64(8), m["connected"])
+	// The exported distribution decodes to the one the percentiles came from.
+	enc, ok := m["latency_hist"].(string)
+	require.True(t, ok, "latency_hist is a string")
+	h, err := hdrhistogram.Decode([]byte(enc))
+	require.NoError(t, err)
+	require.Equal(t, m["latency_ms"].(map[string]any)["max"], float64(h.Max())/1000)
 
 	svg, err := os.ReadFile(plotPath)
 	require.NoError(t, err)

@@ -1,0 +1,89 @@
+package main
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestParseLoad(t *testing.T) {
+	t.Parallel()
+	yml := []byte("# S1\nclients: 1000\nroom-size: 8\nrate: 20\npayload: 64\nwarmup: 5s\nduration: 30s\nmax-loss: 0.001\n")
+	l, err := parseLoad(yml, nil)
+	require.NoError(t, err)
+	require.Equal(t, Load{Clients: 1000, RoomSize: 8, Rate: 20, Payload: 64, Warmup: 5 * time.Second,
+		Duration: 30 * time.Second, Drain: 5 * time.Second, Ramp: 1000}, l, "keys it does not know are client-sim's business")
+
+	l, err = parseLoad(yml, map[string]string{"warmup": "1s", "duration": "5s", "clients": "200"})
+	require.NoError(t, err)
+	require.Equal(t, time.Second, l.Warmup)
+	require.Equal(t, 5*time.Second, l.Duration)
+	require.Equal(t, 200, l.Clients)
+
+	_, err = parseLoad([]byte("duration: soon\n"), nil)
+	require.Error(t, err)
+	_, err = parseLoad(yml, map[string]string{"clients": "many"})
+	require.Error(t, err)
+	_, err = parseLoad([]byte("clients: [1\n"), nil)
+	require.Error(t, err)
+}
+
+func TestPlans(t *testing.T) {
+	t.Parallel()
+	full := fullPlan()
+	require.Equal(t, 3, full.Rounds)
+	for _, sc := range full.Scenarios {
+		require.Subset(t, sc.Systems, []string{refRelay, baseImm, base30}, sc.ID)
+		for _, name := range sc.Systems {
+			_, err := systemByName(name)
+			require.NoError(t, err)
+		}
+	}
+	require.Subset(t, full.Scenarios[0].Systems, []string{"relay-10hz", "relay-60hz", "relay-imm", refNoAdmin})
+
+	quick := quickPlan()
+	require.NoError(t, quick.filter(defaultScenarios("quick"), nil))
+	require.Equal(t, "s1,s2,s3", scenarioIDs(quick.Scenarios))
+	for _, sc := range quick.Scenarios {
+		require.Equal(t, []string{refRelay, base30}, sc.Systems)
+	}
+
+	p := fullPlan()
+	require.NoError(t, p.filter([]string{"s3", "s1"}, []string{refRelay, "relay-imm"}))
+	require.Equal(t, "s1,s3", scenarioIDs(p.Scenarios))
+	require.Equal(t, []string{refRelay, "relay-imm"}, p.Scenarios[1].Systems)
+	pp := fullPlan()
+	require.Error(t, pp.filter([]string{"s9"}, nil))
+	require.Error(t, pp.filter([]string{"s1"}, []string{"nginx"}))
+}
+
+func TestComparisons(t *testing.T) {
+	t.Parallel()
+	got := comparisons([]string{refRelay, baseImm, base30, "relay-imm", refNoAdmin})
+	require.Equal(t, []Comparison{
+		{refRelay, baseImm}, {refRelay, base30},
+		{"relay-imm", baseImm}, {"relay-imm", base30},
+		{refRelay, refNoAdmin},
+	}, got)
+	require.Empty(t, comparisons([]string{base30}))
+}
+
+func TestCommandLines(t *testing.T) {
+	t.Parallel()
+	sys, err := systemByName("relay-imm")
+	require.NoError(t, err)
+	args := serverArgs(sys, 40001, 40002)
+	require.Equal(t, []string{"-listen", "127.0.0.1:40001", "-log-level", "warn", "-admin-listen", "127.0.0.1:40002", "-allow-immediate=true"}, args)
+	require.Equal(t, "tickrelay -listen 127.0.0.1:PORT -log-level warn -admin-listen 127.0.0.1:PORT -allow-immediate=true",
+		commandLine("/tmp/x/bin/tickrelay", args))
+
+	noAdmin, _ := systemByName(refNoAdmin)
+	require.Equal(t, []string{"-listen", "127.0.0.1:1", "-log-level", "warn", "-admin-listen", "off"}, serverArgs(noAdmin, 1, 0))
+	base, _ := systemByName(base30)
+	require.Equal(t, []string{"-listen", "127.0.0.1:1", "-tick-rate", "30"}, serverArgs(base, 1, 0))
+
+	sim := commandLine("bin/client-sim", []string{"-scenario", "bench/scenarios/s1.yaml", "-url", "ws://127.0.0.1:5555/ws",
+		"-json", "/abs/out/runs/s1-relay-30hz-r1.json", "-server-pid", "4242", "-local-addrs", "127.0.0.1,127.0.0.2"})
+	require.Equal(t, "client-sim -scenario bench/scenarios/s1.yaml -url ws://127.0.0.1:PORT/ws -json REPORT.json -server-pid $SERVER_PID -local-addrs 127.0.0.1,127.0.0.2", sim)
+}

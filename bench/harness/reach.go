@@ -1,0 +1,321 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// ReachFigures are S4's own figures, read by the harness (several client-sim
+// processes share one server, so no single -server-pid view is complete).
+type ReachFigures struct {
+	HoldProcs int `json:"hold_procs"`
+	Attempted int `json:"attempted"` // hold-phase clients
+	Held      int `json:"held"`      // of which joined
+	// JoinS runs from starting the first hold process to the last one
+	// reporting every client joined; JoinRate = Held / JoinS.
+	JoinS    float64 `json:"join_s"`
+	JoinRate float64 `json:"join_rate"`
+
+	RSSBeforeKiB  int64 `json:"rss_before_kib"`
+	RSSHeldKiB    int64 `json:"rss_held_kib"`    // right after the last join
+	RSSSettledKiB int64 `json:"rss_settled_kib"` // after the settle
+	RSSEndKiB     int64 `json:"rss_end_kib"`
+	HWMKiB        int64 `json:"hwm_kib"`
+	// KiBPerConn is (RSS held - RSS before) / Held, client-sim's definition.
+	KiBPerConn        float64 `json:"kib_per_conn"`
+	KiBPerConnSettled float64 `json:"kib_per_conn_settled"`
+	SettleS           float64 `json:"settle_s"`
+	IdleCores         float64 `json:"idle_cores"` // server CPU over the settle
+
+	// The kernel's side: /proc/meminfo Slab before and after the joins.
+	// Both ends of every loopback connection live on this host, so the
+	// per-socket figure divides by 2 x Held (and includes whatever else the
+	// machine allocated meanwhile: an estimate, not a measurement of one
+	// socket).
+	SlabBeforeKiB      int64   `json:"slab_before_kib"`
+	SlabHeldKiB        int64   `json:"slab_held_kib"`
+	KernelKiBPerSocket float64 `json:"kernel_kib_per_socket"`
+	TCPSlabObjBytes    int     `json:"tcp_slab_obj_bytes,omitempty"`
+	SockInodeObjBytes  int     `json:"sock_inode_obj_bytes,omitempty"`
+
+	OpenFileLimit int `json:"open_file_limit"` // the server's soft RLIMIT_NOFILE
+	// MaxConnections is the relay's limit as observed: held + accepted
+	// when the over-limit phase ran (the default is the open-file limit
+	// minus a reserve the relay chooses; the harness does not assume it).
+	MaxConnections int `json:"max_connections,omitempty"`
+
+	Over *OverLimit `json:"over_limit,omitempty"`
+	// HoldErrors are the hold processes' errors; HoldDrops counts those
+	// that mean a held connection was lost (disconnect:*, left:*).
+	HoldErrors map[string]int64 `json:"hold_errors,omitempty"`
+	HoldDrops  int64            `json:"hold_drops"`
+}
+
+// OverLimit is the attempt past the relay's -max-connections.
+type OverLimit struct {
+	Attempted   int              `json:"attempted"`
+	Accepted    int              `json:"accepted"`
+	Refused503  int64            `json:"refused_503"`
+	OtherErrors map[string]int64 `json:"other_errors,omitempty"`
+	// The relay's own gauges while the extra process held what it got.
+	ConnsOpen float64 `json:"conns_open"` // -1: not read
+	Players   float64 `json:"players"`
+}
+
+// runReach is S4: HoldProcs client-sim processes connect HoldClients idle
+// clients between them as fast as they can, one loopback source address
+// each; the server's memory is read before and after; then, for the relay,
+// one more process tries to open OverLimit connections past its limit while
+// the others hold theirs, and must be refused with 503.
+func (h *harness) runReach(ctx context.Context, sc Scenario, sys System, round, order int) (run Run) {
+	tag := fmt.Sprintf("%s-%s-r%d", sc.ID, sys.Name, round)
+	run = Run{Scenario: sc.ID, System: sys.Name, Round: round, Order: order, Start: time.Now()}
+	defer func() { run.WallS = time.Since(run.Start).Seconds() }()
+	fail := func(err error) Run {
+		run.Err = err.Error()
+		return run
+	}
+	srv, err := h.startServer(ctx, sys, tag)
+	if err != nil {
+		return fail(err)
+	}
+	defer srv.stop()
+	h.res.Commands["server "+sys.Name] = commandLine(h.bins.relayOr(sys), srv.args)
+	sleepCtx(ctx, 300*time.Millisecond)
+	pid := srv.pid()
+	rf := &ReachFigures{HoldProcs: sc.HoldProcs, Attempted: sc.HoldClients, HoldErrors: map[string]int64{}}
+	run.Reach = rf
+	if rf.OpenFileLimit, err = procOpenFileLimit(pid); err != nil {
+		return fail(err)
+	}
+	if rf.RSSBeforeKiB, err = procStatus(pid, "VmRSS"); err != nil {
+		return fail(err)
+	}
+	rf.SlabBeforeKiB, _ = meminfoKiB("Slab")
+	var scr *scraper
+	if srv.adminAddr != "" {
+		scr = startScraper(ctx, srv.adminAddr, time.Second)
+		defer scr.stop()
+	}
+
+	// Hold phase.
+	simCtx, cancel := context.WithTimeout(ctx, simTimeout(sc.Load)+time.Minute)
+	defer cancel()
+	var joined []chan struct{}
+	var holds []*proc
+	defer func() {
+		for _, p := range holds {
+			p.stop()
+		}
+	}()
+	t0 := time.Now()
+	for i := range sc.HoldProcs {
+		n := sc.HoldClients / sc.HoldProcs
+		if i == sc.HoldProcs-1 {
+			n = sc.HoldClients - n*(sc.HoldProcs-1)
+		}
+		ptag := fmt.Sprintf("%s-p%d", tag, i+1)
+		args := h.simArgs(sc, sys, srv.url, ptag, []string{"-clients", strconv.Itoa(n), "-local-addrs", fmt.Sprintf("127.0.0.%d", i+1)})
+		if i == 0 {
+			h.res.Commands["client-sim "+sc.ID+" "+sys.Name] = fmt.Sprintf("%d x (%s), -local-addrs 127.0.0.1 ... 127.0.0.%d", sc.HoldProcs, commandLine(h.bins.sim, args), sc.HoldProcs)
+		}
+		ch := make(chan struct{}, 1)
+		p, err := h.procs.spawn(simCtx, "client-sim "+ptag, h.bins.sim, args, filepath.Join(h.logDir, ptag+"-sim.log"), onJoined(ch))
+		if err != nil {
+			return fail(err)
+		}
+		holds = append(holds, p)
+		joined = append(joined, ch)
+	}
+	if err := waitJoined(simCtx, joined, holds, 90*time.Second); err != nil {
+		return fail(fmt.Errorf("hold phase: %w", err))
+	}
+	rf.JoinS = time.Since(t0).Seconds()
+	rf.RSSHeldKiB, _ = procStatus(pid, "VmRSS")
+	rf.SlabHeldKiB, _ = meminfoKiB("Slab")
+	cpu0, _ := procCPU(pid)
+
+	// Settle, then the idle figures, while every hold process still holds:
+	// client-sim holds for warmup + duration after its joins.
+	settle := min(sc.Load.Warmup, 5*time.Second)
+	sleepCtx(ctx, settle)
+	cpu1, _ := procCPU(pid)
+	rf.SettleS = settle.Seconds()
+	rf.IdleCores = (cpu1 - cpu0).Seconds() / settle.Seconds()
+	rf.RSSSettledKiB, _ = procStatus(pid, "VmRSS")
+
+	// Over the limit: the relay only (the baseline has no limit of its own
+	// and would meet EMFILE in accept instead).
+	if sys.Kind == kindRelay && sc.OverLimit > 0 {
+		over, err := h.overLimit(simCtx, sc, sys, srv, tag, rf)
+		if err != nil {
+			return fail(fmt.Errorf("over-limit phase: %w", err))
+		}
+		rf.Over = over
+		rf.MaxConnections = sc.HoldClients + over.Accepted
+	}
+
+	var reps []SimReport
+	for i, p := range holds {
+		if err := p.wait(simCtx); err != nil {
+			return fail(err)
+		}
+		rep, err := readSimReport(filepath.Join(h.runDir, fmt.Sprintf("%s-p%d.json", tag, i+1)))
+		if err != nil {
+			return fail(err)
+		}
+		reps = append(reps, rep)
+	}
+	rf.RSSEndKiB, _ = procStatus(pid, "VmRSS")
+	rf.HWMKiB, _ = procStatus(pid, "VmHWM")
+	merged, err := mergeReports(reps)
+	if err != nil {
+		return fail(err)
+	}
+	rf.Held = merged.Connected
+	if rf.JoinS > 0 {
+		rf.JoinRate = float64(rf.Held) / rf.JoinS
+	}
+	if rf.Held > 0 {
+		rf.KiBPerConn = float64(rf.RSSHeldKiB-rf.RSSBeforeKiB) / float64(rf.Held)
+		rf.KiBPerConnSettled = float64(rf.RSSSettledKiB-rf.RSSBeforeKiB) / float64(rf.Held)
+		if rf.SlabHeldKiB > 0 && rf.SlabBeforeKiB > 0 {
+			rf.KernelKiBPerSocket = float64(rf.SlabHeldKiB-rf.SlabBeforeKiB) / float64(2*rf.Held)
+		}
+	}
+	if b, err := os.ReadFile("/proc/slabinfo"); err == nil {
+		rf.TCPSlabObjBytes = parseSlabObjSize(b, "TCP")
+		rf.SockInodeObjBytes = parseSlabObjSize(b, "sock_inode_cache")
+	}
+	for k, v := range merged.Errors {
+		rf.HoldErrors[k] = v
+		if strings.HasPrefix(k, "disconnect:") || strings.HasPrefix(k, "left:") {
+			rf.HoldDrops += v
+		}
+	}
+	// The table's server columns for this run come from the harness's reads.
+	merged.Server = &ServerFigures{
+		PID: pid, CPUS: (cpu1 - cpu0).Seconds(), Cores: rf.IdleCores,
+		RSSBeforeKiB: rf.RSSBeforeKiB, RSSAfterJoinKiB: rf.RSSHeldKiB, RSSEndKiB: rf.RSSEndKiB,
+		HWMKiB: rf.HWMKiB, KiBPerConnection: rf.KiBPerConn,
+	}
+	run.Report = merged
+	run.Probe = Probe{RSSBeforeKiB: rf.RSSBeforeKiB, RSSEndKiB: rf.RSSEndKiB, HWMKiB: rf.HWMKiB, SimWallS: time.Since(t0).Seconds()}
+	if scr != nil {
+		scr.stop()
+		run.Scrapes, run.ScrapeErrors = scr.ok.Load(), scr.failed.Load()
+	}
+	return run
+}
+
+// overLimit runs one more client-sim process with (open-file limit - held)
+// + OverLimit clients from its own source address: more than the relay can
+// take whatever reserve below its open-file limit it keeps, so at least
+// OverLimit of them must be refused. It reads the relay's gauges while the
+// process holds what it was given, and returns the tally.
+func (h *harness) overLimit(ctx context.Context, sc Scenario, sys System, srv *server, tag string, rf *ReachFigures) (*OverLimit, error) {
+	if rf.OpenFileLimit <= sc.HoldClients {
+		return nil, fmt.Errorf("open-file limit %d leaves no room past %d held connections", rf.OpenFileLimit, sc.HoldClients)
+	}
+	o := &OverLimit{Attempted: rf.OpenFileLimit - sc.HoldClients + sc.OverLimit, ConnsOpen: -1, Players: -1}
+	ptag := tag + "-over"
+	args := h.simArgs(sc, sys, srv.url, ptag, []string{
+		"-clients", strconv.Itoa(o.Attempted), "-local-addrs", fmt.Sprintf("127.0.0.%d", sc.HoldProcs+1),
+		// A steady pace rather than a burst: each refused connection holds
+		// one of the relay's spare descriptors until its 503 is written.
+		"-ramp", "1000", "-warmup", "1s", "-duration", "2s",
+	})
+	h.res.Commands["client-sim "+sc.ID+" over-limit"] = commandLine(h.bins.sim, args)
+	joined := make(chan struct{}, 1)
+	p, err := h.procs.spawn(ctx, "client-sim "+ptag, h.bins.sim, args, filepath.Join(h.logDir, ptag+"-sim.log"), onJoined(joined))
+	if err != nil {
+		return nil, err
+	}
+	if err := waitJoined(ctx, []chan struct{}{joined}, []*proc{p}, 60*time.Second); err != nil {
+		p.stop()
+		return nil, err
+	}
+	if srv.adminAddr != "" {
+		if body, err := scrapeNow(ctx, srv.adminAddr); err == nil {
+			if v, ok := parseGauge(body, "tickrelay_connections_open"); ok {
+				o.ConnsOpen = v
+			}
+			if v, ok := parseGauge(body, "tickrelay_players"); ok {
+				o.Players = v
+			}
+		}
+	}
+	if err := p.wait(ctx); err != nil {
+		return nil, err
+	}
+	rep, err := readSimReport(filepath.Join(h.runDir, ptag+".json"))
+	if err != nil {
+		return nil, err
+	}
+	o.Accepted = rep.Connected
+	o.Refused503 = rep.Errors["dial:http_503"]
+	o.OtherErrors = errorKinds(rep.Errors, "dial:http_503")
+	return o, nil
+}
+
+// onJoined watches client-sim's stderr for its "N/M joined in Xs" line.
+func onJoined(ch chan<- struct{}) func(string) {
+	return func(line string) {
+		if strings.Contains(line, " joined in ") {
+			select {
+			case ch <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+// waitJoined waits until every process has signalled on its channel; a
+// process that exits without having signalled, ctx or timeout end the wait
+// with an error.
+func waitJoined(ctx context.Context, joined []chan struct{}, procs []*proc, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	done := make([]bool, len(procs))
+	for {
+		left := 0
+		for i, p := range procs {
+			if done[i] {
+				continue
+			}
+			select {
+			case <-joined[i]:
+				done[i] = true
+				continue
+			default:
+			}
+			if p.exited() {
+				// Its line may have come with its last bytes.
+				select {
+				case <-joined[i]:
+					done[i] = true
+					continue
+				default:
+				}
+				return fmt.Errorf("%s exited before joining: %w", p.name, errors.Join(p.exitErr(), errors.New(p.log.String())))
+			}
+			left++
+		}
+		if left == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d of %d client-sim processes not joined after %s", left, len(procs), timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}

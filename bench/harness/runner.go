@@ -1,0 +1,355 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Run is one scenario against one system in one round: a fresh server
+// process, one client-sim run (several processes for S4), the figures.
+type Run struct {
+	Scenario string    `json:"scenario"`
+	System   string    `json:"system"`
+	Round    int       `json:"round"` // from 1
+	Order    int       `json:"order"` // position within the round
+	Start    time.Time `json:"start"`
+	WallS    float64   `json:"wall_s"`
+	Report   SimReport `json:"report"`
+	// Probe is the harness's own reading of the server's /proc, taken
+	// around the client-sim process: a cross-check of -server-pid.
+	Probe        Probe         `json:"probe"`
+	Scrapes      int64         `json:"scrapes,omitempty"`
+	ScrapeErrors int64         `json:"scrape_errors,omitempty"`
+	Reach        *ReachFigures `json:"reach,omitempty"`
+	Err          string        `json:"error,omitempty"`
+}
+
+// Probe is what the harness read from /proc itself.
+type Probe struct {
+	RSSBeforeKiB int64   `json:"rss_before_kib"` // just before client-sim started
+	CPUWholeS    float64 `json:"cpu_whole_s"`    // server CPU over the whole client-sim process
+	SimWallS     float64 `json:"sim_wall_s"`
+	RSSEndKiB    int64   `json:"rss_end_kib"` // after client-sim exited
+	HWMKiB       int64   `json:"hwm_kib"`
+	// WindowUserS and WindowSysS split the server's CPU into user and
+	// kernel time over client-sim's measured window as its progress lines
+	// show it (first "measure" line to the first line after them: each up
+	// to a second late), for the kernel's share; zero when not seen.
+	WindowUserS float64 `json:"window_user_s,omitempty"`
+	WindowSysS  float64 `json:"window_sys_s,omitempty"`
+	// Check is empty when client-sim's -server-pid figures agree with
+	// these, else what disagreed.
+	Check string `json:"check,omitempty"`
+}
+
+// ok says whether the run produced figures.
+func (r Run) ok() bool { return r.Err == "" }
+
+type bins struct{ relay, baseline, sim string }
+
+// harness runs a Plan.
+type harness struct {
+	root   string
+	plan   Plan
+	procs  *procSet
+	bins   bins
+	outDir string
+	logDir string
+	runDir string
+	log    io.Writer
+	res    *Results
+}
+
+func (h *harness) logf(format string, args ...any) {
+	fmt.Fprintf(h.log, "[%s] %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
+}
+
+// runScenario runs sc against each of its systems, Rounds times, in the
+// order A B C A B C ... with the starting system rotated each round, so
+// that no system always runs first (after a pause) or last.
+func (h *harness) runScenario(ctx context.Context, sc Scenario) error {
+	for round := 1; round <= h.plan.Rounds; round++ {
+		n := len(sc.Systems)
+		for k := range n {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			name := sc.Systems[(k+round-1)%n]
+			sys, err := systemByName(name)
+			if err != nil {
+				return err
+			}
+			var run Run
+			if sc.Reach {
+				run = h.runReach(ctx, sc, sys, round, k)
+			} else {
+				run = h.runOne(ctx, sc, sys, round, k)
+			}
+			h.res.Runs = append(h.res.Runs, run)
+			h.saveRun(run)
+			h.logf("%s round %d/%d %-18s %s", sc.ID, round, h.plan.Rounds, sys.Name, runSummary(run))
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			sleepCtx(ctx, h.plan.Settle)
+		}
+	}
+	return nil
+}
+
+// runSummary is one progress line.
+func runSummary(r Run) string {
+	if !r.ok() {
+		return "FAILED: " + firstLine(r.Err)
+	}
+	rep := r.Report
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d/%d joined", rep.Connected, rep.Clients)
+	if rep.Expected > 0 {
+		fmt.Fprintf(&b, ", delivered %.4f%%, p50 %.1f ms, p99 %.1f ms", 100*deliveryRatio(r), rep.LatencyMs.P50, rep.LatencyMs.P99)
+	}
+	if s := rep.Server; s != nil {
+		fmt.Fprintf(&b, ", server %.2f cores", s.Cores)
+		if rep.Delivered > 0 {
+			fmt.Fprintf(&b, " %.2f µs/delivery", s.CPUUsPerDelivery)
+		}
+		fmt.Fprintf(&b, ", %.2f KiB/conn", s.KiBPerConnection)
+	}
+	fmt.Fprintf(&b, ", client %.2f cores", rep.ClientCores)
+	if len(rep.Errors) > 0 {
+		fmt.Fprintf(&b, ", errors %v", rep.Errors)
+	}
+	if r.Probe.Check != "" {
+		fmt.Fprintf(&b, ", PROBE CHECK: %s", r.Probe.Check)
+	}
+	return b.String()
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
+
+// runOne is a regular run: server up, client-sim with -server-pid, server
+// down.
+func (h *harness) runOne(ctx context.Context, sc Scenario, sys System, round, order int) Run {
+	tag := fmt.Sprintf("%s-%s-r%d", sc.ID, sys.Name, round)
+	run := Run{Scenario: sc.ID, System: sys.Name, Round: round, Order: order, Start: time.Now()}
+	defer func() { run.WallS = time.Since(run.Start).Seconds() }()
+	rep, probe, scr, err := h.serveAndSim(ctx, sc, sys, tag, nil)
+	run.Report, run.Probe = rep, probe
+	if scr != nil {
+		run.Scrapes, run.ScrapeErrors = scr.ok.Load(), scr.failed.Load()
+	}
+	if err != nil {
+		run.Err = err.Error()
+	}
+	return run
+}
+
+// serveAndSim starts sys, runs client-sim against it with -server-pid and
+// the harness's own /proc readings around it, and stops the server. during,
+// if not nil, runs alongside client-sim (profiles).
+func (h *harness) serveAndSim(ctx context.Context, sc Scenario, sys System, tag string, during func(ctx context.Context, srv *server)) (SimReport, Probe, *scraper, error) {
+	var probe Probe
+	srv, err := h.startServer(ctx, sys, tag)
+	if err != nil {
+		return SimReport{}, probe, nil, err
+	}
+	defer srv.stop()
+	h.res.Commands["server "+sys.Name] = commandLine(h.bins.relayOr(sys), srv.args)
+	// A freshly started Go runtime is still growing its heap for a moment:
+	// let it settle so that "RSS before" is the idle server, not start-up.
+	sleepCtx(ctx, 300*time.Millisecond)
+	pid := srv.pid()
+	if probe.RSSBeforeKiB, err = procStatus(pid, "VmRSS"); err != nil {
+		return SimReport{}, probe, nil, err
+	}
+	var scr *scraper
+	if srv.adminAddr != "" {
+		scr = startScraper(ctx, srv.adminAddr, time.Second)
+		defer scr.stop()
+	}
+	cpu0, err := procCPU(pid)
+	if err != nil {
+		return SimReport{}, probe, scr, err
+	}
+	t0 := time.Now()
+	args := h.simArgs(sc, sys, srv.url, tag, []string{"-server-pid", strconv.Itoa(pid)})
+	h.res.Commands["client-sim "+sc.ID+" "+sys.Name] = commandLine(h.bins.sim, args)
+	simCtx, cancel := context.WithTimeout(ctx, simTimeout(sc.Load))
+	defer cancel()
+	split := &cpuSplit{pid: pid}
+	p, err := h.procs.spawn(simCtx, "client-sim "+tag, h.bins.sim, args, filepath.Join(h.logDir, tag+"-sim.log"), split.onLine)
+	if err != nil {
+		return SimReport{}, probe, scr, err
+	}
+	duringDone := make(chan struct{})
+	if during != nil {
+		go func() {
+			defer close(duringDone)
+			during(simCtx, srv)
+		}()
+	} else {
+		close(duringDone)
+	}
+	werr := p.wait(simCtx)
+	<-duringDone // it may still be talking to the server: keep it up until then
+	cpu1, cerr := procCPU(pid)
+	probe.SimWallS = time.Since(t0).Seconds()
+	probe.CPUWholeS = (cpu1 - cpu0).Seconds()
+	probe.RSSEndKiB, _ = procStatus(pid, "VmRSS")
+	probe.HWMKiB, _ = procStatus(pid, "VmHWM")
+	scr.stop()
+	if werr != nil {
+		return SimReport{}, probe, scr, werr
+	}
+	if cerr != nil {
+		return SimReport{}, probe, scr, fmt.Errorf("server died during the run: %w", cerr)
+	}
+	rep, err := readSimReport(filepath.Join(h.runDir, tag+".json"))
+	if err != nil {
+		return rep, probe, scr, err
+	}
+	probe.WindowUserS, probe.WindowSysS = split.result()
+	probe.Check = checkProbe(rep, probe)
+	return rep, probe, scr, nil
+}
+
+// cpuSplit samples the server's user and kernel CPU when client-sim's
+// progress lines enter the measured window and when they leave it: the
+// first later line that is not a "measure" progress line ("drain", or
+// "close" and the summary when the drain took under a second).
+type cpuSplit struct {
+	pid            int
+	mu             sync.Mutex
+	started, ended bool
+	u0, s0, u1, s1 time.Duration
+}
+
+// onLine runs on the goroutine copying client-sim's output.
+func (c *cpuSplit) onLine(line string) {
+	measuring := strings.Contains(line, "] measure ")
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case measuring && !c.started:
+		if u, s, err := procTimes(c.pid); err == nil {
+			c.u0, c.s0, c.started = u, s, true
+		}
+	case !measuring && c.started && !c.ended:
+		if u, s, err := procTimes(c.pid); err == nil {
+			c.u1, c.s1, c.ended = u, s, true
+		}
+	}
+}
+
+func (c *cpuSplit) result() (user, sys float64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.started || !c.ended {
+		return 0, 0
+	}
+	return (c.u1 - c.u0).Seconds(), (c.s1 - c.s0).Seconds()
+}
+
+func (b bins) relayOr(sys System) string {
+	if sys.Kind == kindBaseline {
+		return b.baseline
+	}
+	return b.relay
+}
+
+// simArgs is client-sim's command line for one run: the scenario file, the
+// mode's overrides and the system's needs, then extra (later flags win).
+func (h *harness) simArgs(sc Scenario, sys System, url, tag string, extra []string) []string {
+	// Relative to the repository root, the children's working directory,
+	// so that the recorded command lines are the ones to type.
+	args := []string{"-scenario", sc.File, "-url", url, "-json", filepath.Join(h.runDir, tag+".json")}
+	args = append(args, sc.overrideArgs()...)
+	args = append(args, sys.SimArgs...)
+	return append(args, extra...)
+}
+
+// simTimeout bounds one client-sim process generously: connecting,
+// warm-up, window, drain and closing.
+func simTimeout(l Load) time.Duration {
+	connect := 60 * time.Second
+	if l.Ramp > 0 {
+		connect += time.Duration(float64(l.Clients) / l.Ramp * float64(time.Second))
+	}
+	return connect + l.Warmup + l.Duration + l.Drain + 60*time.Second
+}
+
+func readSimReport(path string) (SimReport, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return SimReport{}, fmt.Errorf("client-sim report: %w", err)
+	}
+	rep, err := parseSimReport(b)
+	if err != nil {
+		return rep, fmt.Errorf("%s: %w", path, err)
+	}
+	return rep, nil
+}
+
+// checkProbe compares client-sim's -server-pid figures with the harness's
+// own readings. They are not taken at the same instants, so the checks are
+// the ones that must hold whatever the timing: the RSS before connecting is
+// the same idle server read a few milliseconds apart, and CPU in the
+// measured window cannot exceed CPU over the whole client-sim process.
+func checkProbe(rep SimReport, p Probe) string {
+	s := rep.Server
+	if s == nil {
+		return "client-sim reported no server figures"
+	}
+	var problems []string
+	if d := math.Abs(float64(s.RSSBeforeKiB - p.RSSBeforeKiB)); d > max(2048, 0.1*float64(p.RSSBeforeKiB)) {
+		problems = append(problems, fmt.Sprintf("RSS before: client-sim %d KiB, harness %d KiB", s.RSSBeforeKiB, p.RSSBeforeKiB))
+	}
+	// /proc times are in 10 ms ticks: allow two.
+	if s.CPUS > p.CPUWholeS+0.02 {
+		problems = append(problems, fmt.Sprintf("window CPU %.2fs > whole-run CPU %.2fs", s.CPUS, p.CPUWholeS))
+	}
+	if s.HWMKiB > 0 && p.HWMKiB > 0 && s.HWMKiB > p.HWMKiB {
+		problems = append(problems, fmt.Sprintf("HWM: client-sim %d KiB > harness's later %d KiB", s.HWMKiB, p.HWMKiB))
+	}
+	return strings.Join(problems, "; ")
+}
+
+func (h *harness) saveRun(r Run) {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return
+	}
+	tag := fmt.Sprintf("%s-%s-r%d", r.Scenario, r.System, r.Round)
+	_ = os.WriteFile(filepath.Join(h.runDir, tag+".run.json"), b, 0o644)
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+// deliveryRatio is delivered/expected; 1 when nothing was expected.
+func deliveryRatio(r Run) float64 {
+	if r.Report.Expected == 0 {
+		return 1
+	}
+	return float64(r.Report.Delivered) / float64(r.Report.Expected)
+}

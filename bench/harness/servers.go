@@ -1,0 +1,203 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// server is one running server process of a system.
+type server struct {
+	*proc
+	sys       System
+	addr      string // WebSocket listener, 127.0.0.1:port
+	adminAddr string // relay admin API; "" when off
+	url       string // ws://addr/ws
+	args      []string
+}
+
+// serverArgs is the command line of sys listening on port (and adminPort
+// when the system has its admin API on).
+func serverArgs(sys System, port, adminPort int) []string {
+	listen := "127.0.0.1:" + strconv.Itoa(port)
+	var args []string
+	switch sys.Kind {
+	case kindRelay:
+		args = []string{"-listen", listen, "-log-level", "warn"}
+		if sys.Admin {
+			args = append(args, "-admin-listen", "127.0.0.1:"+strconv.Itoa(adminPort))
+		}
+	case kindBaseline:
+		args = []string{"-listen", listen}
+	}
+	return append(args, sys.ServerArgs...)
+}
+
+// startServer starts sys on free ports and returns once it accepts
+// connections (and, for the relay, answers its health check on the
+// WebSocket port).
+func (h *harness) startServer(ctx context.Context, sys System, tag string) (*server, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	adminPort := 0
+	if sys.Kind == kindRelay && sys.Admin {
+		if adminPort, err = freePort(); err != nil {
+			return nil, err
+		}
+	}
+	bin := h.bins.relay
+	if sys.Kind == kindBaseline {
+		bin = h.bins.baseline
+	}
+	args := serverArgs(sys, port, adminPort)
+	p, err := h.procs.spawn(ctx, sys.Name, bin, args, filepath.Join(h.logDir, tag+"-server.log"), nil)
+	if err != nil {
+		return nil, err
+	}
+	s := &server{proc: p, sys: sys, addr: "127.0.0.1:" + strconv.Itoa(port), args: args}
+	s.url = "ws://" + s.addr + "/ws"
+	if adminPort != 0 {
+		s.adminAddr = "127.0.0.1:" + strconv.Itoa(adminPort)
+	}
+	if err := waitTCP(ctx, p, s.addr, 15*time.Second); err != nil {
+		p.stop()
+		return nil, err
+	}
+	if sys.Kind == kindRelay {
+		if err := httpOK(ctx, "http://"+s.addr+"/healthz"); err != nil {
+			p.stop()
+			return nil, fmt.Errorf("%s health check: %w", sys.Name, err)
+		}
+	}
+	if s.adminAddr != "" {
+		if err := waitTCP(ctx, p, s.adminAddr, 5*time.Second); err != nil {
+			p.stop()
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+var httpClient = &http.Client{Timeout: 10 * time.Second}
+
+func httpGet(ctx context.Context, url string) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return "", fmt.Errorf("GET %s: %w", url, err)
+	}
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("GET %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", fmt.Errorf("GET %s: %w", url, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return string(b), fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return string(b), nil
+}
+
+func httpOK(ctx context.Context, url string) error {
+	_, err := httpGet(ctx, url)
+	return err
+}
+
+// scraper GETs a relay's /metrics once a second, as Prometheus would (more
+// often than a usual 15 s scrape interval, so that the metrics cost
+// measured in S1 is an upper bound).
+type scraper struct {
+	ok, failed atomic.Int64
+	mu         sync.Mutex
+	last       string // last body; mu guards it
+	stopOnce   sync.Once
+	cancel     context.CancelFunc
+	done       chan struct{}
+}
+
+func startScraper(ctx context.Context, adminAddr string, every time.Duration) *scraper {
+	ctx, cancel := context.WithCancel(ctx)
+	s := &scraper{cancel: cancel, done: make(chan struct{})}
+	url := "http://" + adminAddr + "/metrics"
+	go func() {
+		defer close(s.done)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			body, err := httpGet(ctx, url)
+			if err != nil {
+				if ctx.Err() == nil {
+					s.failed.Add(1)
+				}
+				continue
+			}
+			s.ok.Add(1)
+			s.mu.Lock()
+			s.last = body
+			s.mu.Unlock()
+		}
+	}()
+	return s
+}
+
+// scrapeNow fetches /metrics once, outside the schedule.
+func scrapeNow(ctx context.Context, adminAddr string) (string, error) {
+	return httpGet(ctx, "http://"+adminAddr+"/metrics")
+}
+
+func (s *scraper) stop() {
+	if s == nil {
+		return
+	}
+	s.stopOnce.Do(func() {
+		s.cancel()
+		<-s.done
+	})
+}
+
+// commandLine renders a command for the report, with the binary's base name
+// and the per-run ports replaced by placeholders.
+func commandLine(bin string, args []string) string {
+	parts := []string{filepath.Base(bin)}
+	for i, a := range args {
+		if i > 0 {
+			switch args[i-1] {
+			case "-server-pid":
+				a = "$SERVER_PID"
+			case "-json":
+				a = "REPORT.json"
+			}
+		}
+		if strings.HasPrefix(a, "127.0.0.1:") || strings.HasPrefix(a, "ws://127.0.0.1:") {
+			i := strings.LastIndexByte(a, ':')
+			rest := a[i+1:]
+			j := strings.IndexByte(rest, '/')
+			suffix := ""
+			if j >= 0 {
+				suffix = rest[j:]
+			}
+			a = a[:i+1] + "PORT" + suffix
+		}
+		if strings.ContainsAny(a, " \t'\"") {
+			a = "'" + a + "'"
+		}
+		parts = append(parts, a)
+	}
+	return strings.Join(parts, " ")
+}

@@ -1,0 +1,263 @@
+package main
+
+import (
+	"fmt"
+	"math"
+	"strings"
+)
+
+// Target is one of the issue's targets, evaluated on a Results.
+type Target struct {
+	What     string `json:"what"`
+	Required string `json:"required"`
+	Measured string `json:"measured"`
+	Status   string `json:"status"` // statusMet, statusMissed, statusNotRun
+	Margin   string `json:"margin"`
+}
+
+const (
+	statusMet    = "met"
+	statusMissed = "MISSED"
+	statusNotRun = "not run"
+)
+
+const (
+	refRelay   = "relay-30hz"
+	refNoAdmin = "relay-30hz-noadmin"
+	baseImm    = "baseline-imm"
+	base30     = "baseline-30hz"
+)
+
+// S1's latency target: one tick period at 30 Hz plus 8 ms.
+var s1P99LimitMs = 1000.0/30 + 8
+
+// evaluateTargets checks every target the issue sets against r. A target
+// whose runs are not in r is reported as not run, never as met.
+func evaluateTargets(r *Results) []Target {
+	var out []Target
+	for _, sc := range []string{"s1", "s2"} {
+		out = append(out, deliveryTarget(r, sc))
+	}
+	out = append(out,
+		ratioTarget(r, "s1", "S1 server CPU per delivery, relay 30 Hz / baseline immediate", refRelay, baseImm, figUsPerDelivery, 1.0/3, "1/3"),
+		ratioTarget(r, "s2", "S2 server CPU per delivery, relay 30 Hz / baseline immediate", refRelay, baseImm, figUsPerDelivery, 1.0/8, "1/8"),
+		ratioTarget(r, "s1", "S1 server CPU per delivery, relay 30 Hz / baseline 30 Hz", refRelay, base30, figUsPerDelivery, 1.0/2, "1/2"),
+		ratioTarget(r, "s2", "S2 server CPU per delivery, relay 30 Hz / baseline 30 Hz", refRelay, base30, figUsPerDelivery, 1.0/2, "1/2"),
+		absTarget(r, "s1", "S1 latency p99, relay 30 Hz", refRelay, figP99, s1P99LimitMs, fmt.Sprintf("≤ %.1f ms (one 30 Hz tick + 8 ms)", s1P99LimitMs), "ms"),
+		absTarget(r, "s3", "S3 server memory per idle connection, relay", refRelay, figKiBConn, 2, "≤ 2 KiB", "KiB"),
+		ratioTarget(r, "s3", "S3 memory per connection, relay / baseline immediate", refRelay, baseImm, figKiBConn, 1.0/10, "1/10"),
+		ratioTarget(r, "s3", "S3 memory per connection, relay / baseline 30 Hz", refRelay, base30, figKiBConn, 1.0/10, "1/10"),
+		reachTarget(r),
+		overLimitTarget(r),
+		metricsCostTarget(r),
+	)
+	return out
+}
+
+func deliveryTarget(r *Results, sc string) Target {
+	t := Target{What: strings.ToUpper(sc) + " relay 30 Hz: delivery, duplicates, order", Required: "100% delivered, 0 duplicates, 0 out of order, every round"}
+	runs := r.runsOf(sc, refRelay)
+	if len(runs) == 0 {
+		t.Status = statusNotRun
+		return t
+	}
+	worst := math.Inf(1)
+	var short, dups, ooo uint64
+	failed := 0
+	for _, run := range runs {
+		if !run.ok() {
+			failed++
+			continue
+		}
+		worst = min(worst, deliveryRatio(run))
+		if run.Report.Expected > run.Report.Delivered {
+			short = max(short, run.Report.Expected-run.Report.Delivered)
+		}
+		dups += run.Report.Duplicates
+		ooo += run.Report.OutOfOrder
+	}
+	if failed == len(runs) {
+		t.Status, t.Measured = statusMissed, "every run failed"
+		return t
+	}
+	t.Measured = fmt.Sprintf("worst round %s delivered; %d duplicates, %d out of order over %d rounds", pct(worst, 4), dups, ooo, len(runs)-failed)
+	if failed == 0 && short == 0 && dups == 0 && ooo == 0 {
+		t.Status = statusMet
+		return t
+	}
+	t.Status = statusMissed
+	var parts []string
+	if failed > 0 {
+		parts = append(parts, fmt.Sprintf("%d of %d runs failed", failed, len(runs)))
+	}
+	if short > 0 {
+		parts = append(parts, fmt.Sprintf("worst round short by %d deliveries (%s)", short, pct(1-worst, 4)))
+	}
+	if dups > 0 {
+		parts = append(parts, fmt.Sprintf("%d duplicates", dups))
+	}
+	if ooo > 0 {
+		parts = append(parts, fmt.Sprintf("%d out of order", ooo))
+	}
+	t.Margin = strings.Join(parts, "; ")
+	return t
+}
+
+// ratioTarget: the median over rounds of num/den (paired by round) must be
+// at most limit.
+func ratioTarget(r *Results, sc, what, num, den string, fig func(Run) float64, limit float64, limitText string) Target {
+	t := Target{What: what, Required: fmt.Sprintf("≤ %s (%.3f)", limitText, limit)}
+	s := spreadOf(pairedRatios(r.byRound(sc, num, fig), r.byRound(sc, den, fig)))
+	if s.N == 0 {
+		t.Status = statusNotRun
+		return t
+	}
+	t.Measured = fmt.Sprintf("%s = 1/%.1f (rounds %s–%s)", f3(s.Median), 1/s.Median, f3(s.Min), f3(s.Max))
+	t.Status, t.Margin = verdict(s.Median, limit)
+	return t
+}
+
+// absTarget: the median over rounds of fig for sys must be at most limit.
+func absTarget(r *Results, sc, what, sys string, fig func(Run) float64, limit float64, limitText, unit string) Target {
+	t := Target{What: what, Required: limitText}
+	s := spreadOf(r.byRound(sc, sys, fig))
+	if s.N == 0 {
+		t.Status = statusNotRun
+		return t
+	}
+	t.Measured = fmt.Sprintf("%s %s median (rounds %s–%s)", f2(s.Median), unit, f2(s.Min), f2(s.Max))
+	t.Status, t.Margin = verdict(s.Median, limit)
+	return t
+}
+
+// verdict compares a lower-is-better figure with its limit.
+func verdict(v, limit float64) (status, margin string) {
+	if v <= limit {
+		return statusMet, fmt.Sprintf("%s under the limit", pct((limit-v)/limit, 0))
+	}
+	return statusMissed, fmt.Sprintf("over by %s (%.2fx the limit)", pct((v-limit)/limit, 0), v/limit)
+}
+
+func reachTarget(r *Results) Target {
+	t := Target{What: "S4 idle connections held by one relay process", Required: "all ~19,000 held, ≤ 2 KiB each"}
+	runs := r.runsOf("s4", refRelay)
+	if len(runs) == 0 {
+		t.Status = statusNotRun
+		return t
+	}
+	heldAll, failed := true, 0
+	minHeld, attempted := math.MaxInt, 0
+	for _, run := range runs {
+		if !run.ok() || run.Reach == nil {
+			failed++
+			continue
+		}
+		minHeld = min(minHeld, run.Reach.Held)
+		attempted = run.Reach.Attempted
+		if run.Reach.Held < run.Reach.Attempted || run.Reach.HoldDrops > 0 {
+			heldAll = false
+		}
+	}
+	if failed == len(runs) {
+		t.Status, t.Measured = statusMissed, "every run failed"
+		return t
+	}
+	kib := spreadOf(r.byRound("s4", refRelay, func(run Run) float64 {
+		if run.Reach == nil {
+			return math.NaN()
+		}
+		return run.Reach.KiBPerConn
+	}))
+	t.Measured = fmt.Sprintf("%s of %s held (worst round), %s KiB each (median)", commas(float64(minHeld), 0), commas(float64(attempted), 0), f2(kib.Median))
+	switch {
+	case failed == 0 && heldAll && kib.Median <= 2:
+		t.Status, t.Margin = statusMet, fmt.Sprintf("memory %s under the limit", pct((2-kib.Median)/2, 0))
+	default:
+		t.Status = statusMissed
+		var parts []string
+		if failed > 0 {
+			parts = append(parts, fmt.Sprintf("%d runs failed", failed))
+		}
+		if !heldAll {
+			parts = append(parts, fmt.Sprintf("held %d of %d", minHeld, attempted))
+		}
+		if kib.Median > 2 {
+			_, m := verdict(kib.Median, 2)
+			parts = append(parts, "memory "+m)
+		}
+		t.Margin = strings.Join(parts, "; ")
+	}
+	return t
+}
+
+func overLimitTarget(r *Results) Target {
+	t := Target{What: "S4 past -max-connections: clear refusal", Required: "every connection past the relay's limit refused with HTTP 503, held connections unaffected"}
+	var tried, refused, accepted, other, drops, past int64
+	gaugeOK := true
+	n := 0
+	for _, run := range r.runsOf("s4", refRelay) {
+		if !run.ok() || run.Reach == nil || run.Reach.Over == nil {
+			continue
+		}
+		n++
+		x, o := run.Reach, run.Reach.Over
+		tried += int64(o.Attempted)
+		refused += o.Refused503
+		accepted += int64(o.Accepted)
+		past += int64(o.Attempted - o.Accepted)
+		for _, v := range o.OtherErrors {
+			other += v
+		}
+		drops += x.HoldDrops
+		// The relay's own count at that moment: everything held plus what
+		// the extra process was given, i.e. exactly its limit.
+		if o.ConnsOpen >= 0 && int(o.ConnsOpen) != x.Held+o.Accepted {
+			gaugeOK = false
+		}
+	}
+	if n == 0 {
+		t.Status = statusNotRun
+		return t
+	}
+	t.Measured = fmt.Sprintf("%d round(s): %d dialled past the held connections, %d accepted up to the limit, %d refused with 503, %d other errors; %d held connections lost",
+		n, tried, accepted, refused, other, drops)
+	if refused == past && other == 0 && drops == 0 && gaugeOK && refused > 0 {
+		t.Status = statusMet
+		return t
+	}
+	t.Status = statusMissed
+	var parts []string
+	if refused != past {
+		parts = append(parts, fmt.Sprintf("%d of %d refusals were 503s", refused, past))
+	}
+	if other > 0 {
+		parts = append(parts, fmt.Sprintf("%d other errors", other))
+	}
+	if drops > 0 {
+		parts = append(parts, fmt.Sprintf("%d held connections lost", drops))
+	}
+	if !gaugeOK {
+		parts = append(parts, "the relay's connections_open gauge did not match held + accepted")
+	}
+	t.Margin = strings.Join(parts, "; ")
+	return t
+}
+
+func metricsCostTarget(r *Results) Target {
+	t := Target{What: "S1 metrics cost: CPU per delivery, admin on + /metrics scraped 1/s vs -admin-listen off", Required: "< 5%"}
+	s := spreadOf(pairedRatios(r.byRound("s1", refRelay, figUsPerDelivery), r.byRound("s1", refNoAdmin, figUsPerDelivery)))
+	if s.N == 0 {
+		t.Status = statusNotRun
+		return t
+	}
+	cost := s.Median - 1
+	t.Measured = fmt.Sprintf("%+.1f%% median (rounds %+.1f%% to %+.1f%%)", 100*cost, 100*(s.Min-1), 100*(s.Max-1))
+	if cost < 0.05 {
+		t.Status = statusMet
+		t.Margin = fmt.Sprintf("%.1f points under", 100*(0.05-cost))
+	} else {
+		t.Status = statusMissed
+		t.Margin = fmt.Sprintf("over by %.1f points", 100*(cost-0.05))
+	}
+	return t
+}

@@ -1,0 +1,196 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// fakeRun is a successful run with the figures the targets look at.
+func fakeRun(t *testing.T, sc, sys string, round int, usPerDelivery, p99, kibPerConn float64) Run {
+	rep := SimReport{Clients: 1000, Connected: 1000, DurationS: 30, ClientCores: 0.4,
+		LatencyMs: Percentiles{P50: p99 / 2, P99: p99, P999: p99 * 1.2, Max: p99 * 1.5}, Errors: map[string]int64{},
+		Server: &ServerFigures{Cores: 0.3, CPUUsPerDelivery: usPerDelivery, RSSBeforeKiB: 12000, RSSAfterJoinKiB: 16000,
+			RSSEndKiB: 18000, HWMKiB: 18000, KiBPerConnection: kibPerConn}}
+	if usPerDelivery > 0 {
+		rep.Expected, rep.Delivered = 4_200_000, 4_200_000
+		rep.LatencyHist = encodedHist(t, int64(p99*500), int64(p99*1000))
+	}
+	return Run{Scenario: sc, System: sys, Round: round, Report: rep}
+}
+
+func fakeResults(t *testing.T) *Results {
+	r := &Results{Mode: "full", Rounds: 3, Commands: map[string]string{}, Started: time.Unix(1_800_000_000, 0), Finished: time.Unix(1_800_001_800, 0),
+		Env: Env{NProc: 2, CPUModel: "AMD EPYC", GoVersion: "go1.26.8", Commit: "abc1234+dirty", Sysctl: map[string]string{
+			"net.ipv4.tcp_wmem": "4096 16384 4194304", "net.ipv4.tcp_rmem": "4096 131072 33554432", "net.ipv4.tcp_mem": "1 2 575796",
+			"net.ipv4.ip_local_port_range": "32768 60999", "fs.nr_open": "1048576"}}}
+	full := fullPlan()
+	for _, sc := range full.Scenarios {
+		sc.Load = Load{Clients: 1000, RoomSize: 8, Rate: 20, Payload: 64, Warmup: 5 * time.Second, Duration: 30 * time.Second}
+		if sc.ID == "s3" || sc.ID == "s4" {
+			sc.Load.Rate = 0
+		}
+		r.Scenarios = append(r.Scenarios, sc)
+	}
+	for round := 1; round <= 3; round++ {
+		d := float64(round) * 0.01 // a little spread between rounds
+		r.Runs = append(r.Runs,
+			fakeRun(t, "s1", refRelay, round, 2.0+d, 35, 4),
+			fakeRun(t, "s1", refNoAdmin, round, 1.95+d, 35, 4),
+			fakeRun(t, "s1", baseImm, round, 8.0, 80, 33),
+			fakeRun(t, "s1", base30, round, 4.6, 37, 34),
+			fakeRun(t, "s2", refRelay, round, 0.37, 35, 8),
+			fakeRun(t, "s2", baseImm, round, 2.0, 90, 37),
+			fakeRun(t, "s2", base30, round, 0.74, 41, 37),
+			fakeRun(t, "s3", refRelay, round, 0, 0, 2.5),
+			fakeRun(t, "s3", baseImm, round, 0, 0, 33),
+			fakeRun(t, "s3", base30, round, 0, 0, 33),
+		)
+		s4 := fakeRun(t, "s4", refRelay, round, 0, 0, 1.6)
+		s4.Reach = &ReachFigures{HoldProcs: 4, Attempted: 19000, Held: 19000, JoinS: 2, JoinRate: 9500, KiBPerConn: 1.6, KiBPerConnSettled: 1.7,
+			RSSBeforeKiB: 12800, OpenFileLimit: 20000, MaxConnections: 19872, IdleCores: 0.004, KernelKiBPerSocket: 4.1,
+			Over: &OverLimit{Attempted: 1300, Accepted: 872, Refused503: 428, ConnsOpen: 19872}}
+		r.Runs = append(r.Runs, s4)
+	}
+	return r
+}
+
+func targetByPrefix(t *testing.T, ts []Target, prefix string) Target {
+	t.Helper()
+	for _, x := range ts {
+		if strings.HasPrefix(x.What, prefix) {
+			return x
+		}
+	}
+	t.Fatalf("no target %q", prefix)
+	return Target{}
+}
+
+func TestEvaluateTargets(t *testing.T) {
+	t.Parallel()
+	r := fakeResults(t)
+	ts := evaluateTargets(r)
+	status := map[string]string{}
+	for _, x := range ts {
+		status[x.What] = x.Status
+	}
+	// 2.02/8 = 0.25 <= 1/3: met; 2.02/4.6 = 0.44 <= 1/2: met; S2
+	// 0.37/2.0 = 0.185 > 1/8: missed by 48%.
+	require.Equal(t, statusMet, targetByPrefix(t, ts, "S1 server CPU per delivery, relay 30 Hz / baseline immediate").Status)
+	require.Equal(t, statusMet, targetByPrefix(t, ts, "S1 server CPU per delivery, relay 30 Hz / baseline 30 Hz").Status)
+	s2 := targetByPrefix(t, ts, "S2 server CPU per delivery, relay 30 Hz / baseline immediate")
+	require.Equal(t, statusMissed, s2.Status)
+	require.Equal(t, "over by 48% (1.48x the limit)", s2.Margin)
+	require.Equal(t, statusMet, targetByPrefix(t, ts, "S1 latency p99").Status)
+	s3 := targetByPrefix(t, ts, "S3 server memory per idle connection")
+	require.Equal(t, statusMissed, s3.Status)
+	require.Equal(t, "over by 25% (1.25x the limit)", s3.Margin)
+	require.Equal(t, statusMet, targetByPrefix(t, ts, "S3 memory per connection, relay / baseline immediate").Status)
+	require.Equal(t, statusMet, targetByPrefix(t, ts, "S4 idle connections").Status)
+	require.Equal(t, statusMet, targetByPrefix(t, ts, "S4 past -max-connections").Status)
+	mc := targetByPrefix(t, ts, "S1 metrics cost")
+	require.Equal(t, statusMet, mc.Status)
+	require.Contains(t, mc.Measured, "+2.5%")
+	require.Equal(t, statusMet, targetByPrefix(t, ts, "S1 relay 30 Hz: delivery").Status)
+}
+
+func TestTargetsFailuresAndGaps(t *testing.T) {
+	t.Parallel()
+	r := fakeResults(t)
+	for i := range r.Runs {
+		run := &r.Runs[i]
+		switch {
+		case run.Scenario == "s1" && run.System == refRelay && run.Round == 2:
+			run.Report.Delivered -= 10 // loss in one round
+			run.Report.OutOfOrder = 3
+		case run.Scenario == "s2" && run.System == refRelay && run.Round == 3:
+			run.Err = "client-sim: exit status 1"
+		case run.Scenario == "s4" && run.Round == 1:
+			run.Reach.Over.Refused503 = 400 // 28 refused some other way
+			run.Reach.Over.OtherErrors = map[string]int64{"dial:reset": 28}
+		}
+	}
+	// A scenario that did not run at all.
+	var kept []Run
+	for _, run := range r.Runs {
+		if run.System != refNoAdmin {
+			kept = append(kept, run)
+		}
+	}
+	r.Runs = kept
+	ts := evaluateTargets(r)
+	d1 := targetByPrefix(t, ts, "S1 relay 30 Hz: delivery")
+	require.Equal(t, statusMissed, d1.Status)
+	require.Contains(t, d1.Margin, "short by 10 deliveries")
+	require.Contains(t, d1.Margin, "3 out of order")
+	d2 := targetByPrefix(t, ts, "S2 relay 30 Hz: delivery")
+	require.Equal(t, statusMissed, d2.Status)
+	require.Contains(t, d2.Margin, "1 of 3 runs failed")
+	over := targetByPrefix(t, ts, "S4 past -max-connections")
+	require.Equal(t, statusMissed, over.Status)
+	require.Contains(t, over.Margin, "1256 of 1284 refusals were 503s")
+	require.Equal(t, statusNotRun, targetByPrefix(t, ts, "S1 metrics cost").Status)
+
+	// The failed S2 round drops out of its medians instead of counting
+	// as zero.
+	require.Equal(t, []float64{0.37, 0.37}, finite(r.byRound("s2", refRelay, figUsPerDelivery)))
+}
+
+func TestRenderAndPublish(t *testing.T) {
+	t.Parallel()
+	r := fakeResults(t)
+	r.Micro = &MicroResult{Command: "go test -bench .", Benchmarks: []MicroBench{{Pkg: "github.com/tickrelay/tickrelay/room", Name: "BenchmarkTickBuild/players=8", Runs: 1,
+		Metrics: []MicroMetric{{Unit: "ns/op", Median: 1400, Min: 1400, Max: 1400}}}}}
+	r.Profiles = []Profile{{Scenario: "s1", System: refRelay, Seconds: 15, File: "bench/out/full/s1.pprof",
+		Header: []string{"Duration: 15s"}, Flat: []ProfileRow{{Flat: "1s", FlatPct: "70%", SumPct: "70%", Cum: "1s", CumPct: "70%", Name: "syscall"}}}}
+
+	md := renderMain(r)
+	for _, want := range []string{
+		"### Targets", "### S1 small rooms", "### S2 big rooms", "### S3 idle", "### S4 reach", "#### Projection to 1,000,000 connections",
+		"### Metrics cost (issue 6)", "### CPU profiles of the relay", "`relay-30hz` / `baseline-imm`", "abc1234+dirty",
+		"| `relay-30hz` | 3/3 | 100.000% | 0 / 0 |", "19,872 (limit − 128)",
+	} {
+		require.Contains(t, md, want)
+	}
+
+	dir := t.TempDir()
+	results := filepath.Join(dir, "RESULTS.md")
+	handWritten := "# Results\n\n" + beginMain + "\nstale\n" + endMain + "\n\n## Analysis\n\nwritten by a person\n\n" + beginMicro + "\nstale micro\n" + endMicro + "\n\n## room micro-benchmarks\n\nalso by a person\n"
+	require.NoError(t, os.WriteFile(results, []byte(handWritten), 0o644))
+	p := Plan{ResultsFile: results, PlotsDir: filepath.Join(dir, "plots")}
+	require.NoError(t, publish(r, p, false))
+	b, err := os.ReadFile(results)
+	require.NoError(t, err)
+	doc := string(b)
+	require.NotContains(t, doc, "stale")
+	require.Contains(t, doc, "## Analysis\n\nwritten by a person\n")
+	require.Contains(t, doc, "## room micro-benchmarks\n\nalso by a person\n")
+	require.Contains(t, doc, "BenchmarkTickBuild/players=8")
+	require.Contains(t, doc, "![S1 small rooms latency](plots/s1-latency.svg)")
+	svg, err := os.ReadFile(filepath.Join(dir, "plots", "s1-latency.svg"))
+	require.NoError(t, err)
+	require.Contains(t, string(svg), "<svg")
+	for _, sys := range []string{refRelay, baseImm, base30} {
+		require.Contains(t, string(svg), sys, "every system is on the chart")
+	}
+	_, err = os.Stat(filepath.Join(dir, "plots", "s3-latency.svg"))
+	require.Error(t, err, "idle scenarios have no latency plot")
+
+	// Rendering twice gives the same file: regeneration is stable.
+	require.NoError(t, publish(r, p, false))
+	b2, err := os.ReadFile(results)
+	require.NoError(t, err)
+	require.Equal(t, doc, string(b2))
+
+	// Saved results render the same after a JSON round trip.
+	js := filepath.Join(dir, "results.json")
+	require.NoError(t, saveResults(r, js))
+	back, err := loadResults(js)
+	require.NoError(t, err)
+	require.Equal(t, renderMain(r), renderMain(back), fmt.Sprint("render after reload"))
+}

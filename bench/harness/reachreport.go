@@ -105,9 +105,10 @@ func writeProjection(b *strings.Builder, r *Results) {
 	rows := [][]string{
 		{"relay RSS", "projected", fmt.Sprintf("%s + %s KiB × 10⁶ ≈ **%s**", mib(base)+" MiB base", f2(kib), gibOf(base+kib*n)), "linear in connections: per-connection state is a seat, a registry entry and gnet's connection; no per-connection goroutine or buffer while idle"},
 		{"kernel memory, server sockets", "projected from an estimate", fmt.Sprintf("≈ %s KiB × 10⁶ ≈ **%s**", f2(kern), gibOf(kern*n)), kernelNote(tcpObj, inodeObj)},
-		{"socket buffers while idle", "measured ≈ 0", "idle TCP sockets hold no queued data", "each socket's buffers grow only with unsent/unread data"},
+		{"socket buffers while idle", "not measured (kernel behaviour)", "≈ 0: an idle TCP socket holds no queued data", "buffers are allocated only for unsent or unread data; keep-alive pings are a few bytes"},
 		{"socket buffers, worst case", "projected", bufferWorstCase(sys), "set `-socket-send-buffer`/`-socket-recv-buffer` (SO_SNDBUF/SO_RCVBUF; the kernel doubles the value) to bound it per socket; `net.ipv4.tcp_mem` bounds it for the host"},
-		{"file descriptors", "projected", fmt.Sprintf("10⁶ + the relay's reserve (%s here) ≈ **%s** (RLIMIT_NOFILE)", commas(reserve, 0), commas(1e6+reserve, 0)), fmt.Sprintf("here the hard limit is %s; `fs.nr_open` = %s and `fs.file-max` = %s would need to be ≥ that", r.Env.OpenFileLimit, orUnknown(sys["fs.nr_open"]), orUnknown(sys["fs.file-max"]))},
+		{"file descriptors", "projected", fmt.Sprintf("10⁶ + the relay's reserve (%s here) ≈ **%s** (RLIMIT_NOFILE)", commas(reserve, 0), commas(1e6+reserve, 0)), fmt.Sprintf("here the hard limit is %s; the hard limit can be raised up to `fs.nr_open` (%s here, %s) and the host-wide `fs.file-max` is %s (%s)", r.Env.OpenFileLimit,
+			orUnknown(sys["fs.nr_open"]), enough(sys["fs.nr_open"], 1e6+reserve), orUnknown(sys["fs.file-max"]), enough(sys["fs.file-max"], 1e6+reserve))},
 		{"idle CPU", "projected", fmt.Sprintf("%s × 10⁶ / %s ≈ **%s cores**", f3(idle), commas(held, 0), f2(idle*n/held)), "keep-alive pings (every 15 s per quiet connection) and the sweeper; linear"},
 		{"time to connect everyone", "projected", fmt.Sprintf("10⁶ / %s per s ≈ **%s s**", commas(rate, 0), fp(n/rate, 0)), "at this host's measured join rate (clients and relay sharing 2 cores)"},
 		{"load generator", "projected", fmt.Sprintf("≈ %d source addresses per server port", int(math.Ceil(n/ephemeralPorts(sys["net.ipv4.ip_local_port_range"])))), "one source address has " + orUnknown(sys["net.ipv4.ip_local_port_range"]) + " ephemeral ports towards one server address"},
@@ -153,6 +154,19 @@ func ephemeralPorts(rng string) float64 {
 		}
 	}
 	return 28232
+}
+
+// enough says whether a sysctl's value reaches need.
+func enough(v string, need float64) string {
+	n, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+	switch {
+	case err != nil:
+		return "unknown"
+	case n >= need:
+		return "enough"
+	default:
+		return "too low"
+	}
 }
 
 func orUnknown(s string) string {

@@ -44,11 +44,9 @@ func (m *Manager) Reconfigure(ctx context.Context, cfg Config, moveExisting bool
 			continue
 		}
 		// A room that closed meanwhile is not an error.
-		if err := m.UpdateRoom(ctx, r.ID, RoomUpdate{TickRate: &rate}); err != nil && !isNotFound(err) {
+		if err := m.UpdateRoom(ctx, r.ID, RoomUpdate{TickRate: &rate}); err != nil && !errors.Is(err, ErrRoomNotFound) {
 			return fmt.Errorf("room: reconfigure: room %q: %w", r.ID, err)
 		}
 	}
 	return nil
 }
-
-func isNotFound(err error) bool { return errors.Is(err, ErrRoomNotFound) }

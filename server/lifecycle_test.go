@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"runtime"
@@ -9,9 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
 	"github.com/stretchr/testify/require"
-
-	pb "github.com/tickrelay/tickrelay/proto/tickrelay/v1"
 )
 
 func TestSlowConsumerIsClosedAndRoomGoesOn(t *testing.T) {
@@ -152,14 +152,10 @@ func (c *wsClient) expectCloseNoFail() int {
 		if err == nil {
 			continue
 		}
-		if ce, ok := err.(interface{ Error() string }); ok {
-			var code int
-			if _, scanErr := fmt.Sscanf(ce.Error(), "websocket: close %d", &code); scanErr == nil {
-				return code
-			}
+		var ce *websocket.CloseError
+		if errors.As(err, &ce) {
+			return ce.Code
 		}
 		return -1
 	}
 }
-
-var _ = pb.ErrorCode_ERROR_CODE_UNSPECIFIED

@@ -3,7 +3,6 @@ package server
 import (
 	"bytes"
 	"io"
-	"net"
 	"net/http"
 	"testing"
 	"time"
@@ -250,8 +249,6 @@ func TestRawEchoEndpoint(t *testing.T) {
 	code, _ := r.expectClose()
 	require.Equal(t, 1007, code)
 }
-
-var _ = net.Dial
 
 // A flood past the connection limit is refused with 503 — within a small
 // window after reading the request, beyond it at once — and the relay keeps

@@ -59,6 +59,9 @@ func run(args []string) error {
 	for {
 		select {
 		case <-srv.Done():
+			if err := srv.Err(); err != nil {
+				return fmt.Errorf("stopped: %w", err) // exit non-zero: the supervisor restarts it
+			}
 			logger.Info("stopped")
 			return nil
 		case sig := <-sigs:

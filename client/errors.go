@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/tickrelay/tickrelay/proto/closes"
 	pb "github.com/tickrelay/tickrelay/proto/tickrelay/v1"
 )
 
@@ -102,20 +103,12 @@ func (e *CloseError) Error() string {
 
 // MayReconnect reports whether reconnecting (with backoff) makes sense after
 // this close: the relay's 4000-4499 range (slow consumer, idle timeout, ...),
-// a relay going away or restarting (1001, 1011-1013), or a lost connection
-// (1006). Not after a normal close, the relay's 4500-4999 range (kicked: do
-// not reconnect automatically), or a protocol error (a client bug that a
-// reconnect would repeat).
-func (e *CloseError) MayReconnect() bool {
-	switch {
-	case e.Code >= 4000 && e.Code < 4500:
-		return true
-	case e.Code == 1001, e.Code == 1006, e.Code == 1011, e.Code == 1012, e.Code == 1013:
-		return true
-	default:
-		return false
-	}
-}
+// a relay going away or restarting (1001, 1011-1014), a Close without a code
+// from something in between (1005) or a lost connection (1006). Not after a
+// normal close, the relay's 4500-4999 range (kicked: do not reconnect
+// automatically), or a protocol error (a client bug that a reconnect would
+// repeat). The rule is the relay's own (package proto/closes).
+func (e *CloseError) MayReconnect() bool { return closes.MayReconnect(e.Code) }
 
 // Is makes every CloseError match ErrClosed.
 func (e *CloseError) Is(target error) bool { return target == ErrClosed }

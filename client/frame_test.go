@@ -357,7 +357,7 @@ func TestSubprotocolOffered(t *testing.T) {
 func TestCloseErrorMayReconnect(t *testing.T) {
 	t.Parallel()
 	for code, want := range map[int]bool{
-		1000: false, 1001: true, 1002: false, 1006: true, 1008: false, 1009: false,
+		1000: false, 1001: true, 1002: false, 1005: true, 1006: true, 1008: false, 1009: false,
 		1011: true, 4000: true, 4001: true, 4499: true, 4500: false, 4999: false,
 	} {
 		require.Equal(t, want, (&CloseError{Code: code}).MayReconnect(), "code %d", code)

@@ -7,17 +7,32 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/tickrelay/tickrelay/internal/splitproxy"
 	"github.com/tickrelay/tickrelay/server"
 )
 
 func init() {
-	testServers = append(testServers, testServer{name: "relay", start: startRelay})
+	testServers = append(testServers,
+		testServer{name: "relay", start: startRelay},
+		testServer{name: "relay-split", start: startRelaySplit},
+	)
+}
+
+// startRelaySplit puts a proxy that cuts every write, both ways, into
+// random pieces with pauses between the clients and the relay.
+func startRelaySplit(t *testing.T) (string, func()) {
+	t.Helper()
+	url, stop := startRelay(t)
+	addr := strings.TrimSuffix(strings.TrimPrefix(url, "ws://"), "/ws")
+	p := splitproxy.ForTest(t, addr, nil)
+	return "ws://" + p.Addr() + "/ws", stop
 }
 
 func startRelay(t *testing.T) (string, func()) {

@@ -180,11 +180,14 @@ func (m *Manager) Kick(ctx context.Context, id string, player uint32, reason str
 			return
 		}
 		s := mem.seat
+		removing := s.state.CompareAndSwap(stateInRoom, stateLeaving)
 		w.flushLeaver(mem)
 		w.removeMember(mem, pb.LeaveReason_LEAVE_REASON_KICKED)
 		w.sendLeft(s, 0, id, pb.LeaveReason_LEAVE_REASON_KICKED, reason)
-		w.evict(s, EvictKicked)
-		s.state.CompareAndSwap(stateInRoom, stateIdle)
+		w.evict(s, EvictKicked, reason)
+		if removing {
+			s.settle(stateLeaving, stateIdle)
+		}
 	})
 	if err != nil {
 		return err

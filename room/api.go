@@ -10,10 +10,14 @@ import (
 // Errors returned synchronously by Manager methods, or carried (as their
 // ErrorCode) in the Error messages a room sends to a peer. Test with errors.Is.
 var (
-	ErrRoomFull        = errors.New("room: room full")
-	ErrRoomNotFound    = errors.New("room: room not found")
-	ErrNotInRoom       = errors.New("room: not in a room")
-	ErrAlreadyInRoom   = errors.New("room: already in a room")
+	ErrRoomFull      = errors.New("room: room full")
+	ErrRoomNotFound  = errors.New("room: room not found")
+	ErrNotInRoom     = errors.New("room: not in a room")
+	ErrAlreadyInRoom = errors.New("room: already in a room")
+	// ErrSeatBusy: the seat is between rooms (an earlier Join or a Leave
+	// not yet answered). The caller holds the request and retries when the
+	// Peer is told Ready, which keeps a connection's requests in order.
+	ErrSeatBusy        = errors.New("room: seat busy with an earlier request")
 	ErrInvalidArgument = errors.New("room: invalid argument")
 	ErrRoomLimit       = errors.New("room: room limit reached")
 	ErrDraining        = errors.New("room: server draining")
@@ -69,10 +73,16 @@ type Peer interface {
 	// bounded backlog where latest-only updates are superseded.
 	Congested() bool
 	// Evict tells the peer that the room system removed it for a cause that
-	// also ends the connection (slow consumer, kicked).
-	// A Left or Error message explaining why has already been Delivered. The
-	// peer closes its connection with the matching close code.
-	Evict(cause EvictCause)
+	// also ends the connection (slow consumer, kicked). For a kick, the Left
+	// explaining it has already been Delivered; for a slow consumer nothing
+	// was: detail says why, for the Error the peer sends before its Close
+	// (frames the peer has not started writing may be dropped in favour of
+	// that explanation). The peer closes its connection with the matching
+	// close code.
+	Evict(cause EvictCause, detail string)
+	// Ready tells the peer that its seat left a transitional state (joining
+	// or leaving): a request refused with ErrSeatBusy can be retried now.
+	Ready()
 }
 
 // EvictCause says why a peer was removed and should be disconnected.
@@ -170,6 +180,19 @@ type Config struct {
 	// disconnect) are never refused: they are bounded by the number of seats.
 	// Zero means 65,536.
 	InboxCapacity int
+	// SenderTickMessages and SenderTickBytes are each member's budget as a
+	// sender for one tick (one flush, in immediate rooms): its messages past
+	// either are dropped and it is told with Error{RATE_LIMITED}, once per
+	// tick. They keep one member's burst from flooding the others' frames
+	// (and evicting them as slow consumers). Zero means 512 messages and
+	// 256 KiB; the transport raises the byte budget to its largest message.
+	SenderTickMessages int
+	SenderTickBytes    int
+	// InboxPerSeat caps the Sends one seat may have queued in its worker's
+	// inbox; past it Send fails with ErrOverloaded for that seat only, so a
+	// flooding connection cannot fill the inbox for the worker's other
+	// rooms. Zero means 1,024.
+	InboxPerSeat int
 	// KeepAliveInterval, if set, sends an empty Frame to every member of a
 	// room that has had nothing to deliver for this long, so clients keep a
 	// clock even in quiet rooms. Zero means off.
@@ -247,16 +270,29 @@ type RoomUpdate struct {
 
 // Stats are counters summed over all workers.
 type Stats struct {
-	Rooms           int
-	Players         int
-	MessagesIn      uint64 // relayed messages accepted
-	MessagesDropped uint64 // refused with ErrOverloaded, plus superseded latest-only copies (one per recipient)
+	Rooms      int
+	Players    int
+	MessagesIn uint64 // relayed messages accepted
+	// MessagesDropped counts messages accepted from a client but delivered
+	// to nobody: refused with ErrOverloaded, over their sender's tick budget,
+	// or latest-only updates superseded before their tick (once per message,
+	// not per recipient).
+	MessagesDropped uint64
 	Deliveries      uint64 // message copies put into frames
 	Frames          uint64 // frames handed to peers
 	FrameBytes      uint64
 	Ticks           uint64
 	TickOverruns    uint64
 	SlowConsumers   uint64 // peers evicted as slow consumers
+	// OverBudget counts messages dropped for passing their sender's budget
+	// of the tick (SenderTickMessages, SenderTickBytes).
+	OverBudget uint64
+	// OverInboxShare counts Sends refused (ErrOverloaded) because their
+	// seat already had InboxPerSeat messages queued.
+	OverInboxShare uint64
+	// BacklogSuperseded counts latest-only copies dropped from congested
+	// members' backlogs by a newer update (one per recipient).
+	BacklogSuperseded uint64
 }
 
 // Observer receives per-tick measurements (for metrics). Called on worker

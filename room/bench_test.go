@@ -13,9 +13,10 @@ import (
 // complete immediately would.
 type discardPeer struct{}
 
-func (discardPeer) Deliver(o *room.Outbound) { o.Release() }
-func (discardPeer) Congested() bool          { return false }
-func (discardPeer) Evict(room.EvictCause)    {}
+func (discardPeer) Deliver(o *room.Outbound)      { o.Release() }
+func (discardPeer) Congested() bool               { return false }
+func (discardPeer) Evict(room.EvictCause, string) {}
+func (discardPeer) Ready()                        {}
 
 // BenchmarkTickBuild measures one tick of a room where every member sends
 // one 64-byte message to everyone else: Send (copy into a pooled record),

@@ -19,6 +19,9 @@ const (
 	defaultMaxBacklogBytes   = 1 << 20
 	defaultInboxCapacity     = 65_536
 	defaultHeadroom          = 10
+	defaultSenderTickMsgs    = 512
+	defaultSenderTickBytes   = 256 << 10
+	defaultInboxPerSeat      = 1024
 )
 
 // Hard bounds of Config values. They keep arithmetic in range (a period of
@@ -35,28 +38,15 @@ const (
 	maxBacklogBytesSane = 1 << 30
 )
 
-// resolve validates c and returns it with defaults applied. Errors wrap
-// ErrInvalidArgument and name the offending field.
-func (c Config) resolve() (Config, error) {
-	invalid := func(format string, args ...any) (Config, error) {
-		return Config{}, fmt.Errorf("%w: Config."+format, append([]any{ErrInvalidArgument}, args...)...)
-	}
-	orDefault := func(v *int, def int) {
-		if *v == 0 {
-			*v = def
-		}
-	}
-	type bound struct {
-		name     string
-		v        *int
-		def, max int
-	}
-	// An unset DefaultMaxPlayers follows a MaxPlayersPerRoom below its
-	// default rather than failing validation.
-	if c.DefaultMaxPlayers == 0 && c.MaxPlayersPerRoom > 0 && c.MaxPlayersPerRoom < defaultMaxPlayers {
-		c.DefaultMaxPlayers = c.MaxPlayersPerRoom
-	}
-	for _, b := range []bound{
+// bound is one integer field of Config: its default and largest value.
+type bound struct {
+	name     string
+	v        *int
+	def, max int
+}
+
+func (c *Config) bounds() []bound {
+	return []bound{
 		{"Workers", &c.Workers, runtime.GOMAXPROCS(0), maxWorkers},
 		{"DefaultTickRate", &c.DefaultTickRate, defaultTickRate, maxTickRateLimit},
 		{"MinTickRate", &c.MinTickRate, defaultMinTickRate, maxTickRateLimit},
@@ -69,11 +59,44 @@ func (c Config) resolve() (Config, error) {
 		{"MaxBacklogBytes", &c.MaxBacklogBytes, defaultMaxBacklogBytes, maxBacklogBytesSane},
 		{"InboxCapacity", &c.InboxCapacity, defaultInboxCapacity, maxInboxLimit},
 		{"Headroom", &c.Headroom, defaultHeadroom, maxHeadroomLimit},
-	} {
+		{"SenderTickMessages", &c.SenderTickMessages, defaultSenderTickMsgs, 1 << 20},
+		{"SenderTickBytes", &c.SenderTickBytes, defaultSenderTickBytes, maxFrameBytesLimit},
+		{"InboxPerSeat", &c.InboxPerSeat, defaultInboxPerSeat, maxInboxLimit},
+	}
+}
+
+// WithDefaults returns c with its zero fields set to their defaults,
+// without validating it (New validates).
+func (c Config) WithDefaults() Config {
+	// An unset DefaultMaxPlayers follows a MaxPlayersPerRoom below its
+	// default rather than failing validation.
+	if c.DefaultMaxPlayers == 0 && c.MaxPlayersPerRoom > 0 && c.MaxPlayersPerRoom < defaultMaxPlayers {
+		c.DefaultMaxPlayers = c.MaxPlayersPerRoom
+	}
+	for _, b := range c.bounds() {
+		if *b.v == 0 {
+			*b.v = b.def
+		}
+	}
+	if c.Clock == nil {
+		c.Clock = systemClock{}
+	}
+	return c
+}
+
+// resolve validates c and returns it with defaults applied. Errors wrap
+// ErrInvalidArgument and name the offending field.
+func (c Config) resolve() (Config, error) {
+	invalid := func(format string, args ...any) (Config, error) {
+		return Config{}, fmt.Errorf("%w: Config."+format, append([]any{ErrInvalidArgument}, args...)...)
+	}
+	for _, b := range c.bounds() {
 		if *b.v < 0 {
 			return invalid("%s (%d) must not be negative", b.name, *b.v)
 		}
-		orDefault(b.v, b.def)
+	}
+	c = c.WithDefaults()
+	for _, b := range c.bounds() {
 		if *b.v > b.max {
 			return invalid("%s (%d) must be at most %d", b.name, *b.v, b.max)
 		}
@@ -103,9 +126,6 @@ func (c Config) resolve() (Config, error) {
 	}
 	if c.KeepAliveInterval > 0 && c.KeepAliveInterval < time.Millisecond {
 		return invalid("KeepAliveInterval (%v) must be at least 1ms", c.KeepAliveInterval)
-	}
-	if c.Clock == nil {
-		c.Clock = systemClock{}
 	}
 	return c, nil
 }

@@ -25,8 +25,7 @@ func (w *worker) flushRoom(r *room, tick uint64, keepAlive bool) bool {
 		if len(m.backlog) > 0 {
 			r.work = true // held back: look again next tick
 		}
-		clear(m.latestKinds)
-		m.latestKinds = m.latestKinds[:0]
+		w.endLatestWindow(m)
 	}
 	// Evictions change r.members, so they wait until the loop is done.
 	if len(w.evictions) > 0 {
@@ -109,7 +108,7 @@ func (w *worker) writeFrames(r *room, m *member, items []*record, tick uint64, y
 		start, size := i, 0
 		for ; i < len(items); i++ {
 			rec := items[i]
-			if rec == nil {
+			if rec == nil || rec.superseded {
 				continue
 			}
 			// A single record larger than a frame still goes out, alone;
@@ -126,7 +125,7 @@ func (w *worker) writeFrames(r *room, m *member, items []*record, tick uint64, y
 		b := wire.AppendFrameStart(out.buf, tick, size)
 		deliveries := 0
 		for _, rec := range items[start:i] {
-			if rec != nil {
+			if rec != nil && !rec.superseded {
 				b = append(b, rec.enc...)
 				if !rec.event {
 					deliveries++
@@ -195,6 +194,10 @@ func (w *worker) moveToBacklog(m *member) {
 		if rec == nil {
 			continue
 		}
+		if rec.superseded {
+			w.release(rec)
+			continue
+		}
 		if rec.latestOnly {
 			key := uint64(rec.sender)<<32 | uint64(rec.kind)
 			if m.backlogIdx == nil {
@@ -206,7 +209,7 @@ func (w *worker) moveToBacklog(m *member) {
 				m.backlogBytes -= len(old.enc)
 				m.backlogLive--
 				w.release(old)
-				w.count.dropped++
+				w.count.backlogSuperseded++
 			}
 			m.backlogIdx[key] = len(m.backlog)
 		}
@@ -238,6 +241,17 @@ func (m *member) compactBacklog() {
 	m.backlog = live
 }
 
+// endLatestWindow ends m's latest-only window as a sender: its updates of
+// this tick are out or held back, and a new one supersedes nothing.
+func (w *worker) endLatestWindow(m *member) {
+	if len(m.latest) > 0 {
+		for _, rec := range m.latest {
+			w.release(rec)
+		}
+		clear(m.latest)
+	}
+}
+
 // clearPending releases m's pending list.
 func (w *worker) clearPending(m *member) {
 	for _, rec := range m.pending {
@@ -263,10 +277,12 @@ func (w *worker) clearBacklog(m *member) {
 	m.backlogLive = 0
 }
 
-// dropQueued releases everything still queued for m.
+// dropQueued releases everything still queued for m, and what m holds as
+// a sender.
 func (w *worker) dropQueued(m *member) {
 	w.clearPending(m)
 	w.clearBacklog(m)
+	w.endLatestWindow(m)
 }
 
 // flushLeaver hands a member that leaves (or is kicked, or whose room
@@ -289,19 +305,18 @@ func (w *worker) flushLeaver(m *member) {
 }
 
 // evictSlow removes a member whose backlog passed MaxBacklogBytes: the
-// others see PLAYER_LEFT{SLOW_CONSUMER}, the peer gets an Error and is
-// told to close.
+// others see PLAYER_LEFT{SLOW_CONSUMER}; the peer is told to close, with an
+// Error saying why.
 func (w *worker) evictSlow(m *member) {
 	s := m.seat
 	backlog := m.backlogBytes
+	removing := s.state.CompareAndSwap(stateInRoom, stateLeaving)
 	w.removeMember(m, pb.LeaveReason_LEAVE_REASON_SLOW_CONSUMER)
-	w.sendMessage(s, &pb.ServerMessage{Body: &pb.ServerMessage_Error{Error: &pb.Error{
-		Code:    pb.ErrorCode_ERROR_CODE_SLOW_CONSUMER,
-		Message: fmt.Sprintf("room: backlog of %d bytes above %d", backlog, w.m.cfg.MaxBacklogBytes),
-	}}})
-	w.evict(s, EvictSlowConsumer)
+	w.evict(s, EvictSlowConsumer, fmt.Sprintf("room: backlog of %d bytes above %d", backlog, w.m.cfg.MaxBacklogBytes))
 	w.count.slowConsumers++
-	s.state.CompareAndSwap(stateInRoom, stateIdle)
+	if removing {
+		s.settle(stateLeaving, stateIdle)
+	}
 }
 
 // flushDirty flushes the immediate rooms that got something during the

@@ -151,8 +151,9 @@ func (p *recPeer) Deliver(o *Outbound) {
 	p.msgs = append(p.msgs, &m)
 	p.mu.Unlock()
 }
-func (p *recPeer) Congested() bool  { return false }
-func (p *recPeer) Evict(EvictCause) {}
+func (p *recPeer) Congested() bool          { return false }
+func (p *recPeer) Evict(EvictCause, string) {}
+func (p *recPeer) Ready()                   {}
 
 // TestStaleSendOnOtherWorker: a Send queued on the worker of a room the seat
 // was removed from, processed after the seat joined a room of another

@@ -195,16 +195,21 @@ func TestJoinSyncErrors(t *testing.T) {
 		Options: &pb.RoomOptions{TickRate: 60, MaxPlayers: 10}, PlayerMetadata: map[string]string{"k": strings.Repeat("v", 15)}})
 	require.ErrorIs(t, h.m.Join(s, room.JoinRequest{Join: &pb.Join{}}), room.ErrAlreadyInRoom)
 
-	// Leave in progress: still not free to join.
+	// Leave in progress: the seat is busy (the caller holds the Join and
+	// retries when the peer is told Ready).
 	require.NoError(t, h.m.Leave(s, 1))
-	require.ErrorIs(t, h.m.Join(s, room.JoinRequest{Join: &pb.Join{}}), room.ErrAlreadyInRoom)
+	require.ErrorIs(t, h.m.Join(s, room.JoinRequest{Join: &pb.Join{}}), room.ErrSeatBusy)
 	require.ErrorIs(t, h.m.Leave(s, 2), room.ErrNotInRoom)
+	readies := p.Readies()
 	h.sync()
 	msgs := p.Take()
 	require.Len(t, msgs, 1)
 	require.Equal(t, pb.LeaveReason_LEAVE_REASON_LEFT, msgs[0].GetLeft().GetReason())
+	require.Greater(t, p.Readies(), readies, "the peer is told when the seat settles")
+	require.NoError(t, h.m.Join(s, room.JoinRequest{Join: &pb.Join{RoomId: "again", CreateIfMissing: true}}))
+	h.sync()
+	require.NotNil(t, p.Take()[0].GetJoined())
 	require.EqualValues(t, 1, msgs[0].GetRequestId())
-	require.NoError(t, h.m.Join(s, room.JoinRequest{Join: &pb.Join{}}))
 }
 
 func TestSendAndLeaveOutsideRoom(t *testing.T) {

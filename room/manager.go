@@ -31,7 +31,11 @@ type Manager struct {
 	// nextWorker spreads rooms with server-made codes round robin.
 	nextWorker atomic.Uint32
 	draining   atomic.Bool
-	closed     atomic.Bool
+	quiesced   atomic.Bool // FlushAll ran: Send is refused
+	// seatOverShare counts Sends refused because their seat had its fair
+	// share of the inbox queued.
+	seatOverShare atomic.Uint64
+	closed        atomic.Bool
 
 	// maxRecord is the largest encoded Delivery that still fits in one
 	// frame; Send refuses bigger payloads with ErrMessageTooLarge.
@@ -116,7 +120,8 @@ type joinCmd struct {
 }
 
 // Join asks for s to join (or create) a room. Errors found without room
-// state (invalid arguments, draining, already in a room) are returned here;
+// state (invalid arguments, draining, already in a room) are returned here,
+// and ErrSeatBusy while an earlier Join or Leave of the seat is unanswered;
 // everything else is answered asynchronously to the seat's peer with Joined
 // or Error (ROOM_FULL, ROOM_NOT_FOUND, ROOM_LIMIT_REACHED). req is not
 // referenced after Join returns.
@@ -128,7 +133,10 @@ func (m *Manager) Join(s *Seat, req JoinRequest) error {
 		return ErrClosed
 	}
 	if !s.state.CompareAndSwap(stateIdle, stateJoining) {
-		return ErrAlreadyInRoom
+		if s.state.Load() == stateInRoom {
+			return ErrAlreadyInRoom
+		}
+		return ErrSeatBusy
 	}
 	j, err := m.prepareJoin(req)
 	if err != nil {
@@ -228,6 +236,9 @@ func (m *Manager) Send(s *Seat, requestID uint32, msg *wire.SendView) error {
 	if s.dead.Load() {
 		return ErrClosed
 	}
+	if m.quiesced.Load() {
+		return ErrDraining
+	}
 	if st := s.state.Load(); st != stateJoining && st != stateInRoom {
 		return ErrNotInRoom
 	}
@@ -237,9 +248,17 @@ func (m *Manager) Send(s *Seat, requestID uint32, msg *wire.SendView) error {
 	if len(msg.Targets) > wire.MaxTargets {
 		return fmt.Errorf("%w: more than %d targets", ErrInvalidArgument, wire.MaxTargets)
 	}
+	// Each seat's fair share of its worker's inbox: one connection cannot
+	// fill it for everyone on the worker.
+	if s.queued.Add(1) > int32(m.cfg.InboxPerSeat) {
+		s.queued.Add(-1)
+		m.seatOverShare.Add(1)
+		return ErrOverloaded
+	}
 	rec := m.records.get()
 	rec.fill(requestID, msg)
 	if err := s.worker.in.pushData(command{kind: cmdSend, seat: s, rec: rec}); err != nil {
+		s.queued.Add(-1)
 		m.records.put(rec)
 		return err
 	}
@@ -310,7 +329,11 @@ func (m *Manager) Stats() Stats {
 		s.Ticks += p.ticks.Load()
 		s.TickOverruns += p.overruns.Load()
 		s.SlowConsumers += p.slowConsumers.Load()
+		s.OverBudget += p.overBudget.Load()
+		s.BacklogSuperseded += p.backlogSuperseded.Load()
 	}
+	s.MessagesDropped += m.seatOverShare.Load()
+	s.OverInboxShare = m.seatOverShare.Load()
 	return s
 }
 

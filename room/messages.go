@@ -21,9 +21,9 @@ func (w *worker) deliver(s *Seat, out *Outbound) {
 }
 
 // evict tells s's peer to close, unless the seat is disconnected.
-func (w *worker) evict(s *Seat, cause EvictCause) {
+func (w *worker) evict(s *Seat, cause EvictCause, detail string) {
 	if !s.dead.Load() {
-		s.peer.Evict(cause)
+		s.peer.Evict(cause, detail)
 	}
 }
 

@@ -149,11 +149,15 @@ func (s *sim) join(c *conn) {
 	c.reqID++
 	req := room.JoinRequest{RequestID: c.reqID, Join: &pb.Join{RoomId: id, CreateIfMissing: create, Options: opts}}
 	err := s.h.m.Join(c.s, req)
-	if errors.Is(err, room.ErrAlreadyInRoom) && (c.state == cFailing || c.state == cLeaving) {
+	if errors.Is(err, room.ErrSeatBusy) && (c.state == cFailing || c.state == cLeaving) {
 		s.h.sync() // let the worker finish the failed join or the leave
 		err = s.h.m.Join(c.s, req)
 	}
 	if c.state == cIn {
+		if errors.Is(err, room.ErrSeatBusy) {
+			s.h.sync() // its join is not processed yet
+			err = s.h.m.Join(c.s, req)
+		}
 		require.ErrorIs(t, err, room.ErrAlreadyInRoom)
 		return
 	}

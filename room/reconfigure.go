@@ -11,11 +11,12 @@ func (m *Manager) policy() *Config { return m.pol.Load() }
 
 // Reconfigure applies a new configuration to a running Manager (a config
 // reload). The reloadable fields — DefaultTickRate, MinTickRate,
-// MaxTickRate, AllowImmediate, TickPresets, MaxRooms, DefaultMaxPlayers,
-// MaxPlayersPerRoom, MaxMetadataBytes and KeepAliveInterval — apply to joins
-// and rooms created from now on; the others (Workers, Clock, InboxCapacity,
-// MaxFrameBytes, MaxBacklogBytes, Headroom, Observer) are fixed at New and
-// ignored here. With moveExisting, every ticked room whose rate differs from
+// MaxTickRate, AllowImmediate, TickPresets, DefaultMaxPlayers,
+// MaxPlayersPerRoom and MaxMetadataBytes — apply to joins and rooms created
+// from now on; MaxRooms, KeepAliveInterval, SenderTickMessages and
+// SenderTickBytes apply at once to every room; the others (Workers, Clock,
+// InboxCapacity, InboxPerSeat, MaxFrameBytes, MaxBacklogBytes, Headroom,
+// Observer) are fixed at New and ignored here. With moveExisting, every ticked room whose rate differs from
 // the new default is moved to it at its next tick, as UpdateRoom would. An
 // invalid cfg is rejected (ErrInvalidArgument) and nothing changes.
 // Goroutine-safe; it waits for the workers when moveExisting is set.
@@ -26,6 +27,7 @@ func (m *Manager) Reconfigure(ctx context.Context, cfg Config, moveExisting bool
 	fixed := m.cfg
 	cfg.Workers, cfg.Clock, cfg.InboxCapacity = fixed.Workers, fixed.Clock, fixed.InboxCapacity
 	cfg.MaxFrameBytes, cfg.MaxBacklogBytes, cfg.Headroom, cfg.Observer = fixed.MaxFrameBytes, fixed.MaxBacklogBytes, fixed.Headroom, fixed.Observer
+	cfg.InboxPerSeat = fixed.InboxPerSeat
 	next, err := cfg.resolve()
 	if err != nil {
 		return err

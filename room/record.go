@@ -34,6 +34,10 @@ type record struct {
 	echo       bool
 	latestOnly bool
 	event      bool // a RoomEvent record, not a Delivery
+	// superseded: a newer latest-only update of the same sender, kind and
+	// recipients replaced this one before its tick; lists holding it skip
+	// it. Worker only.
+	superseded bool
 	refs       int32
 }
 

@@ -79,7 +79,8 @@ type member struct {
 	mark uint64
 
 	// pending holds what is addressed to this member in the current tick,
-	// in routing order; nil entries are latest-only updates superseded
+	// in routing order; nil entries (and records marked superseded) are
+	// latest-only updates superseded
 	// since they were queued.
 	pending []*record
 	// backlog holds what a congested peer could not take yet. backlogIdx maps
@@ -90,10 +91,17 @@ type member struct {
 	backlogBytes int
 	backlogLive  int
 
-	// latestKinds lists the kinds this member sent latest-only during the
-	// current tick: only a repeat needs the recipients' pending lists
-	// searched for the update it supersedes.
-	latestKinds []uint32
+	// latest maps each kind this member sent latest-only during the current
+	// tick to that record (holding a reference), so the next update of the
+	// kind finds the one it supersedes in constant time.
+	latest map[uint32]*record
+
+	// The member's budget as a sender for the tick budgetTick
+	// (Config.SenderTickMessages, SenderTickBytes).
+	budgetTick    uint64
+	tickMessages  int
+	tickBytes     int
+	budgetNoticed bool // told RATE_LIMITED this tick
 }
 
 // publishClock makes tick and rate visible to Seat.Clock.
@@ -233,13 +241,19 @@ func (w *worker) destroyRoom(r *room) {
 // seats are idle and free to join again.
 func (w *worker) closeRoom(r *room, reason string) {
 	for _, m := range r.members {
+		// Leaving while the Left is on its way: a Join the client sends
+		// on seeing it waits (ErrSeatBusy) instead of finding the seat
+		// still in the room.
+		removing := m.seat.state.CompareAndSwap(stateInRoom, stateLeaving)
 		w.flushLeaver(m)
 		w.dropQueued(m)
 		m.gone = true
 		m.seat.member.Store(nil)
 		w.count.players--
 		w.sendLeft(m.seat, 0, r.id, pb.LeaveReason_LEAVE_REASON_ROOM_CLOSED, reason)
-		m.seat.state.CompareAndSwap(stateInRoom, stateIdle)
+		if removing {
+			m.seat.settle(stateLeaving, stateIdle)
+		}
 	}
 	clear(r.members)
 	r.members = r.members[:0]

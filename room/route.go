@@ -1,6 +1,9 @@
 package room
 
 import (
+	"slices"
+	"time"
+
 	pb "github.com/tickrelay/tickrelay/proto/tickrelay/v1"
 )
 
@@ -32,12 +35,12 @@ func (w *worker) join(s *Seat, j *joinCmd) {
 		w.sendError(s, j.requestID, err)
 		// CAS: a pipelined Leave may have moved the seat to leaving; its
 		// queued leave command completes the seat then.
-		s.state.CompareAndSwap(stateJoining, stateIdle)
+		s.settle(stateJoining, stateIdle)
 		return
 	}
 	m := w.addMember(r, s, j.playerMetadata)
 	w.sendJoined(s, j.requestID, r, m)
-	s.state.CompareAndSwap(stateJoining, stateInRoom)
+	s.settle(stateJoining, stateInRoom)
 }
 
 // leave processes a queued Leave; the seat is leaving, and only this command
@@ -52,7 +55,10 @@ func (w *worker) leave(s *Seat, requestID uint32) {
 		// The join failed, or a kick beat the leave (Left{KICKED} went out).
 		w.sendError(s, requestID, ErrNotInRoom)
 	}
+	// Idle only once the answer is queued: a Join the connection holds
+	// behind this Leave is answered after it.
 	s.state.Store(stateIdle)
+	s.ready()
 }
 
 // disconnect processes a queued Disconnect: the member leaves silently.
@@ -62,8 +68,8 @@ func (w *worker) disconnect(s *Seat) {
 	}
 }
 
-// send processes a queued Send: encode once, route to the recipients'
-// pending lists.
+// send processes a queued Send: check the sender's budget for this tick,
+// encode once, route to the recipients' pending lists.
 func (w *worker) send(s *Seat, rec *record) {
 	from := w.memberOf(s)
 	if from == nil {
@@ -74,6 +80,13 @@ func (w *worker) send(s *Seat, rec *record) {
 		return
 	}
 	r := from.room
+	if r.asleep {
+		w.wake(r) // so that r.tick is current for the budget
+	}
+	if !w.withinBudget(r, from, rec) {
+		w.m.records.put(rec)
+		return
+	}
 	r.messagesIn++
 	w.count.messagesIn++
 	rec.encode(from.id)
@@ -82,12 +95,52 @@ func (w *worker) send(s *Seat, rec *record) {
 	w.release(rec)
 }
 
+// withinBudget charges rec to its sender's budget for the current tick
+// (Config.SenderTickMessages and SenderTickBytes): one member's burst cannot
+// flood the others' frames, however much its connection's rate limits let
+// through. Over budget the message is dropped; the sender is told once per
+// tick with Error{RATE_LIMITED}, its retry hint the time to the next tick.
+func (w *worker) withinBudget(r *room, from *member, rec *record) bool {
+	if from.budgetTick != r.tick {
+		from.budgetTick, from.tickMessages, from.tickBytes, from.budgetNoticed = r.tick, 0, 0, false
+	}
+	pol := w.m.policy()
+	if from.tickMessages < pol.SenderTickMessages && from.tickBytes+rec.payloadLen <= pol.SenderTickBytes {
+		from.tickMessages++
+		from.tickBytes += rec.payloadLen
+		return true
+	}
+	w.count.overBudget++
+	if !from.budgetNoticed {
+		from.budgetNoticed = true
+		retry := max(r.next.Sub(w.now), time.Millisecond)
+		w.sendMessage(from.seat, &pb.ServerMessage{
+			RequestId: rec.requestID,
+			Body: &pb.ServerMessage_Error{Error: &pb.Error{
+				Code:         pb.ErrorCode_ERROR_CODE_RATE_LIMITED,
+				Message:      "room: over this sender's budget for the tick: message dropped",
+				RetryAfterMs: uint32(retry.Milliseconds() + 1),
+			}},
+		})
+	}
+	return false
+}
+
 // route queues rec for its recipients: every other member when it has no
 // targets, else the listed members (unknown ids skipped, duplicates once);
 // the sender too when echo is set, and only then.
+//
+// A latest-only message supersedes the sender's previous one of the same
+// kind still waiting for this tick when both go to the same recipients (the
+// same targets and echo), in constant time: the old record is marked
+// superseded and every pending list holding it skips it. Updates to other
+// recipients are both delivered, in order: dropping the old one for some of
+// its recipients only would need a search of their pending lists.
 func (w *worker) route(r *room, from *member, rec *record) {
-	supersede := rec.latestOnly && from.sentLatest(rec.kind)
-	if len(rec.targets) == 0 && !supersede {
+	if rec.latestOnly {
+		w.supersede(from, rec)
+	}
+	if len(rec.targets) == 0 {
 		// The hot path (a broadcast): one append per recipient and one
 		// reference count update for all of them.
 		n := int32(0)
@@ -103,14 +156,6 @@ func (w *worker) route(r *room, from *member, rec *record) {
 		}
 		return
 	}
-	if len(rec.targets) == 0 {
-		for _, to := range r.members {
-			if to != from || rec.echo {
-				w.routeTo(r, to, rec, supersede)
-			}
-		}
-		return
-	}
 	// A fresh epoch marks the members this message has reached, so
 	// duplicate targets are skipped without a set allocation.
 	w.epoch++
@@ -120,30 +165,29 @@ func (w *worker) route(r *room, from *member, rec *record) {
 			continue
 		}
 		to.mark = w.epoch
-		w.routeTo(r, to, rec, supersede)
+		w.enqueue(r, to, rec)
 	}
 	if rec.echo {
-		w.routeTo(r, from, rec, supersede)
+		w.enqueue(r, from, rec)
 	}
 }
 
-// routeTo appends rec to to's pending list. When supersede is set, the
-// sender already sent a latest-only message of this kind this tick: the
-// one still waiting for to (if any) is dropped — not replaced in place, which
-// would move the newer update before the sender's later normal messages.
-func (w *worker) routeTo(r *room, to *member, rec *record, supersede bool) {
-	if supersede {
-		for i := len(to.pending) - 1; i >= 0; i-- {
-			old := to.pending[i]
-			if old != nil && old.latestOnly && old.sender == rec.sender && old.kind == rec.kind {
-				to.pending[i] = nil
-				w.release(old)
-				w.count.dropped++
-				break // each update drops its predecessor, so there is at most one
-			}
-		}
+// supersede makes rec the sender's latest-only update of its kind for this
+// tick, marking the previous one superseded when it has the same
+// recipients.
+func (w *worker) supersede(from *member, rec *record) {
+	if from.latest == nil {
+		from.latest = make(map[uint32]*record)
 	}
-	w.enqueue(r, to, rec)
+	if old := from.latest[rec.kind]; old != nil {
+		if !old.superseded && old.echo == rec.echo && slices.Equal(old.targets, rec.targets) {
+			old.superseded = true
+			w.count.dropped++
+		}
+		w.release(old)
+	}
+	from.latest[rec.kind] = rec
+	rec.refs++ // the sender's reference, released when the tick ends
 }
 
 // enqueue appends rec to m's pending list, taking a reference.
@@ -164,18 +208,6 @@ func (w *worker) markDirty(r *room) {
 		r.dirty = true
 		w.dirty = append(w.dirty, r)
 	}
-}
-
-// sentLatest records that m sent a latest-only message of kind in the
-// current tick and reports whether it already had.
-func (m *member) sentLatest(kind uint32) bool {
-	for _, k := range m.latestKinds {
-		if k == kind {
-			return true
-		}
-	}
-	m.latestKinds = append(m.latestKinds, kind)
-	return false
 }
 
 // release drops one reference to rec, recycling it with the last.

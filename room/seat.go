@@ -33,6 +33,24 @@ type Seat struct {
 	// worker is where this seat's commands go: the worker of the room it
 	// joined or is joining. Owned by the calling goroutine (set by Join).
 	worker *worker
+	// queued counts this seat's Sends in worker inboxes, for its fair share
+	// (Config.InboxPerSeat).
+	queued atomic.Int32
+}
+
+// settle moves s from state from to state to, if it is in from, and tells
+// its peer that it can take requests again. Worker only.
+func (s *Seat) settle(from, to uint32) {
+	if s.state.CompareAndSwap(from, to) {
+		s.ready()
+	}
+}
+
+// ready tells the peer that the seat left a transitional state.
+func (s *Seat) ready() {
+	if !s.dead.Load() {
+		s.peer.Ready()
+	}
 }
 
 // Clock reports the current tick and tick rate of the seat's room, for
@@ -61,6 +79,7 @@ func (s *Seat) Clock() (tick uint64, tickRate int, inRoom bool) {
 // worker panic.
 type discardPeer struct{}
 
-func (discardPeer) Deliver(o *Outbound) { o.Release() }
-func (discardPeer) Congested() bool     { return false }
-func (discardPeer) Evict(EvictCause)    {}
+func (discardPeer) Deliver(o *Outbound)      { o.Release() }
+func (discardPeer) Congested() bool          { return false }
+func (discardPeer) Evict(EvictCause, string) {}
+func (discardPeer) Ready()                   {}

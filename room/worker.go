@@ -47,7 +47,8 @@ type counters struct {
 	rooms, players                      int64
 	messagesIn, dropped, deliveries     uint64
 	frames, frameBytes, ticks, overruns uint64
-	slowConsumers                       uint64
+	slowConsumers, overBudget           uint64
+	backlogSuperseded                   uint64
 }
 
 // published holds the counters for lock-free reads by Manager.Stats.
@@ -55,7 +56,8 @@ type published struct {
 	rooms, players                      atomic.Int64
 	messagesIn, dropped, deliveries     atomic.Uint64
 	frames, frameBytes, ticks, overruns atomic.Uint64
-	slowConsumers                       atomic.Uint64
+	slowConsumers, overBudget           atomic.Uint64
+	backlogSuperseded                   atomic.Uint64
 }
 
 func newWorker(m *Manager, idx int) *worker {
@@ -130,6 +132,7 @@ func (w *worker) drain() {
 func (w *worker) handle(c *command) {
 	switch c.kind {
 	case cmdSend:
+		c.seat.queued.Add(-1)
 		w.send(c.seat, c.rec)
 	case cmdJoin:
 		w.join(c.seat, c.join)
@@ -158,4 +161,6 @@ func (w *worker) publish() {
 	p.ticks.Store(c.ticks)
 	p.overruns.Store(c.overruns)
 	p.slowConsumers.Store(c.slowConsumers)
+	p.overBudget.Store(c.overBudget)
+	p.backlogSuperseded.Store(c.backlogSuperseded)
 }

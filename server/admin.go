@@ -42,7 +42,7 @@ func startAdmin(s *Server) (*admin, error) {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /healthz", a.health)
 	mux.HandleFunc("GET /readyz", a.ready)
 	private := http.NewServeMux()
 	private.HandleFunc("GET /v1/rooms", a.listRooms)
@@ -92,8 +92,19 @@ func (a *admin) authorize(next http.Handler) http.Handler {
 	})
 }
 
+// health answers 200 while the relay can serve; 503 once a fatal error (its
+// acceptor failed) stopped it, so a supervisor restarts the process.
+func (a *admin) health(w http.ResponseWriter, _ *http.Request) {
+	if err := a.srv.Err(); err != nil {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte("failed: " + err.Error() + "\n"))
+		return
+	}
+	_, _ = w.Write([]byte("ok\n"))
+}
+
 func (a *admin) ready(w http.ResponseWriter, _ *http.Request) {
-	if a.srv.Draining() {
+	if a.srv.Draining() || !a.srv.Healthy() {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		_, _ = w.Write([]byte("draining\n"))
 		return

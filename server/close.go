@@ -2,23 +2,54 @@ package server
 
 import (
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/gobwas/ws"
-	"github.com/panjf2000/gnet/v2"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/tickrelay/tickrelay/proto/closes"
 	pb "github.com/tickrelay/tickrelay/proto/tickrelay/v1"
 	"github.com/tickrelay/tickrelay/server/wsproto"
 )
 
-// closeAsync starts a server-initiated close from any goroutine: an optional
-// Error message, then a Close frame; after that the connection sends no
-// data and waits for the client's Close (or CloseTimeout, enforced by the
-// sweeper). gnet runs async writes before the low-priority Close, so the
-// Close frame cannot be overtaken by the TCP close.
-func (c *conn) closeAsync(cause wsproto.Cause, code pb.ErrorCode, text string) {
+// close ends the connection for cause, from any goroutine; onLoop says the
+// caller is the connection's event loop (the frames are written at once).
+// The Error the cause calls for (with detail as its message) and the Close
+// frame are the last bytes the connection gets. A failing close
+// (closes.Info.Fail) drops frames not yet written so the explanation goes
+// out next, shuts down the write side once it is flushed, and the sweeper
+// drops the connection after the fail linger; a clean close sends what was
+// queued first and waits for the client's Close up to the close timeout.
+// Later calls do nothing.
+func (c *conn) close(cause closes.Cause, detail string, onLoop bool) {
+	info := closes.Of(cause)
+	c.closeWith(cause, info.Code, info.Reason, detail, onLoop)
+}
+
+// closeDecodeError fails the connection for a frame decoder error, whose
+// close reason is more precise than the cause's generic one.
+func (c *conn) closeDecodeError(err error, onLoop bool) {
+	var ce *wsproto.CloseError
+	if !errors.As(err, &ce) {
+		c.close(closes.ProtocolError, "", onLoop)
+		return
+	}
+	cause := closes.ProtocolError
+	detail := ""
+	switch ce.Code {
+	case ws.StatusInvalidFramePayloadData:
+		cause = closes.InvalidData
+	case ws.StatusMessageTooBig:
+		cause = closes.TooBig
+		detail = "message over the relay's limit (" + ce.Reason + ")"
+	}
+	c.closeWith(cause, uint16(ce.Code), ce.Reason, detail, onLoop)
+}
+
+func (c *conn) closeWith(cause closes.Cause, code uint16, reason, detail string, onLoop bool) {
 	if c.state.Load() == stateHandshake {
+		// Before the upgrade there is no WebSocket to close.
 		c.closing.Store(true)
 		_ = c.gc.Close()
 		return
@@ -26,34 +57,45 @@ func (c *conn) closeAsync(cause wsproto.Cause, code pb.ErrorCode, text string) {
 	if !c.closing.CompareAndSwap(false, true) {
 		return
 	}
+	info := closes.Of(cause)
+	c.failing.Store(info.Fail)
 	c.closeSentAt.Store(time.Now().UnixNano())
-	reason := wsproto.ReasonFor(cause)
-	_ = c.gc.AsyncWrite(closeFrames(code, text, reason), nil)
-	c.srv.stats.closedBy(reason.Code, false)
+	c.srv.stats.closedBy(ws.StatusCode(code), false)
+	c.srv.stats.closedFor(cause)
+	errCode := info.Error
+	if c.echo {
+		errCode = 0 // the echo endpoint speaks plain WebSocket, not the relay protocol
+	}
+	wake := c.out.seal(closeFrames(errCode, detail, code, reason), info.Fail)
+	switch {
+	case onLoop:
+		c.flush()
+	case wake:
+		c.wake()
+	}
 }
 
-// closeOnLoop is closeAsync for the connection's own event loop: the frames
-// are written at once.
-func (s *Server) closeOnLoop(c *conn, reason wsproto.CloseReason, code pb.ErrorCode, text string) gnet.Action {
-	if !c.closing.CompareAndSwap(false, true) {
-		return gnet.None
-	}
-	c.closeSentAt.Store(time.Now().UnixNano())
-	if _, err := c.gc.Write(closeFrames(code, text, reason)); err != nil {
-		return gnet.Close
-	}
-	s.stats.closedBy(reason.Code, false)
-	return gnet.None
-}
-
-func closeFrames(code pb.ErrorCode, text string, reason wsproto.CloseReason) []byte {
+// closeFrames is the optional Error message (when code is set) followed by
+// the Close frame.
+func closeFrames(code pb.ErrorCode, detail string, closeCode uint16, reason string) []byte {
 	var buf []byte
 	if code != pb.ErrorCode_ERROR_CODE_UNSPECIFIED {
-		buf = appendServerMessage(buf, &pb.ServerMessage{Body: &pb.ServerMessage_Error{
-			Error: &pb.Error{Code: code, Message: text},
-		}})
+		if detail == "" {
+			detail = reason
+		}
+		buf = appendServerMessage(buf, errorMessage(0, code, detail))
 	}
-	return wsproto.AppendClose(buf, reason.Code, reason.Reason)
+	return wsproto.AppendClose(buf, ws.StatusCode(closeCode), reason)
+}
+
+func errorMessage(requestID uint32, code pb.ErrorCode, text string) *pb.ServerMessage {
+	return &pb.ServerMessage{
+		RequestId: requestID,
+		Body: &pb.ServerMessage_Error{Error: &pb.Error{
+			Code:    code,
+			Message: strings.ToValidUTF8(text, "\uFFFD"),
+		}},
+	}
 }
 
 // appendServerMessage appends m as one binary WebSocket frame. For rare
@@ -62,37 +104,14 @@ func closeFrames(code pb.ErrorCode, text string, reason wsproto.CloseReason) []b
 func appendServerMessage(dst []byte, m *pb.ServerMessage) []byte {
 	body, err := proto.Marshal(m)
 	if err != nil {
-		// Only invalid UTF-8 in a string can fail here; never from our own
-		// messages, but losing the message beats a panic.
+		// Only invalid UTF-8 in a string can fail here, and errorMessage
+		// repairs it; losing the message beats a panic.
 		return dst
 	}
 	return wsproto.AppendFrame(dst, ws.OpBinary, body)
 }
 
-// writeError sends an Error answer from the event loop.
+// writeError answers a request with an Error from the event loop.
 func writeError(c *conn, requestID uint32, code pb.ErrorCode, text string) {
-	_, _ = c.gc.Write(appendServerMessage(nil, &pb.ServerMessage{
-		RequestId: requestID,
-		Body:      &pb.ServerMessage_Error{Error: &pb.Error{Code: code, Message: text}},
-	}))
-}
-
-// closeReasonOf maps a decoder error to the close it calls for.
-func closeReasonOf(err error) wsproto.CloseReason {
-	var ce *wsproto.CloseError
-	if errors.As(err, &ce) {
-		return wsproto.CloseReason{Code: ce.Code, Reason: ce.Reason}
-	}
-	return wsproto.ReasonFor(wsproto.CauseProtocolError)
-}
-
-// errorCodeFor is the Error sent before closing for a decoder error: only a
-// size limit is worth explaining in the protocol; framing errors get the
-// Close frame alone (the client's framing is broken anyway).
-func errorCodeFor(err error) pb.ErrorCode {
-	var ce *wsproto.CloseError
-	if errors.As(err, &ce) && ce.Code == ws.StatusMessageTooBig {
-		return pb.ErrorCode_ERROR_CODE_MESSAGE_TOO_LARGE
-	}
-	return pb.ErrorCode_ERROR_CODE_UNSPECIFIED
+	c.answer(appendServerMessage(nil, errorMessage(requestID, code, text)))
 }

@@ -49,9 +49,27 @@ type Config struct {
 	// IdleTimeout: a connection silent for this long (no frame, no pong) is
 	// closed with 4001. Zero means 45s. Must exceed PingInterval.
 	IdleTimeout time.Duration
-	// CloseTimeout: after the server sends a Close frame it waits this long
-	// for the client's Close before dropping the TCP connection. Zero means 3s.
+	// CloseTimeout: after a clean close (drain, shutdown, kick) the server
+	// waits this long for the client's Close before dropping the TCP
+	// connection. Zero means 3s.
 	CloseTimeout time.Duration
+	// FailLinger: after failing a connection (a protocol error or a limit)
+	// the server sends its Close, shuts down its write side once that is
+	// flushed and drops the connection when the client answers (FIN or
+	// Close) or after this long. Zero means 250ms.
+	FailLinger time.Duration
+	// MessageReadTimeout: a message whose first bytes arrived must be
+	// complete within this long, or the connection is closed with 4004 (a
+	// client trickling a frame would otherwise pin its buffer forever). Zero
+	// means 10s.
+	MessageReadTimeout time.Duration
+	// MaxFragments caps the frames of one fragmented message. Zero means
+	// 4,096: fragments are legal and some libraries send many; the byte
+	// limit (MaxMessageBytes) bounds memory and MessageReadTimeout bounds
+	// time.
+	MaxFragments int
+	// RateLimits bound what each connection may send.
+	RateLimits RateLimits
 	// OutboundSoftBytes: above this many unwritten bytes a connection counts
 	// as congested and its room holds messages back (superseding latest-only
 	// updates). Zero means 256 KiB.
@@ -144,6 +162,15 @@ func (c Config) withDefaults() Config {
 	if c.CloseTimeout == 0 {
 		c.CloseTimeout = 3 * time.Second
 	}
+	if c.FailLinger == 0 {
+		c.FailLinger = 250 * time.Millisecond
+	}
+	if c.MessageReadTimeout == 0 {
+		c.MessageReadTimeout = 10 * time.Second
+	}
+	if c.MaxFragments == 0 {
+		c.MaxFragments = 4096
+	}
 	if c.OutboundSoftBytes == 0 {
 		c.OutboundSoftBytes = 256 << 10
 	}
@@ -152,6 +179,10 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxBadMessages == 0 {
 		c.MaxBadMessages = 3
+	}
+	c.RateLimits = c.RateLimits.withDefaults(c.MaxMessageBytes)
+	if c.Room.SenderTickBytes == 0 && c.MaxMessageBytes > 256<<10 {
+		c.Room.SenderTickBytes = c.MaxMessageBytes // one largest message always fits a tick
 	}
 	if c.Room.MaxFrameBytes == 0 && c.MaxMessageBytes+roomFrameOverhead > 256<<10 {
 		c.Room.MaxFrameBytes = c.MaxMessageBytes + roomFrameOverhead
@@ -182,9 +213,17 @@ func (c Config) validate() error {
 	positive("OutboundSoftBytes", c.OutboundSoftBytes)
 	positive("OutboundHardBytes", c.OutboundHardBytes)
 	positive("MaxBadMessages", c.MaxBadMessages)
+	positive("MaxFragments", c.MaxFragments)
+	positive("RateLimits.MessageBurst", c.RateLimits.MessageBurst)
+	positive("RateLimits.BytesPerSecond", c.RateLimits.BytesPerSecond)
+	if c.RateLimits.MessagesPerSecond < 0 {
+		errs = append(errs, fmt.Errorf("RateLimits.MessagesPerSecond must not be negative (got %g)", c.RateLimits.MessagesPerSecond))
+	}
 	for name, d := range map[string]time.Duration{
 		"HandshakeTimeout": c.HandshakeTimeout, "PingInterval": c.PingInterval,
 		"IdleTimeout": c.IdleTimeout, "CloseTimeout": c.CloseTimeout,
+		"FailLinger": c.FailLinger, "MessageReadTimeout": c.MessageReadTimeout,
+		"RateLimits.Grace": c.RateLimits.Grace,
 	} {
 		if d < 0 {
 			errs = append(errs, fmt.Errorf("%s must not be negative (got %s)", name, d))

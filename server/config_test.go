@@ -96,6 +96,21 @@ func TestConfigExampleFileLoadsAndRuns(t *testing.T) {
 	require.NoError(t, srv.Shutdown(t.Context()))
 }
 
+// The example file shows every setting it names at its default (or an
+// explicit "off"/0 that means the default), so it cannot drift from the
+// settings table.
+func TestConfigExampleShowsDefaults(t *testing.T) {
+	t.Parallel()
+	var fromFile Config
+	require.NoError(t, ApplyFile(&fromFile, "../tickrelay.example.yaml"))
+	fromFile = fromFile.withDefaults()
+	fromFile.Room = fromFile.Room.WithDefaults()
+	def := defaults()
+	for _, s := range settings {
+		require.Equal(t, s.get(&def), s.get(&fromFile), "tickrelay.example.yaml: %s is not its default", s.Name)
+	}
+}
+
 func TestReloadAppliesToNewRoomsAndRejectsBadConfig(t *testing.T) {
 	t.Parallel()
 	srv := startServer(t, nil)

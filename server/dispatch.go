@@ -7,16 +7,45 @@ import (
 	"github.com/panjf2000/gnet/v2"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/tickrelay/tickrelay/proto/closes"
 	pb "github.com/tickrelay/tickrelay/proto/tickrelay/v1"
 	"github.com/tickrelay/tickrelay/proto/wire"
 	"github.com/tickrelay/tickrelay/room"
-	"github.com/tickrelay/tickrelay/server/wsproto"
 )
 
 // dispatch decodes one client envelope and hands it to the rooms. payload is
 // borrowed from the read buffer (valid during this call only); the room
 // copies what it keeps.
 func (s *Server) dispatch(c *conn, payload []byte) gnet.Action {
+	now := time.Now()
+	pol := s.policy()
+	switch c.limits.admit(pol, now, len(payload)) {
+	case rateAllow:
+	case rateDrop:
+		s.stats.rateLimited.Add(1)
+		return gnet.None
+	case rateNotify:
+		s.stats.rateLimited.Add(1)
+		retry := c.limits.retryAfter(pol, now, len(payload))
+		c.answer(appendServerMessage(nil, rateLimitedMessage(retry)))
+		return gnet.None
+	case rateClose:
+		s.stats.rateLimited.Add(1)
+		c.close(closes.RateLimited, "kept sending over the rate limits after RATE_LIMITED", true)
+		return gnet.None
+	}
+	return s.request(c, payload)
+}
+
+func rateLimitedMessage(retry time.Duration) *pb.ServerMessage {
+	m := errorMessage(0, pb.ErrorCode_ERROR_CODE_RATE_LIMITED,
+		"sending faster than the relay allows: messages are being dropped")
+	m.GetError().RetryAfterMs = uint32(min(retry.Milliseconds()+1, 60_000))
+	return m
+}
+
+// request handles one admitted envelope.
+func (s *Server) request(c *conn, payload []byte) gnet.Action {
 	err := wire.ParseClientMessage(payload, &c.msg)
 	if errors.Is(err, wire.ErrTooManyTargets) {
 		writeError(c, c.msg.RequestID, pb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, err.Error())
@@ -44,13 +73,11 @@ func (s *Server) dispatch(c *conn, payload []byte) gnet.Action {
 			return s.badMessage(c, "undecodable envelope: "+err.Error())
 		}
 		if join := full.GetJoin(); join != nil {
-			if err := s.rooms.Join(c.seat, room.JoinRequest{RequestID: rid, Join: join}); err != nil {
-				writeError(c, rid, room.ErrorCode(err), err.Error())
-			}
+			s.join(c, rid, join, payload)
 			return gnet.None
 		}
 		tick, rate, _ := c.seat.Clock()
-		_, _ = c.gc.Write(appendServerMessage(nil, &pb.ServerMessage{
+		c.answer(appendServerMessage(nil, &pb.ServerMessage{
 			RequestId: rid,
 			Body: &pb.ServerMessage_Pong{Pong: &pb.Pong{
 				ClientTime: full.GetPing().GetClientTime(),
@@ -65,14 +92,52 @@ func (s *Server) dispatch(c *conn, payload []byte) gnet.Action {
 	}
 }
 
+// join hands a Join to the rooms. A seat between two rooms (its Leave, or
+// an earlier Join, not yet answered) cannot take it yet: the request is
+// parked and the connection's input held, so requests are processed in the
+// order they were sent; the room wakes the connection when the seat is
+// ready (conn.Ready).
+func (s *Server) join(c *conn, rid uint32, join *pb.Join, payload []byte) {
+	err := s.rooms.Join(c.seat, room.JoinRequest{RequestID: rid, Join: join})
+	if errors.Is(err, room.ErrSeatBusy) {
+		c.parked = append(c.parked[:0], payload...)
+		c.held.Store(true)
+		// The seat may have settled between the Join and the flag: look
+		// again now rather than miss the wake-up.
+		s.unpark(c)
+		return
+	}
+	if err != nil {
+		writeError(c, rid, room.ErrorCode(err), err.Error())
+	}
+}
+
+// unpark retries a parked request; false while the seat is still busy.
+func (s *Server) unpark(c *conn) bool {
+	var full pb.ClientMessage
+	if err := proto.Unmarshal(c.parked, &full); err != nil || full.GetJoin() == nil {
+		c.parked = nil // cannot happen: it was decoded before
+		return true
+	}
+	err := s.rooms.Join(c.seat, room.JoinRequest{RequestID: full.GetRequestId(), Join: full.GetJoin()})
+	if errors.Is(err, room.ErrSeatBusy) {
+		return false
+	}
+	c.parked = nil
+	if err != nil {
+		writeError(c, full.GetRequestId(), room.ErrorCode(err), err.Error())
+	}
+	return true
+}
+
 // badMessage answers an undecodable envelope; repeated ones close the
 // connection with 1008, since a client that keeps sending garbage is broken.
 func (s *Server) badMessage(c *conn, text string) gnet.Action {
-	c.badFrames++
+	c.badMessages++
 	s.stats.badMessages.Add(1)
-	if c.badFrames >= s.cfg.MaxBadMessages {
-		return s.closeOnLoop(c, wsproto.ReasonFor(wsproto.CausePolicy), pb.ErrorCode_ERROR_CODE_POLICY_VIOLATION,
-			"too many malformed messages: "+text)
+	if c.badMessages >= s.cfg.MaxBadMessages {
+		c.close(closes.Policy, "too many malformed messages: "+text, true)
+		return gnet.None
 	}
 	writeError(c, c.msg.RequestID, pb.ErrorCode_ERROR_CODE_BAD_MESSAGE, text)
 	return gnet.None

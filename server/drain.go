@@ -4,14 +4,15 @@ import (
 	"context"
 	"time"
 
-	"github.com/tickrelay/tickrelay/server/wsproto"
+	"github.com/tickrelay/tickrelay/proto/closes"
 )
 
 // Drain takes the relay out of service gently: readiness turns false and
 // joins are refused (ERROR_CODE_DRAINING), existing rooms run on until they
-// are empty or timeout passes, then every connection is closed with 1001 and
-// the server shuts down; Done is closed when that is over. Calling it again
-// does nothing. It returns at once. Zero timeout means Config.DrainTimeout.
+// are empty or timeout passes, then every room's pending frames are sent and
+// every connection is closed with 1001 and the server shuts down; Done is
+// closed when that is over. Calling it again does nothing. It returns at
+// once. Zero timeout means Config.DrainTimeout.
 func (s *Server) Drain(timeout time.Duration) {
 	if !s.draining.CompareAndSwap(false, true) {
 		return
@@ -41,7 +42,7 @@ func (s *Server) Drain(timeout time.Duration) {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.CloseTimeout+time.Second)
 		defer cancel()
-		if err := s.Shutdown(ctx); err != nil {
+		if err := s.shutdown(ctx, closes.Draining); err != nil {
 			s.log.Warn("shutdown after drain", "err", err)
 		}
 	}()
@@ -50,19 +51,38 @@ func (s *Server) Drain(timeout time.Duration) {
 // Draining reports whether Drain or Shutdown has begun.
 func (s *Server) Draining() bool { return s.draining.Load() || s.shuttingDown.Load() }
 
-// Done is closed once the server has shut down (after Shutdown, or at the end
-// of a Drain).
+// Done is closed once the server has shut down (after Shutdown, at the end
+// of a Drain, or after a fatal error).
 func (s *Server) Done() <-chan struct{} { return s.done }
 
-// Kill closes every connection with 1001 at once and stops the server,
-// without waiting for clients' Close frames: the answer to a second signal.
+// Kill is the answer to a second signal: every connection gets its Close
+// frame and is dropped at once, without waiting for the client's answer,
+// and the server stops. A drain or shutdown already under way finishes at
+// once instead of waiting out its timeouts. It returns when the server has
+// stopped (or after about a second).
 func (s *Server) Kill() {
+	s.killed.Store(true)
 	select {
 	case s.abortDrain <- struct{}{}:
 	default:
 	}
-	s.CloseAll(wsproto.CauseGoingAway)
-	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-	defer cancel()
-	_ = s.Shutdown(ctx)
+	s.conns.each(func(c *conn) { c.kill() })
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		defer cancel()
+		_ = s.shutdown(ctx, closes.GoingAway)
+	}()
+	select {
+	case <-s.done:
+	case <-time.After(time.Second):
+	}
+}
+
+// kill sends the connection its Close (unless one is on its way) and drops
+// it right after, without waiting for the client. Goroutine-safe.
+func (c *conn) kill() {
+	c.close(closes.GoingAway, "", false)
+	// Close is low priority on the loop, like the wake that flushes the
+	// Close frame: it runs after it.
+	_ = c.gc.Close()
 }

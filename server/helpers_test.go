@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"testing"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/tickrelay/tickrelay/internal/splitproxy"
 	pb "github.com/tickrelay/tickrelay/proto/tickrelay/v1"
 )
 
@@ -80,7 +82,7 @@ func (c *wsClient) awaitEvent(typ pb.RoomEventType, player uint32) *pb.RoomEvent
 func dial(t *testing.T, srv *Server) *wsClient {
 	t.Helper()
 	d := websocket.Dialer{HandshakeTimeout: testTimeout, Subprotocols: []string{Subprotocol}}
-	conn, resp, err := d.Dial("ws://"+srv.Addr()+"/ws", nil)
+	conn, resp, err := d.Dial("ws://"+clientAddr(srv)+"/ws", nil)
 	require.NoError(t, err)
 	require.Equal(t, http.StatusSwitchingProtocols, resp.StatusCode)
 	require.Equal(t, Subprotocol, conn.Subprotocol())
@@ -160,7 +162,7 @@ type rawConn struct {
 
 func dialRaw(t *testing.T, srv *Server) *rawConn {
 	t.Helper()
-	nc, err := net.DialTimeout("tcp", srv.Addr(), testTimeout)
+	nc, err := net.DialTimeout("tcp", clientAddr(srv), testTimeout)
 	require.NoError(t, err)
 	require.NoError(t, nc.SetDeadline(time.Now().Add(testTimeout)))
 	t.Cleanup(func() { _ = nc.Close() })
@@ -310,4 +312,45 @@ func (r *rawConn) expectEOF() {
 	r.t.Helper()
 	_, err := io.ReadAll(r.br)
 	require.NoError(r.t, err) // ReadAll treats EOF as success; a timeout fails
+}
+
+// startFunc starts a relay for a test (startServer, or through a proxy).
+type startFunc func(t *testing.T, mutate func(*Config)) *Server
+
+// proxied maps a relay started through a splitting proxy to the proxy's
+// address, which dial uses instead of the relay's.
+var proxied sync.Map // *Server -> string
+
+// forEachPath runs body twice, in parallel subtests: against a relay reached
+// directly, and through a proxy that cuts every write, both ways, into
+// random pieces with pauses (internal/splitproxy), as real networks do.
+func forEachPath(t *testing.T, body func(t *testing.T, startServer startFunc)) {
+	t.Parallel()
+	t.Run("direct", func(t *testing.T) {
+		t.Parallel()
+		body(t, startServer)
+	})
+	t.Run("split", func(t *testing.T) {
+		t.Parallel()
+		body(t, startSplitServer)
+	})
+}
+
+// startSplitServer starts a relay whose clients (dial, dialRaw) reach it
+// through a splitting proxy.
+func startSplitServer(t *testing.T, mutate func(*Config)) *Server {
+	t.Helper()
+	srv := startServer(t, mutate)
+	p := splitproxy.ForTest(t, srv.Addr(), nil)
+	proxied.Store(srv, p.Addr())
+	t.Cleanup(func() { proxied.Delete(srv) })
+	return srv
+}
+
+// clientAddr is the address a test client dials to reach srv.
+func clientAddr(srv *Server) string {
+	if a, ok := proxied.Load(srv); ok {
+		return a.(string)
+	}
+	return srv.Addr()
 }

@@ -24,6 +24,7 @@ func TestSlowConsumerIsClosedAndRoomGoesOn(t *testing.T) {
 		c.OutboundSoftBytes = 16 << 10
 		c.OutboundHardBytes = 1 << 20
 		c.Room.MaxBacklogBytes = 128 << 10
+		c.RateLimits.MessagesPerSecond = 10_000 // the sender is honest, only fast
 	})
 	sender, reader := dial(t, srv), dial(t, srv)
 	sender.join("slow", 1)

@@ -5,14 +5,16 @@ import (
 
 	"github.com/gobwas/ws"
 
-	pb "github.com/tickrelay/tickrelay/proto/tickrelay/v1"
+	"github.com/tickrelay/tickrelay/proto/closes"
 	"github.com/tickrelay/tickrelay/server/wsproto"
 )
 
 // sweeper enforces the time limits gnet cannot (it has no read deadlines):
-// handshake timeout, pings to silent connections, idle timeout and the wait
-// for the client's Close. One goroutine for all connections; it acts only
-// through goroutine-safe calls.
+// handshake timeout, pings to silent connections, idle timeout, message
+// read timeout, the linger of a failed connection and the wait for the
+// client's Close; and it wakes connections whose input is held while their
+// output drains. One goroutine for all connections; it acts only through
+// goroutine-safe calls.
 type sweeper struct {
 	srv  *Server
 	quit chan struct{}
@@ -30,7 +32,7 @@ func startSweeper(s *Server) *sweeper {
 // sweepPeriod is fine enough for the shortest limit and never busier than
 // 20 sweeps a second.
 func sweepPeriod(cfg Config) time.Duration {
-	p := min(cfg.HandshakeTimeout, cfg.PingInterval, cfg.CloseTimeout) / 4
+	p := min(cfg.HandshakeTimeout, cfg.PingInterval, cfg.CloseTimeout, cfg.FailLinger, cfg.MessageReadTimeout) / 4
 	return max(min(p, time.Second), 50*time.Millisecond)
 }
 
@@ -53,31 +55,61 @@ func (sw *sweeper) stop() {
 	<-sw.done
 }
 
+var handshakeTimeoutAnswer = httpAnswer(closes.Of(closes.HandshakeTimeout).HTTPStatus, "tickrelay: the WebSocket handshake did not complete in time\n")
+
 func (sw *sweeper) check(c *conn, now int64) {
 	cfg := &sw.srv.cfg
 	switch c.state.Load() {
 	case stateHandshake:
-		if now-c.openedAt > int64(cfg.HandshakeTimeout) {
+		if now-c.openedAt > int64(cfg.HandshakeTimeout) && c.closing.CompareAndSwap(false, true) {
 			sw.srv.stats.handshakeFailed(failTimeout)
-			c.closing.Store(true)
+			// AsyncWrite runs before the low-priority Close.
+			_ = c.gc.AsyncWrite(handshakeTimeoutAnswer, nil)
 			_ = c.gc.Close()
 		}
 	case stateOpen:
 		if c.closing.Load() {
-			if now-c.closeSentAt.Load() > int64(cfg.CloseTimeout) {
-				_ = c.gc.Close()
-			}
+			sw.checkClosing(c, now)
+			return
+		}
+		if since := c.partialSince.Load(); since != 0 && now-since > int64(cfg.MessageReadTimeout) {
+			sw.srv.stats.slowMessages.Add(1)
+			c.close(closes.SlowMessage, "a message was not completed within the message read timeout", false)
 			return
 		}
 		idle := now - c.lastRead.Load()
 		switch {
 		case idle > int64(cfg.IdleTimeout):
 			sw.srv.stats.idleTimeouts.Add(1)
-			c.closeAsync(wsproto.CauseIdleTimeout, pb.ErrorCode_ERROR_CODE_TIMEOUT,
-				"no data or pong from the client within the idle timeout")
+			c.close(closes.IdleTimeout, "no data or pong from the client within the idle timeout", false)
 		case idle > int64(cfg.PingInterval) && now-c.lastPing.Load() > int64(cfg.PingInterval):
 			c.lastPing.Store(now)
-			_ = c.gc.AsyncWrite(pingFrame, nil)
+			if ok, _, wake := c.out.push(pingFrame, nil); ok && wake {
+				c.wake()
+			}
+		case c.held.Load():
+			// Input waits for output to drain, which gnet does not
+			// report: look again.
+			c.wake()
 		}
+	}
+}
+
+// checkClosing drops a closing connection whose time is up: a failed one
+// after the linger (its write side is shut once our Close is flushed; until
+// then keep trying), a clean one after the close timeout.
+func (sw *sweeper) checkClosing(c *conn, now int64) {
+	cfg := &sw.srv.cfg
+	since := now - c.closeSentAt.Load()
+	if c.failing.Load() {
+		if since > int64(cfg.FailLinger) {
+			_ = c.gc.Close()
+			return
+		}
+		c.wake() // flushes, and shuts the write side once everything is out
+		return
+	}
+	if since > int64(cfg.CloseTimeout) {
+		_ = c.gc.Close()
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tickrelay/tickrelay/proto/closes"
 )
 
 // metrics exposes the server's and the rooms' counters to Prometheus. The
@@ -58,16 +60,23 @@ var (
 	descProtocolErrors = desc("tickrelay_protocol_errors_total", "Connections failed for RFC 6455 violations or size limits.")
 	descOutbound       = desc("tickrelay_outbound_bytes_waiting", "Bytes queued for connections and not yet written, summed.")
 	descDraining       = desc("tickrelay_draining", "1 while the relay drains (no new joins).")
+	descCauses         = desc("tickrelay_server_closes_total", "Connections the relay closed, by cause (proto/closes).", "cause")
+	descRateLimited    = desc("tickrelay_rate_limited_messages_total", "Client messages dropped by the per-connection rate limits.")
+	descSlowMessages   = desc("tickrelay_message_read_timeouts_total", "Connections closed because a message was not completed within message-read-timeout.")
+	descRefusedNoFD    = desc("tickrelay_accept_refused_no_descriptor_total", "Connections refused because the process was out of file descriptors.")
 
 	descRooms        = desc("tickrelay_rooms", "Open rooms.")
 	descPlayers      = desc("tickrelay_players", "Players in rooms.")
 	descMessagesIn   = desc("tickrelay_messages_in_total", "Relayed messages accepted from clients.")
-	descDropped      = desc("tickrelay_messages_dropped_total", "Messages dropped: worker inbox full, or latest-only updates superseded.")
+	descDropped      = desc("tickrelay_messages_dropped_total", "Messages accepted but delivered to nobody: inbox full or over share, over the tick budget, or latest-only superseded before their tick (once per message).")
 	descDeliveries   = desc("tickrelay_deliveries_total", "Message copies put into frames (one per recipient).")
 	descFrames       = desc("tickrelay_frames_total", "Frames (and answers) handed to connections.")
 	descFrameBytes   = desc("tickrelay_frame_bytes_total", "Bytes of those frames, without WebSocket headers.")
 	descTicks        = desc("tickrelay_ticks_total", "Room ticks run.")
 	descTickOverruns = desc("tickrelay_tick_overruns_total", "Room ticks that ran more than one period late (tick numbers skipped).")
+	descOverBudget   = desc("tickrelay_over_tick_budget_messages_total", "Messages dropped for passing their sender's budget of the tick.")
+	descOverShare    = desc("tickrelay_over_inbox_share_messages_total", "Messages refused because their connection had inbox-per-connection messages queued.")
+	descSuperseded   = desc("tickrelay_backlog_superseded_total", "Latest-only copies dropped from congested players' backlogs by a newer update (per recipient).")
 )
 
 // Describe implements prometheus.Collector.
@@ -76,7 +85,8 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 		descConnsOpen, descConnsOpened, descConnsClosed, descUpgrades, descHandshakeFails, descPlainHTTP,
 		descCloses, descSlowConsumers, descIdleTimeouts, descBadMessages, descProtocolErrors, descOutbound,
 		descDraining, descRooms, descPlayers, descMessagesIn, descDropped, descDeliveries, descFrames,
-		descFrameBytes, descTicks, descTickOverruns,
+		descFrameBytes, descTicks, descTickOverruns, descCauses, descRateLimited, descSlowMessages,
+		descRefusedNoFD, descOverBudget, descOverShare, descSuperseded,
 	} {
 		ch <- d
 	}
@@ -103,6 +113,16 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	counter(descIdleTimeouts, st.idleTimeouts.Load())
 	counter(descBadMessages, st.badMessages.Load())
 	counter(descProtocolErrors, st.protocolErrors.Load())
+	counter(descRateLimited, st.rateLimited.Load())
+	counter(descSlowMessages, st.slowMessages.Load())
+	if s.acceptor != nil {
+		counter(descRefusedNoFD, s.acceptor.refusedNoFD.Load())
+	}
+	for _, cause := range closes.All() {
+		if n := st.closesByCause[cause].Load(); n > 0 {
+			counter(descCauses, n, cause.String())
+		}
+	}
 
 	st.mu.Lock()
 	for reason, n := range st.handshakeFails {
@@ -118,7 +138,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	st.mu.Unlock()
 
 	var waiting int64
-	s.conns.each(func(c *conn) { waiting += c.pending.Load() + c.outbound.Load() })
+	s.conns.each(func(c *conn) { waiting += c.out.total() })
 	gauge(descOutbound, float64(waiting))
 	draining := 0.0
 	if s.Draining() {
@@ -137,6 +157,9 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		counter(descFrameBytes, rs.FrameBytes)
 		counter(descTicks, rs.Ticks)
 		counter(descTickOverruns, rs.TickOverruns)
+		counter(descOverBudget, rs.OverBudget)
+		counter(descOverShare, rs.OverInboxShare)
+		counter(descSuperseded, rs.BacklogSuperseded)
 	}
 	m.tickDuration.Collect(ch)
 	m.tickLateness.Collect(ch)

@@ -120,8 +120,7 @@ func TestRawProtocolViolationsClose(t *testing.T) {
 				require.NotNil(t, errMsg)
 				require.Equal(t, tc.errCode, errMsg.GetCode())
 			}
-			// Complete the closing handshake: the server then drops TCP.
-			r.write(clientFrame(true, opClose, []byte{0x03, 0xe8}, false))
+			// The relay fails the connection: its FIN follows the Close.
 			r.expectEOF()
 		})
 	}
@@ -196,12 +195,47 @@ func TestRawPlainHTTP(t *testing.T) {
 	require.Equal(t, http.StatusNotFound, get("/elsewhere").StatusCode)
 }
 
-func TestRawHandshakeTimeout(t *testing.T) {
+func TestRawHandshakeTimeoutAnswers408(t *testing.T) {
 	t.Parallel()
 	srv := startServer(t, func(c *Config) { c.HandshakeTimeout = 200 * time.Millisecond })
 	r := dialRaw(t, srv)
 	r.write([]byte("GET /ws HTTP/1.1\r\nHost: x\r\n")) // never finished
+	resp, err := http.ReadResponse(r.br, nil)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusRequestTimeout, resp.StatusCode)
+	require.True(t, resp.Close, "Connection: close")
 	r.expectEOF()
+}
+
+// A legal message in many fragments (a library that fragments at a small
+// write buffer) is accepted up to max-fragments; past it, 1009.
+func TestRawManyFragmentsWithinTheLimit(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, func(c *Config) { c.MaxFragments = 300 })
+	r := dialRaw(t, srv)
+	r.upgrade()
+	ping := marshal(t, &pb.ClientMessage{RequestId: 5, Body: &pb.ClientMessage_Ping{Ping: &pb.Ping{ClientTime: 42}}})
+	// 256 fragments: the envelope, then empty continuations.
+	var stream []byte
+	stream = append(stream, clientFrame(false, opBinary, ping, false)...)
+	for range 254 {
+		stream = append(stream, clientFrame(false, opCont, nil, false)...)
+	}
+	stream = append(stream, clientFrame(true, opCont, nil, false)...)
+	r.write(stream)
+	require.Equal(t, int64(42), r.readServerMessage().GetPong().GetClientTime())
+
+	stream = stream[:0]
+	for i := range 301 {
+		op := byte(opCont)
+		if i == 0 {
+			op = opBinary
+		}
+		stream = append(stream, clientFrame(false, op, []byte{0}, false)...)
+	}
+	r.write(stream)
+	code, _ := r.expectClose()
+	require.Equal(t, 1009, code)
 }
 
 func TestRawServerFullAnswers503(t *testing.T) {

@@ -1,17 +1,20 @@
-// Package server puts the room core on the wire: a gnet v2 event loop with
-// gobwas/ws framing (through package wsproto), no goroutine per connection.
+// Package server puts the room core on the wire: gnet v2 event loops with
+// RFC 6455 framing (package wsproto, on gobwas/ws), no goroutine per
+// connection.
 //
 // # Goroutines and ownership
 //
+//   - one acceptor goroutine: accepts TCP connections, counts them against
+//     Config.MaxConnections, refuses the excess, and enrolls the rest on an
+//     event loop.
 //   - gnet event loops (Config.EventLoops): each owns the read side of its
 //     connections — handshake state, frame decoder, request parsing — and
 //     performs every socket write.
 //   - room workers (package room): own rooms and build one frame per player
-//     per tick, handed to a connection with conn.Deliver, which queues it on
-//     the connection's loop with AsyncWrite and never blocks.
-//   - one sweeper goroutine: handshake, ping and close timeouts, acting on
-//     connections only through goroutine-safe calls (AsyncWrite, Close, Wake)
-//     and atomics.
+//     per tick, handed to a connection with conn.Deliver, which queues it in
+//     the connection's outbox and wakes its loop; it never blocks.
+//   - one sweeper goroutine: time limits, acting on connections only
+//     through goroutine-safe calls (outbox, Wake, Close) and atomics.
 package server
 
 import (
@@ -25,8 +28,8 @@ import (
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
-	"golang.org/x/sys/unix"
 
+	"github.com/tickrelay/tickrelay/proto/closes"
 	"github.com/tickrelay/tickrelay/room"
 	"github.com/tickrelay/tickrelay/server/wsproto"
 )
@@ -41,24 +44,41 @@ type Server struct {
 	hs    wsproto.HandshakeConfig
 	conns registry
 	stats *counters
+	pol   atomic.Pointer[livePolicy]
 
 	openConns    atomic.Int64
 	shuttingDown atomic.Bool
 	draining     atomic.Bool
+	killed       atomic.Bool  // Kill: connections closing now are dropped at once
 	drainTimeout atomic.Int64 // time.Duration; Config.DrainTimeout, reloadable
 	abortDrain   chan struct{}
 	done         chan struct{}
 	metrics      *metrics
 	admin        *admin
 
-	eng      gnet.Engine
+	engine   *gnet.Client
+	acceptor *acceptor
 	addr     string
-	booted   chan struct{}
-	runDone  chan struct{}
-	runErr   error
 	stopOnce sync.Once
 	sweeper  *sweeper
+
+	// fatalErr is set when a part the relay cannot run without stopped
+	// (the acceptor): health checks fail and Done is closed.
+	fatalOnce sync.Once
+	fatalErr  atomic.Pointer[error]
+
+	reloadMu sync.Mutex
+	applied  Config // the configuration last loaded (New or Reload); reloadMu
 }
+
+// livePolicy is the reloadable part of the server's configuration, read by
+// the event loops on every message without a lock.
+type livePolicy struct {
+	gen  uint64 // increases with every reload
+	rate RateLimits
+}
+
+func (s *Server) policy() *livePolicy { return s.pol.Load() }
 
 // New validates cfg and builds a Server. Start makes it listen.
 func New(cfg Config) (*Server, error) {
@@ -69,8 +89,6 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		cfg:        cfg,
 		log:        cfg.Logger,
-		booted:     make(chan struct{}),
-		runDone:    make(chan struct{}),
 		done:       make(chan struct{}),
 		abortDrain: make(chan struct{}, 1),
 		stats:      newCounters(),
@@ -84,7 +102,9 @@ func New(cfg Config) (*Server, error) {
 		},
 	}
 	s.conns.init()
+	s.applied = cfg
 	s.drainTimeout.Store(int64(cfg.DrainTimeout))
+	s.pol.Store(&livePolicy{gen: 1, rate: cfg.RateLimits})
 	s.metrics = newMetrics(s)
 	// Tick histograms are the only metrics observed on the room path; with
 	// no admin listener nobody can scrape them, so they are not kept.
@@ -98,32 +118,41 @@ func New(cfg Config) (*Server, error) {
 // offers it. Offering it is optional.
 const Subprotocol = "tickrelay.v1"
 
-// Start starts the rooms and the listener and returns once the relay accepts
-// connections.
+// Start starts the rooms, the event loops and the listener, and returns once
+// the relay accepts connections.
 func (s *Server) Start() error {
 	rooms, err := room.New(s.cfg.Room)
 	if err != nil {
 		return fmt.Errorf("server: rooms: %w", err)
 	}
 	s.rooms = rooms
-	go func() {
-		defer close(s.runDone)
-		s.runErr = gnet.Run(s, "tcp://"+s.cfg.Listen,
-			gnet.WithMulticore(true),
-			gnet.WithNumEventLoop(s.cfg.EventLoops),
-			gnet.WithTCPNoDelay(gnet.TCPNoDelay),
-			gnet.WithReuseAddr(true),
-			gnet.WithLogger(gnetLogger{s.log}),
-			gnet.WithSocketSendBuffer(s.cfg.SocketSendBuffer),
-			gnet.WithSocketRecvBuffer(s.cfg.SocketRecvBuffer),
-		)
-	}()
-	select {
-	case <-s.booted:
-	case <-s.runDone:
+	ln, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
 		rooms.Close()
-		return fmt.Errorf("server: listen on %s: %w", s.cfg.Listen, s.runErr)
+		return fmt.Errorf("server: listen on %s: %w", s.cfg.Listen, err)
 	}
+	s.addr = ln.Addr().String()
+	// A gnet Client is an engine of event loops without a listener of its
+	// own: the relay's acceptor enrolls every connection on it.
+	eng, err := gnet.NewClient(s,
+		gnet.WithMulticore(true),
+		gnet.WithNumEventLoop(s.cfg.EventLoops),
+		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
+		gnet.WithLogger(gnetLogger{s.log}),
+		gnet.WithSocketSendBuffer(s.cfg.SocketSendBuffer),
+		gnet.WithSocketRecvBuffer(s.cfg.SocketRecvBuffer),
+	)
+	if err == nil {
+		err = eng.Start()
+	}
+	if err != nil {
+		_ = ln.Close()
+		rooms.Close()
+		return fmt.Errorf("server: event loops: %w", err)
+	}
+	s.engine = eng
+	s.acceptor = newAcceptor(s, ln.(*net.TCPListener))
+	go s.acceptor.run()
 	s.sweeper = startSweeper(s)
 	if s.cfg.AdminListen != AdminOff {
 		a, err := startAdmin(s)
@@ -138,6 +167,33 @@ func (s *Server) Start() error {
 		"max_connections", s.cfg.MaxConnections)
 	return nil
 }
+
+// fatal records that the relay can no longer serve (its acceptor stopped):
+// health checks fail from now on, connections are closed and Done is
+// closed, so the process exits non-zero (main reports Err).
+func (s *Server) fatal(err error) {
+	s.fatalOnce.Do(func() {
+		s.fatalErr.Store(&err)
+		s.log.Error("relay cannot go on", "err", err)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), s.cfg.CloseTimeout+time.Second)
+			defer cancel()
+			_ = s.Shutdown(ctx)
+		}()
+	})
+}
+
+// Err is the fatal error that stopped the relay, or nil.
+func (s *Server) Err() error {
+	if p := s.fatalErr.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// Healthy reports whether the relay serves: false once a fatal error
+// stopped it.
+func (s *Server) Healthy() bool { return s.fatalErr.Load() == nil }
 
 // Addr is the address the relay listens on (with the real port when the
 // configured one was 0). Valid after Start.
@@ -154,17 +210,30 @@ func (s *Server) AdminAddr() string {
 // Rooms gives access to the room manager (admin API, tests). Valid after Start.
 func (s *Server) Rooms() *room.Manager { return s.rooms }
 
-// Shutdown stops accepting connections, closes every connection with 1001
-// and a reason, waits for them to go (or for ctx), then stops the engine and
-// the rooms. Safe to call more than once.
+// Shutdown stops accepting connections, sends every room's pending frames,
+// closes every connection with 1001 and a reason, waits for them to go (or
+// for ctx), then stops the engine and the rooms. Safe to call more than
+// once; later calls return at once.
 func (s *Server) Shutdown(ctx context.Context) error {
+	return s.shutdown(ctx, closes.GoingAway)
+}
+
+func (s *Server) shutdown(ctx context.Context, cause closes.Cause) error {
 	var err error
 	s.stopOnce.Do(func() {
 		s.shuttingDown.Store(true)
+		if s.acceptor != nil {
+			s.acceptor.close()
+		}
 		if s.rooms != nil {
 			s.rooms.SetDraining(true)
+			// What rooms accepted goes out before the Close frames: a
+			// drain loses nothing the relay took.
+			if ferr := s.rooms.FlushAll(ctx); ferr != nil {
+				s.log.Warn("flushing rooms before closing", "err", ferr)
+			}
 		}
-		s.CloseAll(wsproto.CauseGoingAway)
+		s.CloseAll(cause)
 		err = s.waitForConnections(ctx)
 		s.stopEngine()
 		if s.admin != nil {
@@ -177,8 +246,14 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 // CloseAll starts closing every open connection for cause (sending a Close
 // frame to upgraded ones). It does not wait.
-func (s *Server) CloseAll(cause wsproto.Cause) {
-	s.conns.each(func(c *conn) { c.closeAsync(cause, 0, "") })
+func (s *Server) CloseAll(cause closes.Cause) {
+	s.conns.each(func(c *conn) {
+		if s.killed.Load() {
+			c.kill()
+			return
+		}
+		c.close(cause, "", false)
+	})
 }
 
 // OpenConnections is the number of open TCP connections.
@@ -198,46 +273,20 @@ func (s *Server) waitForConnections(ctx context.Context) error {
 }
 
 func (s *Server) stopEngine() {
+	if s.acceptor != nil {
+		s.acceptor.close()
+	}
 	if s.sweeper != nil {
 		s.sweeper.stop()
 	}
-	select {
-	case <-s.booted:
-		stopCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		if err := s.eng.Stop(stopCtx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+	if s.engine != nil {
+		if err := s.engine.Stop(); err != nil && !errors.Is(err, context.Canceled) {
 			s.log.Warn("stopping event loops", "err", err)
 		}
-		cancel()
-		<-s.runDone
-	default:
 	}
 	if s.rooms != nil {
 		s.rooms.Close()
 	}
-}
-
-// OnBoot records the engine and the bound address.
-func (s *Server) OnBoot(eng gnet.Engine) gnet.Action {
-	s.eng = eng
-	s.addr = s.cfg.Listen
-	if fd, err := eng.Dup(); err == nil {
-		if sa, err := unix.Getsockname(fd); err == nil {
-			s.addr = sockaddrString(sa)
-		}
-		_ = unix.Close(fd)
-	}
-	close(s.booted)
-	return gnet.None
-}
-
-func sockaddrString(sa unix.Sockaddr) string {
-	switch a := sa.(type) {
-	case *unix.SockaddrInet4:
-		return net.JoinHostPort(net.IP(a.Addr[:]).String(), fmt.Sprint(a.Port))
-	case *unix.SockaddrInet6:
-		return net.JoinHostPort(net.IP(a.Addr[:]).String(), fmt.Sprint(a.Port))
-	}
-	return ""
 }
 
 // gnetLogger routes gnet's internal logs to slog.

@@ -5,6 +5,8 @@ import (
 	"sync/atomic"
 
 	"github.com/gobwas/ws"
+
+	"github.com/tickrelay/tickrelay/proto/closes"
 )
 
 // counters are the server's event counts. Every one of them moves on a rare
@@ -19,6 +21,9 @@ type counters struct {
 	idleTimeouts   atomic.Uint64
 	badMessages    atomic.Uint64
 	protocolErrors atomic.Uint64
+	rateLimited    atomic.Uint64 // messages dropped by the per-connection rate limits
+	slowMessages   atomic.Uint64 // connections closed for message-read-timeout
+	closesByCause  [len(closes.Table)]atomic.Uint64
 
 	mu             sync.Mutex
 	handshakeFails map[string]uint64
@@ -45,6 +50,13 @@ func (c *counters) handshakeFailed(reason string) {
 	c.mu.Lock()
 	c.handshakeFails[reason]++
 	c.mu.Unlock()
+}
+
+// closedFor counts a server-initiated close by its cause.
+func (c *counters) closedFor(cause closes.Cause) {
+	if int(cause) < len(c.closesByCause) {
+		c.closesByCause[cause].Add(1)
+	}
 }
 
 func (c *counters) closedBy(code ws.StatusCode, byClient bool) {

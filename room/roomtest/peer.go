@@ -22,6 +22,8 @@ type Peer struct {
 	mu        sync.Mutex
 	msgs      []*pb.ServerMessage
 	evictions []room.EvictCause
+	details   []string
+	readies   int
 	err       error
 	closed    bool
 	notify    chan struct{}
@@ -86,14 +88,39 @@ func (p *Peer) Congested() bool {
 	return p.congested.Load()
 }
 
-// Evict records cause.
-func (p *Peer) Evict(cause room.EvictCause) {
+// Evict records cause and detail.
+func (p *Peer) Evict(cause room.EvictCause, detail string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
 		p.setErrLocked(fmt.Errorf("roomtest: Evict(%d) after Close", cause))
 	}
 	p.evictions = append(p.evictions, cause)
+	p.details = append(p.details, detail)
+}
+
+// Ready counts the call.
+func (p *Peer) Ready() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		p.setErrLocked(fmt.Errorf("roomtest: Ready after Close"))
+	}
+	p.readies++
+}
+
+// Readies is the number of Ready calls so far.
+func (p *Peer) Readies() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.readies
+}
+
+// EvictionDetails returns the details of the Evict calls so far.
+func (p *Peer) EvictionDetails() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]string(nil), p.details...)
 }
 
 func (p *Peer) setErrLocked(err error) {

@@ -99,7 +99,7 @@ func BenchmarkAppendClose(b *testing.B) {
 	dst := make([]byte, 0, 128)
 	b.ReportAllocs()
 	for b.Loop() {
-		dst = AppendClose(dst[:0], StatusSlowConsumer, "slow consumer")
+		dst = AppendClose(dst[:0], ws.StatusCode(4000), "slow consumer")
 	}
 }
 

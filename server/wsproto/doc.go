@@ -1,7 +1,16 @@
 // Package wsproto is tickrelay's socket-free WebSocket protocol layer: the
-// HTTP upgrade (Handshake), a server-side frame decoder (Decoder), frame
-// encoding (PutHeader, AppendFrame, AppendClose) and the table of close
-// codes (ReasonFor).
+// HTTP upgrade (Handshake), a server-side frame decoder (Decoder) and frame
+// encoding (PutHeader, AppendFrame, AppendClose). Which close code the relay
+// sends for what is package proto/closes's table.
+//
+// What gobwas/ws does here: its Upgrader checks the upgrade request (RFC 6455
+// section 4.2.1: method, version, Host, Connection, key) and computes the
+// accept key, its CheckHeader applies the frame header rules (mask, RSV bits,
+// opcodes, control frame FIN and size, continuation order), and its Cipher
+// unmasks. Everything else is this package's own: finding the request in
+// buffered bytes, parsing frame headers from partial input, size and
+// fragment limits decided on the header, fragment assembly, UTF-8 and Close
+// payload checks, and encoding frames into caller-provided headroom.
 //
 // It works on bytes the caller has already buffered and writes answers to an
 // io.Writer, so it fits an event loop (gnet) where nothing may block and no
@@ -33,7 +42,9 @@
 //		}
 //		// handle msg now: msg.Payload may point into buf
 //	}
-//	c.Discard(off)
+//	if off > 0 {
+//		c.Discard(off)                          // gnet: Discard(0) would drop everything
+//	}
 //
 // Every complete frame must be handled before OnTraffic returns, because
 // gnet calls it again only when new bytes arrive.

@@ -157,10 +157,9 @@ func NewDecoder(l Limits) *Decoder {
 	return &Decoder{limits: l}
 }
 
-// SetLimits changes the limits, for a Decoder embedded by value. Call it
-// before the first Next; changing limits in the middle of a fragmented
-// message applies them to the rest of it.
-func (d *Decoder) SetLimits(l Limits) { d.limits = l }
+// Assembling reports whether a fragmented message is open: its first
+// fragment arrived and its last has not.
+func (d *Decoder) Assembling() bool { return d.assembling }
 
 // Next decodes at most one message from in: a data message (from one frame,
 // or assembled from fragments) or one control frame.

@@ -123,13 +123,11 @@ func (s *echoServer) serve(conn net.Conn) {
 			case Text:
 				if !echo {
 					// Relay mode speaks binary only.
-					r := ReasonFor(CauseTextFrame)
-					s.closeWith(conn, AppendClose(out, r.Code, r.Reason))
+					s.closeWith(conn, AppendClose(out, ws.StatusUnsupportedData, "text frames not supported"))
 					return
 				}
 				if !ValidUTF8(m.Payload) {
-					r := ReasonFor(CauseInvalidData)
-					s.closeWith(conn, AppendClose(out, r.Code, r.Reason))
+					s.closeWith(conn, AppendClose(out, ws.StatusInvalidFramePayloadData, "invalid message data"))
 					return
 				}
 				out = AppendFrame(out, ws.OpText, m.Payload)
@@ -138,8 +136,7 @@ func (s *echoServer) serve(conn net.Conn) {
 				case "srv-ping":
 					out = AppendFrame(out, ws.OpPing, []byte("hb"))
 				case "srv-close":
-					r := ReasonFor(CauseSlowConsumer)
-					s.closeWith(conn, AppendClose(out, r.Code, r.Reason))
+					s.closeWith(conn, AppendClose(out, 4000, "slow consumer"))
 					return
 				}
 				out = AppendFrame(out, ws.OpBinary, m.Payload)

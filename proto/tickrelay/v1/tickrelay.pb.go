@@ -35,6 +35,10 @@ const (
 	RoomEventType_ROOM_EVENT_TYPE_PLAYER_LEFT       RoomEventType = 2
 	RoomEventType_ROOM_EVENT_TYPE_HOST_CHANGED      RoomEventType = 3
 	RoomEventType_ROOM_EVENT_TYPE_TICK_RATE_CHANGED RoomEventType = 4
+	// The player's connection dropped; its seat is kept for a resume.
+	RoomEventType_ROOM_EVENT_TYPE_PLAYER_AWAY RoomEventType = 5
+	// The player resumed its seat.
+	RoomEventType_ROOM_EVENT_TYPE_PLAYER_BACK RoomEventType = 6
 )
 
 // Enum value maps for RoomEventType.
@@ -45,6 +49,8 @@ var (
 		2: "ROOM_EVENT_TYPE_PLAYER_LEFT",
 		3: "ROOM_EVENT_TYPE_HOST_CHANGED",
 		4: "ROOM_EVENT_TYPE_TICK_RATE_CHANGED",
+		5: "ROOM_EVENT_TYPE_PLAYER_AWAY",
+		6: "ROOM_EVENT_TYPE_PLAYER_BACK",
 	}
 	RoomEventType_value = map[string]int32{
 		"ROOM_EVENT_TYPE_UNSPECIFIED":       0,
@@ -52,6 +58,8 @@ var (
 		"ROOM_EVENT_TYPE_PLAYER_LEFT":       2,
 		"ROOM_EVENT_TYPE_HOST_CHANGED":      3,
 		"ROOM_EVENT_TYPE_TICK_RATE_CHANGED": 4,
+		"ROOM_EVENT_TYPE_PLAYER_AWAY":       5,
+		"ROOM_EVENT_TYPE_PLAYER_BACK":       6,
 	}
 )
 
@@ -96,6 +104,8 @@ const (
 	LeaveReason_LEAVE_REASON_ROOM_CLOSED LeaveReason = 4
 	// The player could not keep up with the room's traffic.
 	LeaveReason_LEAVE_REASON_SLOW_CONSUMER LeaveReason = 5
+	// The player was away (disconnected) longer than the seat grace period.
+	LeaveReason_LEAVE_REASON_SEAT_EXPIRED LeaveReason = 6
 )
 
 // Enum value maps for LeaveReason.
@@ -107,6 +117,7 @@ var (
 		3: "LEAVE_REASON_KICKED",
 		4: "LEAVE_REASON_ROOM_CLOSED",
 		5: "LEAVE_REASON_SLOW_CONSUMER",
+		6: "LEAVE_REASON_SEAT_EXPIRED",
 	}
 	LeaveReason_value = map[string]int32{
 		"LEAVE_REASON_UNSPECIFIED":   0,
@@ -115,6 +126,7 @@ var (
 		"LEAVE_REASON_KICKED":        3,
 		"LEAVE_REASON_ROOM_CLOSED":   4,
 		"LEAVE_REASON_SLOW_CONSUMER": 5,
+		"LEAVE_REASON_SEAT_EXPIRED":  6,
 	}
 )
 
@@ -143,6 +155,70 @@ func (x LeaveReason) Number() protoreflect.EnumNumber {
 // Deprecated: Use LeaveReason.Descriptor instead.
 func (LeaveReason) EnumDescriptor() ([]byte, []int) {
 	return file_tickrelay_v1_tickrelay_proto_rawDescGZIP(), []int{1}
+}
+
+type ResumeFailure int32
+
+const (
+	ResumeFailure_RESUME_FAILURE_UNSPECIFIED ResumeFailure = 0
+	// The seat's grace period passed, or it left; the seat is gone.
+	ResumeFailure_RESUME_FAILURE_SEAT_EXPIRED ResumeFailure = 1
+	// The token is wrong, already used, or for another seat.
+	ResumeFailure_RESUME_FAILURE_BAD_TOKEN ResumeFailure = 2
+	// The frames after last_seq are no longer kept (the replay ring
+	// overflowed, or last_seq is ahead of what was sent).
+	ResumeFailure_RESUME_FAILURE_TOO_OLD ResumeFailure = 3
+	// This relay does not know the seat (another node, or it restarted).
+	ResumeFailure_RESUME_FAILURE_STATE_LOST ResumeFailure = 4
+	// The room no longer exists.
+	ResumeFailure_RESUME_FAILURE_ROOM_GONE ResumeFailure = 5
+)
+
+// Enum value maps for ResumeFailure.
+var (
+	ResumeFailure_name = map[int32]string{
+		0: "RESUME_FAILURE_UNSPECIFIED",
+		1: "RESUME_FAILURE_SEAT_EXPIRED",
+		2: "RESUME_FAILURE_BAD_TOKEN",
+		3: "RESUME_FAILURE_TOO_OLD",
+		4: "RESUME_FAILURE_STATE_LOST",
+		5: "RESUME_FAILURE_ROOM_GONE",
+	}
+	ResumeFailure_value = map[string]int32{
+		"RESUME_FAILURE_UNSPECIFIED":  0,
+		"RESUME_FAILURE_SEAT_EXPIRED": 1,
+		"RESUME_FAILURE_BAD_TOKEN":    2,
+		"RESUME_FAILURE_TOO_OLD":      3,
+		"RESUME_FAILURE_STATE_LOST":   4,
+		"RESUME_FAILURE_ROOM_GONE":    5,
+	}
+)
+
+func (x ResumeFailure) Enum() *ResumeFailure {
+	p := new(ResumeFailure)
+	*p = x
+	return p
+}
+
+func (x ResumeFailure) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ResumeFailure) Descriptor() protoreflect.EnumDescriptor {
+	return file_tickrelay_v1_tickrelay_proto_enumTypes[2].Descriptor()
+}
+
+func (ResumeFailure) Type() protoreflect.EnumType {
+	return &file_tickrelay_v1_tickrelay_proto_enumTypes[2]
+}
+
+func (x ResumeFailure) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ResumeFailure.Descriptor instead.
+func (ResumeFailure) EnumDescriptor() ([]byte, []int) {
+	return file_tickrelay_v1_tickrelay_proto_rawDescGZIP(), []int{2}
 }
 
 type ErrorCode int32
@@ -240,11 +316,11 @@ func (x ErrorCode) String() string {
 }
 
 func (ErrorCode) Descriptor() protoreflect.EnumDescriptor {
-	return file_tickrelay_v1_tickrelay_proto_enumTypes[2].Descriptor()
+	return file_tickrelay_v1_tickrelay_proto_enumTypes[3].Descriptor()
 }
 
 func (ErrorCode) Type() protoreflect.EnumType {
-	return &file_tickrelay_v1_tickrelay_proto_enumTypes[2]
+	return &file_tickrelay_v1_tickrelay_proto_enumTypes[3]
 }
 
 func (x ErrorCode) Number() protoreflect.EnumNumber {
@@ -253,7 +329,7 @@ func (x ErrorCode) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ErrorCode.Descriptor instead.
 func (ErrorCode) EnumDescriptor() ([]byte, []int) {
-	return file_tickrelay_v1_tickrelay_proto_rawDescGZIP(), []int{2}
+	return file_tickrelay_v1_tickrelay_proto_rawDescGZIP(), []int{3}
 }
 
 // ClientMessage is the envelope of every message a client sends.
@@ -268,7 +344,13 @@ type ClientMessage struct {
 	//	*ClientMessage_Leave
 	//	*ClientMessage_Send
 	//	*ClientMessage_Ping
-	Body          isClientMessage_Body `protobuf_oneof:"body"`
+	//	*ClientMessage_Authenticate
+	//	*ClientMessage_Resume
+	Body isClientMessage_Body `protobuf_oneof:"body"`
+	// The highest Frame.seq this client holds for its current seat:
+	// piggybacked on any message (a Ping keeps an idle player acking), it
+	// lets the relay trim the seat's replay ring. Zero means no ack.
+	Ack           uint64 `protobuf:"varint,10,opt,name=ack,proto3" json:"ack,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -353,6 +435,31 @@ func (x *ClientMessage) GetPing() *Ping {
 	return nil
 }
 
+func (x *ClientMessage) GetAuthenticate() *Authenticate {
+	if x != nil {
+		if x, ok := x.Body.(*ClientMessage_Authenticate); ok {
+			return x.Authenticate
+		}
+	}
+	return nil
+}
+
+func (x *ClientMessage) GetResume() *Resume {
+	if x != nil {
+		if x, ok := x.Body.(*ClientMessage_Resume); ok {
+			return x.Resume
+		}
+	}
+	return nil
+}
+
+func (x *ClientMessage) GetAck() uint64 {
+	if x != nil {
+		return x.Ack
+	}
+	return 0
+}
+
 type isClientMessage_Body interface {
 	isClientMessage_Body()
 }
@@ -373,6 +480,14 @@ type ClientMessage_Ping struct {
 	Ping *Ping `protobuf:"bytes,5,opt,name=ping,proto3,oneof"`
 }
 
+type ClientMessage_Authenticate struct {
+	Authenticate *Authenticate `protobuf:"bytes,6,opt,name=authenticate,proto3,oneof"`
+}
+
+type ClientMessage_Resume struct {
+	Resume *Resume `protobuf:"bytes,7,opt,name=resume,proto3,oneof"`
+}
+
 func (*ClientMessage_Join) isClientMessage_Body() {}
 
 func (*ClientMessage_Leave) isClientMessage_Body() {}
@@ -380,6 +495,58 @@ func (*ClientMessage_Leave) isClientMessage_Body() {}
 func (*ClientMessage_Send) isClientMessage_Body() {}
 
 func (*ClientMessage_Ping) isClientMessage_Body() {}
+
+func (*ClientMessage_Authenticate) isClientMessage_Body() {}
+
+func (*ClientMessage_Resume) isClientMessage_Body() {}
+
+// Authenticate presents an auth token once for the whole connection
+// (instead of Join.auth_token per room). Answered by Authenticated or
+// Error{UNAUTHORIZED}.
+type Authenticate struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A JWT minted by the game's backend (see docs/OPERATIONS.md).
+	Token         string `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Authenticate) Reset() {
+	*x = Authenticate{}
+	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Authenticate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Authenticate) ProtoMessage() {}
+
+func (x *Authenticate) ProtoReflect() protoreflect.Message {
+	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Authenticate.ProtoReflect.Descriptor instead.
+func (*Authenticate) Descriptor() ([]byte, []int) {
+	return file_tickrelay_v1_tickrelay_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Authenticate) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
 
 // Join enters a room, creating it when asked to. A connection is in at most one
 // room at a time. Answered by Joined or Error.
@@ -394,7 +561,8 @@ type Join struct {
 	Options *RoomOptions `protobuf:"bytes,3,opt,name=options,proto3" json:"options,omitempty"`
 	// Metadata of this player, shown to the other members.
 	PlayerMetadata map[string]string `protobuf:"bytes,4,rep,name=player_metadata,json=playerMetadata,proto3" json:"player_metadata,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	// Reserved for authentication (not yet checked by the server).
+	// An auth token (JWT) for this join, when the relay requires one and the
+	// connection has not presented one with Authenticate.
 	AuthToken     string `protobuf:"bytes,5,opt,name=auth_token,json=authToken,proto3" json:"auth_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -402,7 +570,7 @@ type Join struct {
 
 func (x *Join) Reset() {
 	*x = Join{}
-	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[1]
+	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -414,7 +582,7 @@ func (x *Join) String() string {
 func (*Join) ProtoMessage() {}
 
 func (x *Join) ProtoReflect() protoreflect.Message {
-	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[1]
+	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -427,7 +595,7 @@ func (x *Join) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Join.ProtoReflect.Descriptor instead.
 func (*Join) Descriptor() ([]byte, []int) {
-	return file_tickrelay_v1_tickrelay_proto_rawDescGZIP(), []int{1}
+	return file_tickrelay_v1_tickrelay_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Join) GetRoomId() string {
@@ -486,7 +654,7 @@ type RoomOptions struct {
 
 func (x *RoomOptions) Reset() {
 	*x = RoomOptions{}
-	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[2]
+	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -498,7 +666,7 @@ func (x *RoomOptions) String() string {
 func (*RoomOptions) ProtoMessage() {}
 
 func (x *RoomOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[2]
+	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -511,7 +679,7 @@ func (x *RoomOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomOptions.ProtoReflect.Descriptor instead.
 func (*RoomOptions) Descriptor() ([]byte, []int) {
-	return file_tickrelay_v1_tickrelay_proto_rawDescGZIP(), []int{2}
+	return file_tickrelay_v1_tickrelay_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *RoomOptions) GetMaxPlayers() uint32 {
@@ -551,7 +719,7 @@ type Leave struct {
 
 func (x *Leave) Reset() {
 	*x = Leave{}
-	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[3]
+	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -563,7 +731,7 @@ func (x *Leave) String() string {
 func (*Leave) ProtoMessage() {}
 
 func (x *Leave) ProtoReflect() protoreflect.Message {
-	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[3]
+	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -576,7 +744,7 @@ func (x *Leave) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Leave.ProtoReflect.Descriptor instead.
 func (*Leave) Descriptor() ([]byte, []int) {
-	return file_tickrelay_v1_tickrelay_proto_rawDescGZIP(), []int{3}
+	return file_tickrelay_v1_tickrelay_proto_rawDescGZIP(), []int{4}
 }
 
 // Send relays a payload to other members of the current room. Errors are
@@ -595,14 +763,19 @@ type Send struct {
 	Echo bool `protobuf:"varint,4,opt,name=echo,proto3" json:"echo,omitempty"`
 	// State update semantics: a newer latest_only message from the same sender
 	// with the same kind replaces one that has not yet been delivered.
-	LatestOnly    bool `protobuf:"varint,5,opt,name=latest_only,json=latestOnly,proto3" json:"latest_only,omitempty"`
+	LatestOnly bool `protobuf:"varint,5,opt,name=latest_only,json=latestOnly,proto3" json:"latest_only,omitempty"`
+	// A per-seat input sequence number, increasing from 1, so that an SDK
+	// can re-send after a resume what the relay may not have received: the
+	// relay drops a Send whose seq is not above the highest it accepted
+	// (Resumed.input_ack). Zero means no deduplication.
+	Seq           uint64 `protobuf:"varint,6,opt,name=seq,proto3" json:"seq,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Send) Reset() {
 	*x = Send{}
-	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[4]
+	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -614,7 +787,7 @@ func (x *Send) String() string {
 func (*Send) ProtoMessage() {}
 
 func (x *Send) ProtoReflect() protoreflect.Message {
-	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[4]
+	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -627,7 +800,7 @@ func (x *Send) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Send.ProtoReflect.Descriptor instead.
 func (*Send) Descriptor() ([]byte, []int) {
-	return file_tickrelay_v1_tickrelay_proto_rawDescGZIP(), []int{4}
+	return file_tickrelay_v1_tickrelay_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Send) GetPayload() []byte {
@@ -665,6 +838,13 @@ func (x *Send) GetLatestOnly() bool {
 	return false
 }
 
+func (x *Send) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
 // Ping asks for a Pong, for round-trip time and clock synchronisation.
 type Ping struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -676,7 +856,7 @@ type Ping struct {
 
 func (x *Ping) Reset() {
 	*x = Ping{}
-	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[5]
+	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -688,7 +868,7 @@ func (x *Ping) String() string {
 func (*Ping) ProtoMessage() {}
 
 func (x *Ping) ProtoReflect() protoreflect.Message {
-	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[5]
+	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -701,12 +881,87 @@ func (x *Ping) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ping.ProtoReflect.Descriptor instead.
 func (*Ping) Descriptor() ([]byte, []int) {
-	return file_tickrelay_v1_tickrelay_proto_rawDescGZIP(), []int{5}
+	return file_tickrelay_v1_tickrelay_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Ping) GetClientTime() int64 {
 	if x != nil {
 		return x.ClientTime
+	}
+	return 0
+}
+
+// Resume takes back a seat after the connection carrying it was lost. It
+// must be the first message on a new connection (or the first after
+// Authenticate). Answered by Resumed.
+type Resume struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	RoomId   string                 `protobuf:"bytes,1,opt,name=room_id,json=roomId,proto3" json:"room_id,omitempty"`
+	PlayerId uint32                 `protobuf:"varint,2,opt,name=player_id,json=playerId,proto3" json:"player_id,omitempty"`
+	// The resume token of the seat's last Joined or Resumed. Single use:
+	// every Resumed carries a new one.
+	Token []byte `protobuf:"bytes,3,opt,name=token,proto3" json:"token,omitempty"`
+	// The highest Frame.seq the client holds. The relay replays every frame
+	// after it.
+	LastSeq       uint64 `protobuf:"varint,4,opt,name=last_seq,json=lastSeq,proto3" json:"last_seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Resume) Reset() {
+	*x = Resume{}
+	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Resume) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Resume) ProtoMessage() {}
+
+func (x *Resume) ProtoReflect() protoreflect.Message {
+	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Resume.ProtoReflect.Descriptor instead.
+func (*Resume) Descriptor() ([]byte, []int) {
+	return file_tickrelay_v1_tickrelay_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *Resume) GetRoomId() string {
+	if x != nil {
+		return x.RoomId
+	}
+	return ""
+}
+
+func (x *Resume) GetPlayerId() uint32 {
+	if x != nil {
+		return x.PlayerId
+	}
+	return 0
+}
+
+func (x *Resume) GetToken() []byte {
+	if x != nil {
+		return x.Token
+	}
+	return nil
+}
+
+func (x *Resume) GetLastSeq() uint64 {
+	if x != nil {
+		return x.LastSeq
 	}
 	return 0
 }
@@ -724,6 +979,8 @@ type ServerMessage struct {
 	//	*ServerMessage_Pong
 	//	*ServerMessage_Error
 	//	*ServerMessage_Left
+	//	*ServerMessage_Authenticated
+	//	*ServerMessage_Resumed
 	Body          isServerMessage_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -731,7 +988,7 @@ type ServerMessage struct {
 
 func (x *ServerMessage) Reset() {
 	*x = ServerMessage{}
-	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[6]
+	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -743,7 +1000,7 @@ func (x *ServerMessage) String() string {
 func (*ServerMessage) ProtoMessage() {}
 
 func (x *ServerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[6]
+	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -756,7 +1013,7 @@ func (x *ServerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerMessage.ProtoReflect.Descriptor instead.
 func (*ServerMessage) Descriptor() ([]byte, []int) {
-	return file_tickrelay_v1_tickrelay_proto_rawDescGZIP(), []int{6}
+	return file_tickrelay_v1_tickrelay_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ServerMessage) GetRequestId() uint32 {
@@ -818,6 +1075,24 @@ func (x *ServerMessage) GetLeft() *Left {
 	return nil
 }
 
+func (x *ServerMessage) GetAuthenticated() *Authenticated {
+	if x != nil {
+		if x, ok := x.Body.(*ServerMessage_Authenticated); ok {
+			return x.Authenticated
+		}
+	}
+	return nil
+}
+
+func (x *ServerMessage) GetResumed() *Resumed {
+	if x != nil {
+		if x, ok := x.Body.(*ServerMessage_Resumed); ok {
+			return x.Resumed
+		}
+	}
+	return nil
+}
+
 type isServerMessage_Body interface {
 	isServerMessage_Body()
 }
@@ -842,6 +1117,14 @@ type ServerMessage_Left struct {
 	Left *Left `protobuf:"bytes,6,opt,name=left,proto3,oneof"`
 }
 
+type ServerMessage_Authenticated struct {
+	Authenticated *Authenticated `protobuf:"bytes,7,opt,name=authenticated,proto3,oneof"`
+}
+
+type ServerMessage_Resumed struct {
+	Resumed *Resumed `protobuf:"bytes,8,opt,name=resumed,proto3,oneof"`
+}
+
 func (*ServerMessage_Joined) isServerMessage_Body() {}
 
 func (*ServerMessage_Frame) isServerMessage_Body() {}
@@ -851,6 +1134,10 @@ func (*ServerMessage_Pong) isServerMessage_Body() {}
 func (*ServerMessage_Error) isServerMessage_Body() {}
 
 func (*ServerMessage_Left) isServerMessage_Body() {}
+
+func (*ServerMessage_Authenticated) isServerMessage_Body() {}
+
+func (*ServerMessage_Resumed) isServerMessage_Body() {}
 
 // Joined confirms a Join.
 type Joined struct {
@@ -866,17 +1153,23 @@ type Joined struct {
 	// The room's current tick number.
 	Tick uint64 `protobuf:"varint,5,opt,name=tick,proto3" json:"tick,omitempty"`
 	// Every member, the joining player included, oldest first.
-	Members       []*Member         `protobuf:"bytes,6,rep,name=members,proto3" json:"members,omitempty"`
-	MaxPlayers    uint32            `protobuf:"varint,7,opt,name=max_players,json=maxPlayers,proto3" json:"max_players,omitempty"`
-	RoomMetadata  map[string]string `protobuf:"bytes,8,rep,name=room_metadata,json=roomMetadata,proto3" json:"room_metadata,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	Immediate     bool              `protobuf:"varint,9,opt,name=immediate,proto3" json:"immediate,omitempty"`
+	Members      []*Member         `protobuf:"bytes,6,rep,name=members,proto3" json:"members,omitempty"`
+	MaxPlayers   uint32            `protobuf:"varint,7,opt,name=max_players,json=maxPlayers,proto3" json:"max_players,omitempty"`
+	RoomMetadata map[string]string `protobuf:"bytes,8,rep,name=room_metadata,json=roomMetadata,proto3" json:"room_metadata,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Immediate    bool              `protobuf:"varint,9,opt,name=immediate,proto3" json:"immediate,omitempty"`
+	// The token that resumes this seat after a lost connection (Resume).
+	// Empty when the relay keeps no seats for resume.
+	ResumeToken []byte `protobuf:"bytes,10,opt,name=resume_token,json=resumeToken,proto3" json:"resume_token,omitempty"`
+	// How long the relay keeps the seat after an abnormal disconnect, in
+	// milliseconds. Zero: the seat is released at once.
+	SeatGraceMs   uint32 `protobuf:"varint,11,opt,name=seat_grace_ms,json=seatGraceMs,proto3" json:"seat_grace_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Joined) Reset() {
 	*x = Joined{}
-	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[7]
+	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -888,7 +1181,7 @@ func (x *Joined) String() string {
 func (*Joined) ProtoMessage() {}
 
 func (x *Joined) ProtoReflect() protoreflect.Message {
-	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[7]
+	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -901,7 +1194,7 @@ func (x *Joined) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Joined.ProtoReflect.Descriptor instead.
 func (*Joined) Descriptor() ([]byte, []int) {
-	return file_tickrelay_v1_tickrelay_proto_rawDescGZIP(), []int{7}
+	return file_tickrelay_v1_tickrelay_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Joined) GetRoomId() string {
@@ -967,18 +1260,37 @@ func (x *Joined) GetImmediate() bool {
 	return false
 }
 
+func (x *Joined) GetResumeToken() []byte {
+	if x != nil {
+		return x.ResumeToken
+	}
+	return nil
+}
+
+func (x *Joined) GetSeatGraceMs() uint32 {
+	if x != nil {
+		return x.SeatGraceMs
+	}
+	return 0
+}
+
 // Member is one player of a room.
 type Member struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	PlayerId      uint32                 `protobuf:"varint,1,opt,name=player_id,json=playerId,proto3" json:"player_id,omitempty"`
-	Metadata      map[string]string      `protobuf:"bytes,2,rep,name=metadata,proto3" json:"metadata,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	PlayerId uint32                 `protobuf:"varint,1,opt,name=player_id,json=playerId,proto3" json:"player_id,omitempty"`
+	Metadata map[string]string      `protobuf:"bytes,2,rep,name=metadata,proto3" json:"metadata,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// The player's user id from its auth token's sub claim; empty without
+	// authentication.
+	UserId string `protobuf:"bytes,3,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// The player's connection dropped and its seat is kept for a resume.
+	Away          bool `protobuf:"varint,4,opt,name=away,proto3" json:"away,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[8]
+	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -990,7 +1302,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[8]
+	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1003,7 +1315,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_tickrelay_v1_tickrelay_proto_rawDescGZIP(), []int{8}
+	return file_tickrelay_v1_tickrelay_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Member) GetPlayerId() uint32 {
@@ -1020,6 +1332,20 @@ func (x *Member) GetMetadata() map[string]string {
 	return nil
 }
 
+func (x *Member) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *Member) GetAway() bool {
+	if x != nil {
+		return x.Away
+	}
+	return false
+}
+
 // Frame carries everything addressed to one player during one tick. A player
 // gets at most one Frame per tick, except that a frame larger than the
 // server's maximum frame size is split into several Frames with the same tick.
@@ -1033,14 +1359,18 @@ type Frame struct {
 	// Membership and room changes during this tick, in the order they happened.
 	// Apply PLAYER_JOINED events before the deliveries and the others after:
 	// player ids are never reused, so this order is always consistent.
-	Events        []*RoomEvent `protobuf:"bytes,3,rep,name=events,proto3" json:"events,omitempty"`
+	Events []*RoomEvent `protobuf:"bytes,3,rep,name=events,proto3" json:"events,omitempty"`
+	// This seat's frame sequence number: 1 for the first Frame after Joined,
+	// then contiguous. Acknowledge it with ClientMessage.ack; Resume names the
+	// last one held. Zero from relays that keep no replay.
+	Seq           uint64 `protobuf:"varint,4,opt,name=seq,proto3" json:"seq,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Frame) Reset() {
 	*x = Frame{}
-	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[9]
+	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1052,7 +1382,7 @@ func (x *Frame) String() string {
 func (*Frame) ProtoMessage() {}
 
 func (x *Frame) ProtoReflect() protoreflect.Message {
-	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[9]
+	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1065,7 +1395,7 @@ func (x *Frame) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Frame.ProtoReflect.Descriptor instead.
 func (*Frame) Descriptor() ([]byte, []int) {
-	return file_tickrelay_v1_tickrelay_proto_rawDescGZIP(), []int{9}
+	return file_tickrelay_v1_tickrelay_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Frame) GetTick() uint64 {
@@ -1089,6 +1419,13 @@ func (x *Frame) GetEvents() []*RoomEvent {
 	return nil
 }
 
+func (x *Frame) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
 // Delivery is one relayed Send.
 type Delivery struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1101,7 +1438,7 @@ type Delivery struct {
 
 func (x *Delivery) Reset() {
 	*x = Delivery{}
-	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[10]
+	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1113,7 +1450,7 @@ func (x *Delivery) String() string {
 func (*Delivery) ProtoMessage() {}
 
 func (x *Delivery) ProtoReflect() protoreflect.Message {
-	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[10]
+	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1126,7 +1463,7 @@ func (x *Delivery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Delivery.ProtoReflect.Descriptor instead.
 func (*Delivery) Descriptor() ([]byte, []int) {
-	return file_tickrelay_v1_tickrelay_proto_rawDescGZIP(), []int{10}
+	return file_tickrelay_v1_tickrelay_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Delivery) GetSender() uint32 {
@@ -1161,14 +1498,16 @@ type RoomEvent struct {
 	// PLAYER_LEFT: why.
 	Reason LeaveReason `protobuf:"varint,4,opt,name=reason,proto3,enum=tickrelay.v1.LeaveReason" json:"reason,omitempty"`
 	// TICK_RATE_CHANGED: the new rate (zero: immediate mode).
-	TickRate      uint32 `protobuf:"varint,5,opt,name=tick_rate,json=tickRate,proto3" json:"tick_rate,omitempty"`
+	TickRate uint32 `protobuf:"varint,5,opt,name=tick_rate,json=tickRate,proto3" json:"tick_rate,omitempty"`
+	// PLAYER_JOINED: the new player's user id (its token's sub), if any.
+	UserId        string `protobuf:"bytes,6,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RoomEvent) Reset() {
 	*x = RoomEvent{}
-	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[11]
+	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1180,7 +1519,7 @@ func (x *RoomEvent) String() string {
 func (*RoomEvent) ProtoMessage() {}
 
 func (x *RoomEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[11]
+	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1193,7 +1532,7 @@ func (x *RoomEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomEvent.ProtoReflect.Descriptor instead.
 func (*RoomEvent) Descriptor() ([]byte, []int) {
-	return file_tickrelay_v1_tickrelay_proto_rawDescGZIP(), []int{11}
+	return file_tickrelay_v1_tickrelay_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RoomEvent) GetType() RoomEventType {
@@ -1231,6 +1570,13 @@ func (x *RoomEvent) GetTickRate() uint32 {
 	return 0
 }
 
+func (x *RoomEvent) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
 // Left confirms a Leave, or tells a player that it was removed from its room.
 type Left struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
@@ -1244,7 +1590,7 @@ type Left struct {
 
 func (x *Left) Reset() {
 	*x = Left{}
-	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[12]
+	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1256,7 +1602,7 @@ func (x *Left) String() string {
 func (*Left) ProtoMessage() {}
 
 func (x *Left) ProtoReflect() protoreflect.Message {
-	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[12]
+	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1269,7 +1615,7 @@ func (x *Left) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Left.ProtoReflect.Descriptor instead.
 func (*Left) Descriptor() ([]byte, []int) {
-	return file_tickrelay_v1_tickrelay_proto_rawDescGZIP(), []int{12}
+	return file_tickrelay_v1_tickrelay_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Left) GetRoomId() string {
@@ -1309,7 +1655,7 @@ type Pong struct {
 
 func (x *Pong) Reset() {
 	*x = Pong{}
-	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[13]
+	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1321,7 +1667,7 @@ func (x *Pong) String() string {
 func (*Pong) ProtoMessage() {}
 
 func (x *Pong) ProtoReflect() protoreflect.Message {
-	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[13]
+	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1334,7 +1680,7 @@ func (x *Pong) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Pong.ProtoReflect.Descriptor instead.
 func (*Pong) Descriptor() ([]byte, []int) {
-	return file_tickrelay_v1_tickrelay_proto_rawDescGZIP(), []int{13}
+	return file_tickrelay_v1_tickrelay_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Pong) GetClientTime() int64 {
@@ -1365,20 +1711,188 @@ func (x *Pong) GetTickRate() uint32 {
 	return 0
 }
 
+// Authenticated accepts an Authenticate.
+type Authenticated struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The token's subject: the player's user id, shown to rooms.
+	UserId string `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// When the token expires, Unix milliseconds (zero: never). Joins after
+	// that need a fresh token.
+	ExpiresAtMs   int64 `protobuf:"varint,2,opt,name=expires_at_ms,json=expiresAtMs,proto3" json:"expires_at_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Authenticated) Reset() {
+	*x = Authenticated{}
+	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Authenticated) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Authenticated) ProtoMessage() {}
+
+func (x *Authenticated) ProtoReflect() protoreflect.Message {
+	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Authenticated.ProtoReflect.Descriptor instead.
+func (*Authenticated) Descriptor() ([]byte, []int) {
+	return file_tickrelay_v1_tickrelay_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *Authenticated) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *Authenticated) GetExpiresAtMs() int64 {
+	if x != nil {
+		return x.ExpiresAtMs
+	}
+	return 0
+}
+
+// Resumed answers a Resume.
+type Resumed struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The seat is back: every frame after Resume.last_seq is replayed, in
+	// order, right after this message; the game goes on.
+	Recovered bool `protobuf:"varint,1,opt,name=recovered,proto3" json:"recovered,omitempty"`
+	// Why the seat could not be recovered (when recovered is false).
+	Failure ResumeFailure `protobuf:"varint,2,opt,name=failure,proto3,enum=tickrelay.v1.ResumeFailure" json:"failure,omitempty"`
+	// The token for the next Resume (single use; the old one is dead).
+	NewToken []byte `protobuf:"bytes,3,opt,name=new_token,json=newToken,proto3" json:"new_token,omitempty"`
+	// The frames replayed: replay_from..replay_to inclusive (empty when
+	// replay_to < replay_from).
+	ReplayFrom uint64 `protobuf:"varint,4,opt,name=replay_from,json=replayFrom,proto3" json:"replay_from,omitempty"`
+	ReplayTo   uint64 `protobuf:"varint,5,opt,name=replay_to,json=replayTo,proto3" json:"replay_to,omitempty"`
+	// The highest Send.seq the relay accepted from this seat: re-send
+	// anything after it.
+	InputAck uint64 `protobuf:"varint,6,opt,name=input_ack,json=inputAck,proto3" json:"input_ack,omitempty"`
+	// When recovered is false but the room still exists and has room, the
+	// relay seated the player again as a new member: this is that seat, as a
+	// Join would have answered (a new player id, the room's members now).
+	// The game resynchronises from it. Absent when the room is gone or full.
+	Snapshot      *Joined `protobuf:"bytes,7,opt,name=snapshot,proto3" json:"snapshot,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Resumed) Reset() {
+	*x = Resumed{}
+	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Resumed) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Resumed) ProtoMessage() {}
+
+func (x *Resumed) ProtoReflect() protoreflect.Message {
+	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Resumed.ProtoReflect.Descriptor instead.
+func (*Resumed) Descriptor() ([]byte, []int) {
+	return file_tickrelay_v1_tickrelay_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *Resumed) GetRecovered() bool {
+	if x != nil {
+		return x.Recovered
+	}
+	return false
+}
+
+func (x *Resumed) GetFailure() ResumeFailure {
+	if x != nil {
+		return x.Failure
+	}
+	return ResumeFailure_RESUME_FAILURE_UNSPECIFIED
+}
+
+func (x *Resumed) GetNewToken() []byte {
+	if x != nil {
+		return x.NewToken
+	}
+	return nil
+}
+
+func (x *Resumed) GetReplayFrom() uint64 {
+	if x != nil {
+		return x.ReplayFrom
+	}
+	return 0
+}
+
+func (x *Resumed) GetReplayTo() uint64 {
+	if x != nil {
+		return x.ReplayTo
+	}
+	return 0
+}
+
+func (x *Resumed) GetInputAck() uint64 {
+	if x != nil {
+		return x.InputAck
+	}
+	return 0
+}
+
+func (x *Resumed) GetSnapshot() *Joined {
+	if x != nil {
+		return x.Snapshot
+	}
+	return nil
+}
+
 // Error reports a refused request or a limit. An Error is always sent before
 // the server closes a connection because of a limit.
 type Error struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Code  ErrorCode              `protobuf:"varint,1,opt,name=code,proto3,enum=tickrelay.v1.ErrorCode" json:"code,omitempty"`
 	// Human-readable detail, for logs; not for program logic.
-	Message       string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	Message string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	// RATE_LIMITED, SERVER_FULL, OVERLOADED: wait at least this long before
+	// trying again, in milliseconds.
+	RetryAfterMs uint32 `protobuf:"varint,3,opt,name=retry_after_ms,json=retryAfterMs,proto3" json:"retry_after_ms,omitempty"`
+	// A machine-readable refinement of code, from a documented closed set
+	// (UNAUTHORIZED: "expired", "bad_signature", "room_not_allowed", ...;
+	// see docs/PROTOCOL.md). Empty when there is none.
+	Reason        string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[14]
+	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1390,7 +1904,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[14]
+	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1403,7 +1917,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_tickrelay_v1_tickrelay_proto_rawDescGZIP(), []int{14}
+	return file_tickrelay_v1_tickrelay_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Error) GetCode() ErrorCode {
@@ -1420,19 +1934,39 @@ func (x *Error) GetMessage() string {
 	return ""
 }
 
+func (x *Error) GetRetryAfterMs() uint32 {
+	if x != nil {
+		return x.RetryAfterMs
+	}
+	return 0
+}
+
+func (x *Error) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 var File_tickrelay_v1_tickrelay_proto protoreflect.FileDescriptor
 
 const file_tickrelay_v1_tickrelay_proto_rawDesc = "" +
 	"\n" +
-	"\x1ctickrelay/v1/tickrelay.proto\x12\ftickrelay.v1\"\xe1\x01\n" +
+	"\x1ctickrelay/v1/tickrelay.proto\x12\ftickrelay.v1\"\xe5\x02\n" +
 	"\rClientMessage\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\rR\trequestId\x12(\n" +
 	"\x04join\x18\x02 \x01(\v2\x12.tickrelay.v1.JoinH\x00R\x04join\x12+\n" +
 	"\x05leave\x18\x03 \x01(\v2\x13.tickrelay.v1.LeaveH\x00R\x05leave\x12(\n" +
 	"\x04send\x18\x04 \x01(\v2\x12.tickrelay.v1.SendH\x00R\x04send\x12(\n" +
-	"\x04ping\x18\x05 \x01(\v2\x12.tickrelay.v1.PingH\x00R\x04pingB\x06\n" +
-	"\x04body\"\xb3\x02\n" +
+	"\x04ping\x18\x05 \x01(\v2\x12.tickrelay.v1.PingH\x00R\x04ping\x12@\n" +
+	"\fauthenticate\x18\x06 \x01(\v2\x1a.tickrelay.v1.AuthenticateH\x00R\fauthenticate\x12.\n" +
+	"\x06resume\x18\a \x01(\v2\x14.tickrelay.v1.ResumeH\x00R\x06resume\x12\x10\n" +
+	"\x03ack\x18\n" +
+	" \x01(\x04R\x03ackB\x06\n" +
+	"\x04body\"$\n" +
+	"\fAuthenticate\x12\x14\n" +
+	"\x05token\x18\x01 \x01(\tR\x05token\"\xb3\x02\n" +
 	"\x04Join\x12\x17\n" +
 	"\aroom_id\x18\x01 \x01(\tR\x06roomId\x12*\n" +
 	"\x11create_if_missing\x18\x02 \x01(\bR\x0fcreateIfMissing\x123\n" +
@@ -1452,17 +1986,23 @@ const file_tickrelay_v1_tickrelay_proto_rawDesc = "" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\a\n" +
-	"\x05Leave\"\x83\x01\n" +
+	"\x05Leave\"\x95\x01\n" +
 	"\x04Send\x12\x18\n" +
 	"\apayload\x18\x01 \x01(\fR\apayload\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\rR\x04kind\x12\x18\n" +
 	"\atargets\x18\x03 \x03(\rR\atargets\x12\x12\n" +
 	"\x04echo\x18\x04 \x01(\bR\x04echo\x12\x1f\n" +
 	"\vlatest_only\x18\x05 \x01(\bR\n" +
-	"latestOnly\"'\n" +
+	"latestOnly\x12\x10\n" +
+	"\x03seq\x18\x06 \x01(\x04R\x03seq\"'\n" +
 	"\x04Ping\x12\x1f\n" +
 	"\vclient_time\x18\x01 \x01(\x03R\n" +
-	"clientTime\"\x94\x02\n" +
+	"clientTime\"o\n" +
+	"\x06Resume\x12\x17\n" +
+	"\aroom_id\x18\x01 \x01(\tR\x06roomId\x12\x1b\n" +
+	"\tplayer_id\x18\x02 \x01(\rR\bplayerId\x12\x14\n" +
+	"\x05token\x18\x03 \x01(\fR\x05token\x12\x19\n" +
+	"\blast_seq\x18\x04 \x01(\x04R\alastSeq\"\x8c\x03\n" +
 	"\rServerMessage\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\rR\trequestId\x12.\n" +
@@ -1470,8 +2010,10 @@ const file_tickrelay_v1_tickrelay_proto_rawDesc = "" +
 	"\x05frame\x18\x03 \x01(\v2\x13.tickrelay.v1.FrameH\x00R\x05frame\x12(\n" +
 	"\x04pong\x18\x04 \x01(\v2\x12.tickrelay.v1.PongH\x00R\x04pong\x12+\n" +
 	"\x05error\x18\x05 \x01(\v2\x13.tickrelay.v1.ErrorH\x00R\x05error\x12(\n" +
-	"\x04left\x18\x06 \x01(\v2\x12.tickrelay.v1.LeftH\x00R\x04leftB\x06\n" +
-	"\x04body\"\x85\x03\n" +
+	"\x04left\x18\x06 \x01(\v2\x12.tickrelay.v1.LeftH\x00R\x04left\x12C\n" +
+	"\rauthenticated\x18\a \x01(\v2\x1b.tickrelay.v1.AuthenticatedH\x00R\rauthenticated\x121\n" +
+	"\aresumed\x18\b \x01(\v2\x15.tickrelay.v1.ResumedH\x00R\aresumedB\x06\n" +
+	"\x04body\"\xcc\x03\n" +
 	"\x06Joined\x12\x17\n" +
 	"\aroom_id\x18\x01 \x01(\tR\x06roomId\x12\x1b\n" +
 	"\tplayer_id\x18\x02 \x01(\rR\bplayerId\x12\x17\n" +
@@ -1482,32 +2024,39 @@ const file_tickrelay_v1_tickrelay_proto_rawDesc = "" +
 	"\vmax_players\x18\a \x01(\rR\n" +
 	"maxPlayers\x12K\n" +
 	"\rroom_metadata\x18\b \x03(\v2&.tickrelay.v1.Joined.RoomMetadataEntryR\froomMetadata\x12\x1c\n" +
-	"\timmediate\x18\t \x01(\bR\timmediate\x1a?\n" +
+	"\timmediate\x18\t \x01(\bR\timmediate\x12!\n" +
+	"\fresume_token\x18\n" +
+	" \x01(\fR\vresumeToken\x12\"\n" +
+	"\rseat_grace_ms\x18\v \x01(\rR\vseatGraceMs\x1a?\n" +
 	"\x11RoomMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa2\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xcf\x01\n" +
 	"\x06Member\x12\x1b\n" +
 	"\tplayer_id\x18\x01 \x01(\rR\bplayerId\x12>\n" +
-	"\bmetadata\x18\x02 \x03(\v2\".tickrelay.v1.Member.MetadataEntryR\bmetadata\x1a;\n" +
+	"\bmetadata\x18\x02 \x03(\v2\".tickrelay.v1.Member.MetadataEntryR\bmetadata\x12\x17\n" +
+	"\auser_id\x18\x03 \x01(\tR\x06userId\x12\x12\n" +
+	"\x04away\x18\x04 \x01(\bR\x04away\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x84\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x96\x01\n" +
 	"\x05Frame\x12\x12\n" +
 	"\x04tick\x18\x01 \x01(\x04R\x04tick\x126\n" +
 	"\n" +
 	"deliveries\x18\x02 \x03(\v2\x16.tickrelay.v1.DeliveryR\n" +
 	"deliveries\x12/\n" +
-	"\x06events\x18\x03 \x03(\v2\x17.tickrelay.v1.RoomEventR\x06events\"P\n" +
+	"\x06events\x18\x03 \x03(\v2\x17.tickrelay.v1.RoomEventR\x06events\x12\x10\n" +
+	"\x03seq\x18\x04 \x01(\x04R\x03seq\"P\n" +
 	"\bDelivery\x12\x16\n" +
 	"\x06sender\x18\x01 \x01(\rR\x06sender\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\rR\x04kind\x12\x18\n" +
-	"\apayload\x18\x03 \x01(\fR\apayload\"\xa9\x02\n" +
+	"\apayload\x18\x03 \x01(\fR\apayload\"\xc2\x02\n" +
 	"\tRoomEvent\x12/\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x1b.tickrelay.v1.RoomEventTypeR\x04type\x12\x1b\n" +
 	"\tplayer_id\x18\x02 \x01(\rR\bplayerId\x12A\n" +
 	"\bmetadata\x18\x03 \x03(\v2%.tickrelay.v1.RoomEvent.MetadataEntryR\bmetadata\x121\n" +
 	"\x06reason\x18\x04 \x01(\x0e2\x19.tickrelay.v1.LeaveReasonR\x06reason\x12\x1b\n" +
-	"\ttick_rate\x18\x05 \x01(\rR\btickRate\x1a;\n" +
+	"\ttick_rate\x18\x05 \x01(\rR\btickRate\x12\x17\n" +
+	"\auser_id\x18\x06 \x01(\tR\x06userId\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"l\n" +
@@ -1521,23 +2070,47 @@ const file_tickrelay_v1_tickrelay_proto_rawDesc = "" +
 	"\vserver_time\x18\x02 \x01(\x03R\n" +
 	"serverTime\x12\x12\n" +
 	"\x04tick\x18\x03 \x01(\x04R\x04tick\x12\x1b\n" +
-	"\ttick_rate\x18\x04 \x01(\rR\btickRate\"N\n" +
+	"\ttick_rate\x18\x04 \x01(\rR\btickRate\"L\n" +
+	"\rAuthenticated\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\"\n" +
+	"\rexpires_at_ms\x18\x02 \x01(\x03R\vexpiresAtMs\"\x88\x02\n" +
+	"\aResumed\x12\x1c\n" +
+	"\trecovered\x18\x01 \x01(\bR\trecovered\x125\n" +
+	"\afailure\x18\x02 \x01(\x0e2\x1b.tickrelay.v1.ResumeFailureR\afailure\x12\x1b\n" +
+	"\tnew_token\x18\x03 \x01(\fR\bnewToken\x12\x1f\n" +
+	"\vreplay_from\x18\x04 \x01(\x04R\n" +
+	"replayFrom\x12\x1b\n" +
+	"\treplay_to\x18\x05 \x01(\x04R\breplayTo\x12\x1b\n" +
+	"\tinput_ack\x18\x06 \x01(\x04R\binputAck\x120\n" +
+	"\bsnapshot\x18\a \x01(\v2\x14.tickrelay.v1.JoinedR\bsnapshot\"\x8c\x01\n" +
 	"\x05Error\x12+\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x17.tickrelay.v1.ErrorCodeR\x04code\x12\x18\n" +
-	"\amessage\x18\x02 \x01(\tR\amessage*\xbd\x01\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\x12$\n" +
+	"\x0eretry_after_ms\x18\x03 \x01(\rR\fretryAfterMs\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason*\xff\x01\n" +
 	"\rRoomEventType\x12\x1f\n" +
 	"\x1bROOM_EVENT_TYPE_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dROOM_EVENT_TYPE_PLAYER_JOINED\x10\x01\x12\x1f\n" +
 	"\x1bROOM_EVENT_TYPE_PLAYER_LEFT\x10\x02\x12 \n" +
 	"\x1cROOM_EVENT_TYPE_HOST_CHANGED\x10\x03\x12%\n" +
-	"!ROOM_EVENT_TYPE_TICK_RATE_CHANGED\x10\x04*\xb8\x01\n" +
+	"!ROOM_EVENT_TYPE_TICK_RATE_CHANGED\x10\x04\x12\x1f\n" +
+	"\x1bROOM_EVENT_TYPE_PLAYER_AWAY\x10\x05\x12\x1f\n" +
+	"\x1bROOM_EVENT_TYPE_PLAYER_BACK\x10\x06*\xd7\x01\n" +
 	"\vLeaveReason\x12\x1c\n" +
 	"\x18LEAVE_REASON_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11LEAVE_REASON_LEFT\x10\x01\x12\x1d\n" +
 	"\x19LEAVE_REASON_DISCONNECTED\x10\x02\x12\x17\n" +
 	"\x13LEAVE_REASON_KICKED\x10\x03\x12\x1c\n" +
 	"\x18LEAVE_REASON_ROOM_CLOSED\x10\x04\x12\x1e\n" +
-	"\x1aLEAVE_REASON_SLOW_CONSUMER\x10\x05*\x98\x04\n" +
+	"\x1aLEAVE_REASON_SLOW_CONSUMER\x10\x05\x12\x1d\n" +
+	"\x19LEAVE_REASON_SEAT_EXPIRED\x10\x06*\xc7\x01\n" +
+	"\rResumeFailure\x12\x1e\n" +
+	"\x1aRESUME_FAILURE_UNSPECIFIED\x10\x00\x12\x1f\n" +
+	"\x1bRESUME_FAILURE_SEAT_EXPIRED\x10\x01\x12\x1c\n" +
+	"\x18RESUME_FAILURE_BAD_TOKEN\x10\x02\x12\x1a\n" +
+	"\x16RESUME_FAILURE_TOO_OLD\x10\x03\x12\x1d\n" +
+	"\x19RESUME_FAILURE_STATE_LOST\x10\x04\x12\x1c\n" +
+	"\x18RESUME_FAILURE_ROOM_GONE\x10\x05*\x98\x04\n" +
 	"\tErrorCode\x12\x1a\n" +
 	"\x16ERROR_CODE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14ERROR_CODE_ROOM_FULL\x10\x01\x12\x1d\n" +
@@ -1571,61 +2144,72 @@ func file_tickrelay_v1_tickrelay_proto_rawDescGZIP() []byte {
 	return file_tickrelay_v1_tickrelay_proto_rawDescData
 }
 
-var file_tickrelay_v1_tickrelay_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_tickrelay_v1_tickrelay_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_tickrelay_v1_tickrelay_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_tickrelay_v1_tickrelay_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_tickrelay_v1_tickrelay_proto_goTypes = []any{
 	(RoomEventType)(0),    // 0: tickrelay.v1.RoomEventType
 	(LeaveReason)(0),      // 1: tickrelay.v1.LeaveReason
-	(ErrorCode)(0),        // 2: tickrelay.v1.ErrorCode
-	(*ClientMessage)(nil), // 3: tickrelay.v1.ClientMessage
-	(*Join)(nil),          // 4: tickrelay.v1.Join
-	(*RoomOptions)(nil),   // 5: tickrelay.v1.RoomOptions
-	(*Leave)(nil),         // 6: tickrelay.v1.Leave
-	(*Send)(nil),          // 7: tickrelay.v1.Send
-	(*Ping)(nil),          // 8: tickrelay.v1.Ping
-	(*ServerMessage)(nil), // 9: tickrelay.v1.ServerMessage
-	(*Joined)(nil),        // 10: tickrelay.v1.Joined
-	(*Member)(nil),        // 11: tickrelay.v1.Member
-	(*Frame)(nil),         // 12: tickrelay.v1.Frame
-	(*Delivery)(nil),      // 13: tickrelay.v1.Delivery
-	(*RoomEvent)(nil),     // 14: tickrelay.v1.RoomEvent
-	(*Left)(nil),          // 15: tickrelay.v1.Left
-	(*Pong)(nil),          // 16: tickrelay.v1.Pong
-	(*Error)(nil),         // 17: tickrelay.v1.Error
-	nil,                   // 18: tickrelay.v1.Join.PlayerMetadataEntry
-	nil,                   // 19: tickrelay.v1.RoomOptions.MetadataEntry
-	nil,                   // 20: tickrelay.v1.Joined.RoomMetadataEntry
-	nil,                   // 21: tickrelay.v1.Member.MetadataEntry
-	nil,                   // 22: tickrelay.v1.RoomEvent.MetadataEntry
+	(ResumeFailure)(0),    // 2: tickrelay.v1.ResumeFailure
+	(ErrorCode)(0),        // 3: tickrelay.v1.ErrorCode
+	(*ClientMessage)(nil), // 4: tickrelay.v1.ClientMessage
+	(*Authenticate)(nil),  // 5: tickrelay.v1.Authenticate
+	(*Join)(nil),          // 6: tickrelay.v1.Join
+	(*RoomOptions)(nil),   // 7: tickrelay.v1.RoomOptions
+	(*Leave)(nil),         // 8: tickrelay.v1.Leave
+	(*Send)(nil),          // 9: tickrelay.v1.Send
+	(*Ping)(nil),          // 10: tickrelay.v1.Ping
+	(*Resume)(nil),        // 11: tickrelay.v1.Resume
+	(*ServerMessage)(nil), // 12: tickrelay.v1.ServerMessage
+	(*Joined)(nil),        // 13: tickrelay.v1.Joined
+	(*Member)(nil),        // 14: tickrelay.v1.Member
+	(*Frame)(nil),         // 15: tickrelay.v1.Frame
+	(*Delivery)(nil),      // 16: tickrelay.v1.Delivery
+	(*RoomEvent)(nil),     // 17: tickrelay.v1.RoomEvent
+	(*Left)(nil),          // 18: tickrelay.v1.Left
+	(*Pong)(nil),          // 19: tickrelay.v1.Pong
+	(*Authenticated)(nil), // 20: tickrelay.v1.Authenticated
+	(*Resumed)(nil),       // 21: tickrelay.v1.Resumed
+	(*Error)(nil),         // 22: tickrelay.v1.Error
+	nil,                   // 23: tickrelay.v1.Join.PlayerMetadataEntry
+	nil,                   // 24: tickrelay.v1.RoomOptions.MetadataEntry
+	nil,                   // 25: tickrelay.v1.Joined.RoomMetadataEntry
+	nil,                   // 26: tickrelay.v1.Member.MetadataEntry
+	nil,                   // 27: tickrelay.v1.RoomEvent.MetadataEntry
 }
 var file_tickrelay_v1_tickrelay_proto_depIdxs = []int32{
-	4,  // 0: tickrelay.v1.ClientMessage.join:type_name -> tickrelay.v1.Join
-	6,  // 1: tickrelay.v1.ClientMessage.leave:type_name -> tickrelay.v1.Leave
-	7,  // 2: tickrelay.v1.ClientMessage.send:type_name -> tickrelay.v1.Send
-	8,  // 3: tickrelay.v1.ClientMessage.ping:type_name -> tickrelay.v1.Ping
-	5,  // 4: tickrelay.v1.Join.options:type_name -> tickrelay.v1.RoomOptions
-	18, // 5: tickrelay.v1.Join.player_metadata:type_name -> tickrelay.v1.Join.PlayerMetadataEntry
-	19, // 6: tickrelay.v1.RoomOptions.metadata:type_name -> tickrelay.v1.RoomOptions.MetadataEntry
-	10, // 7: tickrelay.v1.ServerMessage.joined:type_name -> tickrelay.v1.Joined
-	12, // 8: tickrelay.v1.ServerMessage.frame:type_name -> tickrelay.v1.Frame
-	16, // 9: tickrelay.v1.ServerMessage.pong:type_name -> tickrelay.v1.Pong
-	17, // 10: tickrelay.v1.ServerMessage.error:type_name -> tickrelay.v1.Error
-	15, // 11: tickrelay.v1.ServerMessage.left:type_name -> tickrelay.v1.Left
-	11, // 12: tickrelay.v1.Joined.members:type_name -> tickrelay.v1.Member
-	20, // 13: tickrelay.v1.Joined.room_metadata:type_name -> tickrelay.v1.Joined.RoomMetadataEntry
-	21, // 14: tickrelay.v1.Member.metadata:type_name -> tickrelay.v1.Member.MetadataEntry
-	13, // 15: tickrelay.v1.Frame.deliveries:type_name -> tickrelay.v1.Delivery
-	14, // 16: tickrelay.v1.Frame.events:type_name -> tickrelay.v1.RoomEvent
-	0,  // 17: tickrelay.v1.RoomEvent.type:type_name -> tickrelay.v1.RoomEventType
-	22, // 18: tickrelay.v1.RoomEvent.metadata:type_name -> tickrelay.v1.RoomEvent.MetadataEntry
-	1,  // 19: tickrelay.v1.RoomEvent.reason:type_name -> tickrelay.v1.LeaveReason
-	1,  // 20: tickrelay.v1.Left.reason:type_name -> tickrelay.v1.LeaveReason
-	2,  // 21: tickrelay.v1.Error.code:type_name -> tickrelay.v1.ErrorCode
-	22, // [22:22] is the sub-list for method output_type
-	22, // [22:22] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	6,  // 0: tickrelay.v1.ClientMessage.join:type_name -> tickrelay.v1.Join
+	8,  // 1: tickrelay.v1.ClientMessage.leave:type_name -> tickrelay.v1.Leave
+	9,  // 2: tickrelay.v1.ClientMessage.send:type_name -> tickrelay.v1.Send
+	10, // 3: tickrelay.v1.ClientMessage.ping:type_name -> tickrelay.v1.Ping
+	5,  // 4: tickrelay.v1.ClientMessage.authenticate:type_name -> tickrelay.v1.Authenticate
+	11, // 5: tickrelay.v1.ClientMessage.resume:type_name -> tickrelay.v1.Resume
+	7,  // 6: tickrelay.v1.Join.options:type_name -> tickrelay.v1.RoomOptions
+	23, // 7: tickrelay.v1.Join.player_metadata:type_name -> tickrelay.v1.Join.PlayerMetadataEntry
+	24, // 8: tickrelay.v1.RoomOptions.metadata:type_name -> tickrelay.v1.RoomOptions.MetadataEntry
+	13, // 9: tickrelay.v1.ServerMessage.joined:type_name -> tickrelay.v1.Joined
+	15, // 10: tickrelay.v1.ServerMessage.frame:type_name -> tickrelay.v1.Frame
+	19, // 11: tickrelay.v1.ServerMessage.pong:type_name -> tickrelay.v1.Pong
+	22, // 12: tickrelay.v1.ServerMessage.error:type_name -> tickrelay.v1.Error
+	18, // 13: tickrelay.v1.ServerMessage.left:type_name -> tickrelay.v1.Left
+	20, // 14: tickrelay.v1.ServerMessage.authenticated:type_name -> tickrelay.v1.Authenticated
+	21, // 15: tickrelay.v1.ServerMessage.resumed:type_name -> tickrelay.v1.Resumed
+	14, // 16: tickrelay.v1.Joined.members:type_name -> tickrelay.v1.Member
+	25, // 17: tickrelay.v1.Joined.room_metadata:type_name -> tickrelay.v1.Joined.RoomMetadataEntry
+	26, // 18: tickrelay.v1.Member.metadata:type_name -> tickrelay.v1.Member.MetadataEntry
+	16, // 19: tickrelay.v1.Frame.deliveries:type_name -> tickrelay.v1.Delivery
+	17, // 20: tickrelay.v1.Frame.events:type_name -> tickrelay.v1.RoomEvent
+	0,  // 21: tickrelay.v1.RoomEvent.type:type_name -> tickrelay.v1.RoomEventType
+	27, // 22: tickrelay.v1.RoomEvent.metadata:type_name -> tickrelay.v1.RoomEvent.MetadataEntry
+	1,  // 23: tickrelay.v1.RoomEvent.reason:type_name -> tickrelay.v1.LeaveReason
+	1,  // 24: tickrelay.v1.Left.reason:type_name -> tickrelay.v1.LeaveReason
+	2,  // 25: tickrelay.v1.Resumed.failure:type_name -> tickrelay.v1.ResumeFailure
+	13, // 26: tickrelay.v1.Resumed.snapshot:type_name -> tickrelay.v1.Joined
+	3,  // 27: tickrelay.v1.Error.code:type_name -> tickrelay.v1.ErrorCode
+	28, // [28:28] is the sub-list for method output_type
+	28, // [28:28] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_tickrelay_v1_tickrelay_proto_init() }
@@ -1638,21 +2222,25 @@ func file_tickrelay_v1_tickrelay_proto_init() {
 		(*ClientMessage_Leave)(nil),
 		(*ClientMessage_Send)(nil),
 		(*ClientMessage_Ping)(nil),
+		(*ClientMessage_Authenticate)(nil),
+		(*ClientMessage_Resume)(nil),
 	}
-	file_tickrelay_v1_tickrelay_proto_msgTypes[6].OneofWrappers = []any{
+	file_tickrelay_v1_tickrelay_proto_msgTypes[8].OneofWrappers = []any{
 		(*ServerMessage_Joined)(nil),
 		(*ServerMessage_Frame)(nil),
 		(*ServerMessage_Pong)(nil),
 		(*ServerMessage_Error)(nil),
 		(*ServerMessage_Left)(nil),
+		(*ServerMessage_Authenticated)(nil),
+		(*ServerMessage_Resumed)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tickrelay_v1_tickrelay_proto_rawDesc), len(file_tickrelay_v1_tickrelay_proto_rawDesc)),
-			NumEnums:      3,
-			NumMessages:   20,
+			NumEnums:      4,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,0 +1,296 @@
+package server
+
+import (
+	"sync"
+	"sync/atomic"
+
+	"github.com/gobwas/ws"
+	"golang.org/x/sys/unix"
+
+	"github.com/tickrelay/tickrelay/proto/closes"
+	"github.com/tickrelay/tickrelay/room"
+	"github.com/tickrelay/tickrelay/server/wsproto"
+)
+
+// outbox is a connection's queue of encoded WebSocket frames on their way to
+// its event loop, which writes them. Every byte the relay sends a
+// connection goes through it — room frames from the workers, and pongs,
+// errors and closes from the loop itself — so every byte counts against the
+// connection's budget: bytes queued here plus gnet's unwritten outbound
+// buffer (gnet's own buffer has no limit). Past Config.OutboundHardBytes the
+// connection is closed as a slow consumer; past OutboundSoftBytes the room
+// holds its messages back (Congested) and the loop stops reading its input.
+//
+// Workers push and wake the loop; the loop flushes everything queued in one
+// write (writev when several frames wait), so a burst costs one syscall.
+// When a close starts, frames not yet written are dropped and the close
+// frames go out next: a client that is cut off learns why.
+type outbox struct {
+	c *conn
+
+	mu        sync.Mutex
+	items     []outItem // guarded by mu
+	spare     []outItem // the slice flush emptied last; guarded by mu
+	scheduled bool      // a wake is on its way to flush; guarded by mu
+	sealed    bool      // a Close is queued: nothing more is accepted; guarded by mu
+
+	queued atomic.Int64 // bytes in items
+	net    atomic.Int64 // gnet's unwritten outbound bytes, as last seen on the loop
+	// refreshing: a wake to refresh net is in flight (Congested).
+	refreshing atomic.Bool
+}
+
+// outItem is one frame: b, and the pooled buffer to release after writing
+// it (nil for bytes the loop allocated).
+type outItem struct {
+	b []byte
+	o *room.Outbound
+}
+
+func (q *outbox) init(c *conn) { q.c = c }
+
+// total is the connection's unwritten bytes: queued here plus gnet's buffer.
+func (q *outbox) total() int64 { return q.queued.Load() + q.net.Load() }
+
+func (q *outbox) overSoft() bool {
+	return q.total() > int64(q.c.srv.cfg.OutboundSoftBytes)
+}
+
+func (q *outbox) pending() bool { return q.queued.Load() > 0 }
+
+// push queues b (releasing o after it is written). It returns false, having
+// released o, when the connection is closing or b would take it past its
+// hard limit; the caller starts the slow-consumer close in that case
+// (overHard tells which).
+func (q *outbox) push(b []byte, o *room.Outbound) (ok, overHard, wake bool) {
+	n := int64(len(b))
+	q.mu.Lock()
+	if q.sealed {
+		q.mu.Unlock()
+		release(o)
+		return false, false, false
+	}
+	if q.queued.Load()+q.net.Load()+n > int64(q.c.srv.cfg.OutboundHardBytes) {
+		q.mu.Unlock()
+		release(o)
+		return false, true, false
+	}
+	q.items = append(q.items, outItem{b, o})
+	q.queued.Add(n)
+	wake = !q.scheduled
+	q.scheduled = true
+	q.mu.Unlock()
+	return true, false, wake
+}
+
+// seal queues final (the Error and Close frames of a close) as the last
+// bytes of the connection; nothing is accepted after it. With drop, the
+// frames not yet written are dropped first, so final goes out next (a
+// failing close: the client must learn why before the connection goes);
+// otherwise they go out before it (a clean close: a kicked player still gets
+// its Left). It reports whether a wake is needed.
+func (q *outbox) seal(final []byte, drop bool) (wake bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.sealed {
+		return false
+	}
+	q.sealed = true
+	if drop {
+		for i := range q.items {
+			release(q.items[i].o)
+			q.queued.Add(-int64(len(q.items[i].b)))
+			q.items[i] = outItem{}
+		}
+		q.items = q.items[:0]
+	}
+	q.items = append(q.items, outItem{b: final})
+	q.queued.Add(int64(len(final)))
+	wake = !q.scheduled
+	q.scheduled = true
+	return wake
+}
+
+// take hands the queued frames to the loop. Loop only.
+func (q *outbox) take() []outItem {
+	q.mu.Lock()
+	items := q.items
+	q.items = q.spare[:0]
+	q.spare = nil
+	q.scheduled = false
+	q.mu.Unlock()
+	return items
+}
+
+// giveBack returns the emptied slice for reuse.
+func (q *outbox) giveBack(items []outItem) {
+	clear(items)
+	q.mu.Lock()
+	if q.spare == nil && cap(items) <= 64 {
+		q.spare = items[:0]
+	}
+	q.mu.Unlock()
+}
+
+// discard releases everything queued: the connection is gone.
+func (q *outbox) discard() {
+	q.mu.Lock()
+	q.sealed = true
+	for i := range q.items {
+		release(q.items[i].o)
+		q.items[i] = outItem{}
+	}
+	q.items = q.items[:0]
+	q.queued.Store(0)
+	q.mu.Unlock()
+}
+
+func release(o *room.Outbound) {
+	if o != nil {
+		o.Release()
+	}
+}
+
+// Deliver implements room.Peer: it queues one room message for the
+// connection's event loop. Called from room workers; never blocks.
+func (c *conn) Deliver(msg *room.Outbound) {
+	n := len(msg.Bytes())
+	frame := msg.WithHeader(wsproto.HeaderLen(n))
+	wsproto.PutHeader(frame, ws.OpBinary, n)
+	ok, overHard, wake := c.out.push(frame, msg)
+	switch {
+	case overHard:
+		c.srv.stats.slowConsumers.Add(1)
+		c.close(closes.SlowConsumer, "outbound queue over its limit: the connection cannot keep up", false)
+	case ok && wake:
+		c.wake()
+	}
+}
+
+// answer queues bytes the event loop itself sends (pongs, errors) and
+// writes them at once. Loop only.
+func (c *conn) answer(b []byte) {
+	ok, overHard, _ := c.out.push(b, nil)
+	switch {
+	case overHard:
+		c.srv.stats.slowConsumers.Add(1)
+		c.close(closes.SlowConsumer, "outbound queue over its limit: the connection does not read its answers", true)
+	case ok:
+		c.flush()
+	}
+}
+
+// writeFinal writes the last bytes of a connection the loop is about to
+// close (the answer to a client's Close). Loop only.
+func (c *conn) writeFinal(b []byte) {
+	c.flush()
+	_, _ = c.gc.Write(b)
+}
+
+// wake asks the connection's event loop to run OnTraffic for it: to flush
+// queued frames, or to look again at input it held back. Goroutine-safe.
+func (c *conn) wake() {
+	if c.state.Load() == stateClosed {
+		return
+	}
+	_ = c.gc.Wake(nil)
+}
+
+// flush writes every queued frame: one write for one frame, one writev for
+// several. Loop only.
+func (c *conn) flush() {
+	items := c.out.take()
+	if len(items) == 0 {
+		c.out.giveBack(items)
+		c.afterFlush()
+		return
+	}
+	var written int64
+	closed := c.state.Load() == stateClosed
+	for start := 0; start < len(items) && !closed; {
+		// gnet's Writev fails with EINVAL beyond 1,024 slices (IOV_MAX).
+		end := min(start+1024, len(items))
+		var err error
+		if end-start == 1 {
+			_, err = c.gc.Write(items[start].b)
+		} else {
+			c.iov = c.iov[:0]
+			for _, it := range items[start:end] {
+				c.iov = append(c.iov, it.b)
+			}
+			_, err = c.gc.Writev(c.iov)
+			clear(c.iov)
+		}
+		if err != nil {
+			// gnet has closed the connection (OnClose ran).
+			closed = true
+		}
+		start = end
+	}
+	for _, it := range items {
+		written += int64(len(it.b))
+		release(it.o)
+	}
+	c.out.queued.Add(-written)
+	c.out.giveBack(items)
+	if !closed {
+		c.afterFlush()
+	}
+}
+
+// afterFlush refreshes the outbound figure and, for a failing close whose
+// frames are all out, shuts down the write side (RFC 6455 section 7.1.7: the
+// client reads our Close, then sees our FIN, and its own FIN or Close ends
+// the connection; the sweeper drops it after the linger otherwise). Loop
+// only.
+func (c *conn) afterFlush() {
+	buffered := int64(c.gc.OutboundBuffered())
+	c.out.net.Store(buffered)
+	c.out.refreshing.Store(false)
+	if c.failing.Load() && !c.shutWrite && buffered == 0 && c.out.queued.Load() == 0 && c.out.isSealed() {
+		c.shutWrite = true
+		_ = unix.Shutdown(c.gc.Fd(), unix.SHUT_WR)
+	}
+}
+
+func (q *outbox) isSealed() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.sealed
+}
+
+// Congested implements room.Peer. When the last seen outbound size says the
+// peer is behind, it asks the loop for a fresh figure, so a peer that
+// catches up is noticed even while the room sends it nothing.
+func (c *conn) Congested() bool {
+	if !c.out.overSoft() {
+		return false
+	}
+	if c.out.refreshing.CompareAndSwap(false, true) {
+		c.wake()
+	}
+	return true
+}
+
+// Evict implements room.Peer: the room removed this player for a cause that
+// ends the connection. detail explains it in the Error sent before the
+// Close (for causes that send one).
+func (c *conn) Evict(cause room.EvictCause, detail string) {
+	switch cause {
+	case room.EvictSlowConsumer:
+		c.srv.stats.slowConsumers.Add(1)
+		c.close(closes.SlowConsumer, detail, false)
+	case room.EvictKicked:
+		c.close(closes.Kicked, detail, false)
+	default:
+		c.close(closes.Internal, detail, false)
+	}
+}
+
+// Ready implements room.Peer: the seat can take requests again. If the loop
+// parked one, wake it.
+func (c *conn) Ready() {
+	if c.held.Load() {
+		c.wake()
+	}
+}

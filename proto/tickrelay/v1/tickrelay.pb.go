@@ -27,6 +27,121 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type RoomMode int32
+
+const (
+	RoomMode_ROOM_MODE_UNSPECIFIED RoomMode = 0
+	// Messages are relayed in one Frame per player per tick.
+	RoomMode_ROOM_MODE_TICKED RoomMode = 1
+	// Messages are relayed as soon as they are routed.
+	RoomMode_ROOM_MODE_IMMEDIATE RoomMode = 2
+	// Deterministic input relay: players send Input for a tick; at each tick
+	// every member gets the same InputSet with every player's input.
+	RoomMode_ROOM_MODE_LOCKSTEP RoomMode = 3
+)
+
+// Enum value maps for RoomMode.
+var (
+	RoomMode_name = map[int32]string{
+		0: "ROOM_MODE_UNSPECIFIED",
+		1: "ROOM_MODE_TICKED",
+		2: "ROOM_MODE_IMMEDIATE",
+		3: "ROOM_MODE_LOCKSTEP",
+	}
+	RoomMode_value = map[string]int32{
+		"ROOM_MODE_UNSPECIFIED": 0,
+		"ROOM_MODE_TICKED":      1,
+		"ROOM_MODE_IMMEDIATE":   2,
+		"ROOM_MODE_LOCKSTEP":    3,
+	}
+)
+
+func (x RoomMode) Enum() *RoomMode {
+	p := new(RoomMode)
+	*p = x
+	return p
+}
+
+func (x RoomMode) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (RoomMode) Descriptor() protoreflect.EnumDescriptor {
+	return file_tickrelay_v1_tickrelay_proto_enumTypes[0].Descriptor()
+}
+
+func (RoomMode) Type() protoreflect.EnumType {
+	return &file_tickrelay_v1_tickrelay_proto_enumTypes[0]
+}
+
+func (x RoomMode) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use RoomMode.Descriptor instead.
+func (RoomMode) EnumDescriptor() ([]byte, []int) {
+	return file_tickrelay_v1_tickrelay_proto_rawDescGZIP(), []int{0}
+}
+
+type InputFlag int32
+
+const (
+	InputFlag_INPUT_FLAG_UNSPECIFIED InputFlag = 0
+	// The player's own input for the tick.
+	InputFlag_INPUT_FLAG_CLIENT InputFlag = 1
+	// Missing or late; the player's previous input, repeated.
+	InputFlag_INPUT_FLAG_REPEATED InputFlag = 2
+	// Missing or late; an empty input, filled in by the server.
+	InputFlag_INPUT_FLAG_REPLACED_BY_SERVER InputFlag = 3
+	// The player is away (disconnected, seat kept): an empty input.
+	InputFlag_INPUT_FLAG_NOT_PRESENT InputFlag = 4
+)
+
+// Enum value maps for InputFlag.
+var (
+	InputFlag_name = map[int32]string{
+		0: "INPUT_FLAG_UNSPECIFIED",
+		1: "INPUT_FLAG_CLIENT",
+		2: "INPUT_FLAG_REPEATED",
+		3: "INPUT_FLAG_REPLACED_BY_SERVER",
+		4: "INPUT_FLAG_NOT_PRESENT",
+	}
+	InputFlag_value = map[string]int32{
+		"INPUT_FLAG_UNSPECIFIED":        0,
+		"INPUT_FLAG_CLIENT":             1,
+		"INPUT_FLAG_REPEATED":           2,
+		"INPUT_FLAG_REPLACED_BY_SERVER": 3,
+		"INPUT_FLAG_NOT_PRESENT":        4,
+	}
+)
+
+func (x InputFlag) Enum() *InputFlag {
+	p := new(InputFlag)
+	*p = x
+	return p
+}
+
+func (x InputFlag) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (InputFlag) Descriptor() protoreflect.EnumDescriptor {
+	return file_tickrelay_v1_tickrelay_proto_enumTypes[1].Descriptor()
+}
+
+func (InputFlag) Type() protoreflect.EnumType {
+	return &file_tickrelay_v1_tickrelay_proto_enumTypes[1]
+}
+
+func (x InputFlag) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use InputFlag.Descriptor instead.
+func (InputFlag) EnumDescriptor() ([]byte, []int) {
+	return file_tickrelay_v1_tickrelay_proto_rawDescGZIP(), []int{1}
+}
+
 type RoomEventType int32
 
 const (
@@ -39,6 +154,10 @@ const (
 	RoomEventType_ROOM_EVENT_TYPE_PLAYER_AWAY RoomEventType = 5
 	// The player resumed its seat.
 	RoomEventType_ROOM_EVENT_TYPE_PLAYER_BACK RoomEventType = 6
+	// LOCKSTEP: checksums of a tick disagreed (tick, players).
+	RoomEventType_ROOM_EVENT_TYPE_DESYNC RoomEventType = 7
+	// LOCKSTEP, to one member: upload a Snapshot (a late joiner needs one).
+	RoomEventType_ROOM_EVENT_TYPE_SNAPSHOT_REQUESTED RoomEventType = 8
 )
 
 // Enum value maps for RoomEventType.
@@ -51,15 +170,19 @@ var (
 		4: "ROOM_EVENT_TYPE_TICK_RATE_CHANGED",
 		5: "ROOM_EVENT_TYPE_PLAYER_AWAY",
 		6: "ROOM_EVENT_TYPE_PLAYER_BACK",
+		7: "ROOM_EVENT_TYPE_DESYNC",
+		8: "ROOM_EVENT_TYPE_SNAPSHOT_REQUESTED",
 	}
 	RoomEventType_value = map[string]int32{
-		"ROOM_EVENT_TYPE_UNSPECIFIED":       0,
-		"ROOM_EVENT_TYPE_PLAYER_JOINED":     1,
-		"ROOM_EVENT_TYPE_PLAYER_LEFT":       2,
-		"ROOM_EVENT_TYPE_HOST_CHANGED":      3,
-		"ROOM_EVENT_TYPE_TICK_RATE_CHANGED": 4,
-		"ROOM_EVENT_TYPE_PLAYER_AWAY":       5,
-		"ROOM_EVENT_TYPE_PLAYER_BACK":       6,
+		"ROOM_EVENT_TYPE_UNSPECIFIED":        0,
+		"ROOM_EVENT_TYPE_PLAYER_JOINED":      1,
+		"ROOM_EVENT_TYPE_PLAYER_LEFT":        2,
+		"ROOM_EVENT_TYPE_HOST_CHANGED":       3,
+		"ROOM_EVENT_TYPE_TICK_RATE_CHANGED":  4,
+		"ROOM_EVENT_TYPE_PLAYER_AWAY":        5,
+		"ROOM_EVENT_TYPE_PLAYER_BACK":        6,
+		"ROOM_EVENT_TYPE_DESYNC":             7,
+		"ROOM_EVENT_TYPE_SNAPSHOT_REQUESTED": 8,
 	}
 )
 
@@ -74,11 +197,11 @@ func (x RoomEventType) String() string {
 }
 
 func (RoomEventType) Descriptor() protoreflect.EnumDescriptor {
-	return file_tickrelay_v1_tickrelay_proto_enumTypes[0].Descriptor()
+	return file_tickrelay_v1_tickrelay_proto_enumTypes[2].Descriptor()
 }
 
 func (RoomEventType) Type() protoreflect.EnumType {
-	return &file_tickrelay_v1_tickrelay_proto_enumTypes[0]
+	return &file_tickrelay_v1_tickrelay_proto_enumTypes[2]
 }
 
 func (x RoomEventType) Number() protoreflect.EnumNumber {
@@ -87,7 +210,7 @@ func (x RoomEventType) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use RoomEventType.Descriptor instead.
 func (RoomEventType) EnumDescriptor() ([]byte, []int) {
-	return file_tickrelay_v1_tickrelay_proto_rawDescGZIP(), []int{0}
+	return file_tickrelay_v1_tickrelay_proto_rawDescGZIP(), []int{2}
 }
 
 type LeaveReason int32
@@ -141,11 +264,11 @@ func (x LeaveReason) String() string {
 }
 
 func (LeaveReason) Descriptor() protoreflect.EnumDescriptor {
-	return file_tickrelay_v1_tickrelay_proto_enumTypes[1].Descriptor()
+	return file_tickrelay_v1_tickrelay_proto_enumTypes[3].Descriptor()
 }
 
 func (LeaveReason) Type() protoreflect.EnumType {
-	return &file_tickrelay_v1_tickrelay_proto_enumTypes[1]
+	return &file_tickrelay_v1_tickrelay_proto_enumTypes[3]
 }
 
 func (x LeaveReason) Number() protoreflect.EnumNumber {
@@ -154,7 +277,7 @@ func (x LeaveReason) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use LeaveReason.Descriptor instead.
 func (LeaveReason) EnumDescriptor() ([]byte, []int) {
-	return file_tickrelay_v1_tickrelay_proto_rawDescGZIP(), []int{1}
+	return file_tickrelay_v1_tickrelay_proto_rawDescGZIP(), []int{3}
 }
 
 type ResumeFailure int32
@@ -205,11 +328,11 @@ func (x ResumeFailure) String() string {
 }
 
 func (ResumeFailure) Descriptor() protoreflect.EnumDescriptor {
-	return file_tickrelay_v1_tickrelay_proto_enumTypes[2].Descriptor()
+	return file_tickrelay_v1_tickrelay_proto_enumTypes[4].Descriptor()
 }
 
 func (ResumeFailure) Type() protoreflect.EnumType {
-	return &file_tickrelay_v1_tickrelay_proto_enumTypes[2]
+	return &file_tickrelay_v1_tickrelay_proto_enumTypes[4]
 }
 
 func (x ResumeFailure) Number() protoreflect.EnumNumber {
@@ -218,7 +341,7 @@ func (x ResumeFailure) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ResumeFailure.Descriptor instead.
 func (ResumeFailure) EnumDescriptor() ([]byte, []int) {
-	return file_tickrelay_v1_tickrelay_proto_rawDescGZIP(), []int{2}
+	return file_tickrelay_v1_tickrelay_proto_rawDescGZIP(), []int{4}
 }
 
 type ErrorCode int32
@@ -259,6 +382,8 @@ const (
 	ErrorCode_ERROR_CODE_TIMEOUT ErrorCode = 16
 	// The server ignored a malformed message too many times; it is being closed.
 	ErrorCode_ERROR_CODE_POLICY_VIOLATION ErrorCode = 17
+	// LOCKSTEP: the Input's target tick is already closed (or too far ahead).
+	ErrorCode_ERROR_CODE_INPUT_TOO_LATE ErrorCode = 18
 )
 
 // Enum value maps for ErrorCode.
@@ -282,6 +407,7 @@ var (
 		15: "ERROR_CODE_INTERNAL",
 		16: "ERROR_CODE_TIMEOUT",
 		17: "ERROR_CODE_POLICY_VIOLATION",
+		18: "ERROR_CODE_INPUT_TOO_LATE",
 	}
 	ErrorCode_value = map[string]int32{
 		"ERROR_CODE_UNSPECIFIED":        0,
@@ -302,6 +428,7 @@ var (
 		"ERROR_CODE_INTERNAL":           15,
 		"ERROR_CODE_TIMEOUT":            16,
 		"ERROR_CODE_POLICY_VIOLATION":   17,
+		"ERROR_CODE_INPUT_TOO_LATE":     18,
 	}
 )
 
@@ -316,11 +443,11 @@ func (x ErrorCode) String() string {
 }
 
 func (ErrorCode) Descriptor() protoreflect.EnumDescriptor {
-	return file_tickrelay_v1_tickrelay_proto_enumTypes[3].Descriptor()
+	return file_tickrelay_v1_tickrelay_proto_enumTypes[5].Descriptor()
 }
 
 func (ErrorCode) Type() protoreflect.EnumType {
-	return &file_tickrelay_v1_tickrelay_proto_enumTypes[3]
+	return &file_tickrelay_v1_tickrelay_proto_enumTypes[5]
 }
 
 func (x ErrorCode) Number() protoreflect.EnumNumber {
@@ -329,7 +456,7 @@ func (x ErrorCode) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ErrorCode.Descriptor instead.
 func (ErrorCode) EnumDescriptor() ([]byte, []int) {
-	return file_tickrelay_v1_tickrelay_proto_rawDescGZIP(), []int{3}
+	return file_tickrelay_v1_tickrelay_proto_rawDescGZIP(), []int{5}
 }
 
 // ClientMessage is the envelope of every message a client sends.
@@ -346,6 +473,8 @@ type ClientMessage struct {
 	//	*ClientMessage_Ping
 	//	*ClientMessage_Authenticate
 	//	*ClientMessage_Resume
+	//	*ClientMessage_Input
+	//	*ClientMessage_Snapshot
 	Body isClientMessage_Body `protobuf_oneof:"body"`
 	// The highest Frame.seq this client holds for its current seat:
 	// piggybacked on any message (a Ping keeps an idle player acking), it
@@ -453,6 +582,24 @@ func (x *ClientMessage) GetResume() *Resume {
 	return nil
 }
 
+func (x *ClientMessage) GetInput() *Input {
+	if x != nil {
+		if x, ok := x.Body.(*ClientMessage_Input); ok {
+			return x.Input
+		}
+	}
+	return nil
+}
+
+func (x *ClientMessage) GetSnapshot() *Snapshot {
+	if x != nil {
+		if x, ok := x.Body.(*ClientMessage_Snapshot); ok {
+			return x.Snapshot
+		}
+	}
+	return nil
+}
+
 func (x *ClientMessage) GetAck() uint64 {
 	if x != nil {
 		return x.Ack
@@ -488,6 +635,14 @@ type ClientMessage_Resume struct {
 	Resume *Resume `protobuf:"bytes,7,opt,name=resume,proto3,oneof"`
 }
 
+type ClientMessage_Input struct {
+	Input *Input `protobuf:"bytes,8,opt,name=input,proto3,oneof"`
+}
+
+type ClientMessage_Snapshot struct {
+	Snapshot *Snapshot `protobuf:"bytes,9,opt,name=snapshot,proto3,oneof"`
+}
+
 func (*ClientMessage_Join) isClientMessage_Body() {}
 
 func (*ClientMessage_Leave) isClientMessage_Body() {}
@@ -499,6 +654,10 @@ func (*ClientMessage_Ping) isClientMessage_Body() {}
 func (*ClientMessage_Authenticate) isClientMessage_Body() {}
 
 func (*ClientMessage_Resume) isClientMessage_Body() {}
+
+func (*ClientMessage_Input) isClientMessage_Body() {}
+
+func (*ClientMessage_Snapshot) isClientMessage_Body() {}
 
 // Authenticate presents an auth token once for the whole connection
 // (instead of Join.auth_token per room). Answered by Authenticated or
@@ -647,7 +806,12 @@ type RoomOptions struct {
 	// not allow immediate rooms.
 	Immediate bool `protobuf:"varint,3,opt,name=immediate,proto3" json:"immediate,omitempty"`
 	// Free-form metadata of the room.
-	Metadata      map[string]string `protobuf:"bytes,4,rep,name=metadata,proto3" json:"metadata,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Metadata map[string]string `protobuf:"bytes,4,rep,name=metadata,proto3" json:"metadata,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// The room's mode. UNSPECIFIED means TICKED, or IMMEDIATE when immediate
+	// is set.
+	Mode RoomMode `protobuf:"varint,5,opt,name=mode,proto3,enum=tickrelay.v1.RoomMode" json:"mode,omitempty"`
+	// Settings of a LOCKSTEP room; ignored otherwise.
+	Lockstep      *LockstepOptions `protobuf:"bytes,6,opt,name=lockstep,proto3" json:"lockstep,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -710,6 +874,79 @@ func (x *RoomOptions) GetMetadata() map[string]string {
 	return nil
 }
 
+func (x *RoomOptions) GetMode() RoomMode {
+	if x != nil {
+		return x.Mode
+	}
+	return RoomMode_ROOM_MODE_UNSPECIFIED
+}
+
+func (x *RoomOptions) GetLockstep() *LockstepOptions {
+	if x != nil {
+		return x.Lockstep
+	}
+	return nil
+}
+
+// LockstepOptions configure a LOCKSTEP room.
+type LockstepOptions struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// How long after a tick's deadline inputs for it are still accepted, in
+	// milliseconds. Zero means the server default; values above the server's
+	// maximum are refused with INVALID_ARGUMENT.
+	ToleranceMs uint32 `protobuf:"varint,1,opt,name=tolerance_ms,json=toleranceMs,proto3" json:"tolerance_ms,omitempty"`
+	// A present player with no input for a tick gets its previous input
+	// repeated (INPUT_FLAG_REPEATED) instead of an empty one
+	// (INPUT_FLAG_REPLACED_BY_SERVER).
+	RepeatLastInput bool `protobuf:"varint,2,opt,name=repeat_last_input,json=repeatLastInput,proto3" json:"repeat_last_input,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *LockstepOptions) Reset() {
+	*x = LockstepOptions{}
+	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LockstepOptions) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LockstepOptions) ProtoMessage() {}
+
+func (x *LockstepOptions) ProtoReflect() protoreflect.Message {
+	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LockstepOptions.ProtoReflect.Descriptor instead.
+func (*LockstepOptions) Descriptor() ([]byte, []int) {
+	return file_tickrelay_v1_tickrelay_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *LockstepOptions) GetToleranceMs() uint32 {
+	if x != nil {
+		return x.ToleranceMs
+	}
+	return 0
+}
+
+func (x *LockstepOptions) GetRepeatLastInput() bool {
+	if x != nil {
+		return x.RepeatLastInput
+	}
+	return false
+}
+
 // Leave leaves the current room. Answered by Left or Error.
 type Leave struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -719,7 +956,7 @@ type Leave struct {
 
 func (x *Leave) Reset() {
 	*x = Leave{}
-	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[4]
+	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -731,7 +968,7 @@ func (x *Leave) String() string {
 func (*Leave) ProtoMessage() {}
 
 func (x *Leave) ProtoReflect() protoreflect.Message {
-	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[4]
+	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -744,7 +981,7 @@ func (x *Leave) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Leave.ProtoReflect.Descriptor instead.
 func (*Leave) Descriptor() ([]byte, []int) {
-	return file_tickrelay_v1_tickrelay_proto_rawDescGZIP(), []int{4}
+	return file_tickrelay_v1_tickrelay_proto_rawDescGZIP(), []int{5}
 }
 
 // Send relays a payload to other members of the current room. Errors are
@@ -775,7 +1012,7 @@ type Send struct {
 
 func (x *Send) Reset() {
 	*x = Send{}
-	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[5]
+	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -787,7 +1024,7 @@ func (x *Send) String() string {
 func (*Send) ProtoMessage() {}
 
 func (x *Send) ProtoReflect() protoreflect.Message {
-	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[5]
+	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -800,7 +1037,7 @@ func (x *Send) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Send.ProtoReflect.Descriptor instead.
 func (*Send) Descriptor() ([]byte, []int) {
-	return file_tickrelay_v1_tickrelay_proto_rawDescGZIP(), []int{5}
+	return file_tickrelay_v1_tickrelay_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Send) GetPayload() []byte {
@@ -856,7 +1093,7 @@ type Ping struct {
 
 func (x *Ping) Reset() {
 	*x = Ping{}
-	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[6]
+	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -868,7 +1105,7 @@ func (x *Ping) String() string {
 func (*Ping) ProtoMessage() {}
 
 func (x *Ping) ProtoReflect() protoreflect.Message {
-	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[6]
+	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -881,7 +1118,7 @@ func (x *Ping) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ping.ProtoReflect.Descriptor instead.
 func (*Ping) Descriptor() ([]byte, []int) {
-	return file_tickrelay_v1_tickrelay_proto_rawDescGZIP(), []int{6}
+	return file_tickrelay_v1_tickrelay_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Ping) GetClientTime() int64 {
@@ -889,6 +1126,149 @@ func (x *Ping) GetClientTime() int64 {
 		return x.ClientTime
 	}
 	return 0
+}
+
+// Input is a player's input for one tick of a LOCKSTEP room.
+type Input struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The tick this input is for. It must still be open: at most the
+	// current tick plus the room's input window, and not closed yet (closed
+	// ticks are answered with Error{INPUT_TOO_LATE}).
+	TargetTick uint64 `protobuf:"varint,1,opt,name=target_tick,json=targetTick,proto3" json:"target_tick,omitempty"`
+	// A per-seat input sequence number, increasing; a repeated or older seq
+	// is dropped (re-sends after a resume). Zero means no deduplication.
+	Seq uint64 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	// Opaque input bytes, relayed as is in the tick's InputSet.
+	Payload []byte `protobuf:"bytes,3,opt,name=payload,proto3" json:"payload,omitempty"`
+	// Optional state checksum of the sender's simulation after tick
+	// checksum_tick (zero: none). The room compares the checksums of a tick
+	// and reports ROOM_EVENT_TYPE_DESYNC naming who disagreed with the
+	// majority.
+	ChecksumTick  uint64 `protobuf:"varint,4,opt,name=checksum_tick,json=checksumTick,proto3" json:"checksum_tick,omitempty"`
+	Checksum      uint64 `protobuf:"fixed64,5,opt,name=checksum,proto3" json:"checksum,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Input) Reset() {
+	*x = Input{}
+	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Input) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Input) ProtoMessage() {}
+
+func (x *Input) ProtoReflect() protoreflect.Message {
+	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Input.ProtoReflect.Descriptor instead.
+func (*Input) Descriptor() ([]byte, []int) {
+	return file_tickrelay_v1_tickrelay_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *Input) GetTargetTick() uint64 {
+	if x != nil {
+		return x.TargetTick
+	}
+	return 0
+}
+
+func (x *Input) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *Input) GetPayload() []byte {
+	if x != nil {
+		return x.Payload
+	}
+	return nil
+}
+
+func (x *Input) GetChecksumTick() uint64 {
+	if x != nil {
+		return x.ChecksumTick
+	}
+	return 0
+}
+
+func (x *Input) GetChecksum() uint64 {
+	if x != nil {
+		return x.Checksum
+	}
+	return 0
+}
+
+// Snapshot uploads the sender's simulation state after a tick of a LOCKSTEP
+// room, so that a player joining after the room's input log begins can start
+// from it (asked for with ROOM_EVENT_TYPE_SNAPSHOT_REQUESTED).
+type Snapshot struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The state is the one after this tick's InputSet was applied.
+	Tick          uint64 `protobuf:"varint,1,opt,name=tick,proto3" json:"tick,omitempty"`
+	State         []byte `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Snapshot) Reset() {
+	*x = Snapshot{}
+	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Snapshot) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Snapshot) ProtoMessage() {}
+
+func (x *Snapshot) ProtoReflect() protoreflect.Message {
+	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Snapshot.ProtoReflect.Descriptor instead.
+func (*Snapshot) Descriptor() ([]byte, []int) {
+	return file_tickrelay_v1_tickrelay_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *Snapshot) GetTick() uint64 {
+	if x != nil {
+		return x.Tick
+	}
+	return 0
+}
+
+func (x *Snapshot) GetState() []byte {
+	if x != nil {
+		return x.State
+	}
+	return nil
 }
 
 // Resume takes back a seat after the connection carrying it was lost. It
@@ -910,7 +1290,7 @@ type Resume struct {
 
 func (x *Resume) Reset() {
 	*x = Resume{}
-	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[7]
+	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -922,7 +1302,7 @@ func (x *Resume) String() string {
 func (*Resume) ProtoMessage() {}
 
 func (x *Resume) ProtoReflect() protoreflect.Message {
-	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[7]
+	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -935,7 +1315,7 @@ func (x *Resume) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Resume.ProtoReflect.Descriptor instead.
 func (*Resume) Descriptor() ([]byte, []int) {
-	return file_tickrelay_v1_tickrelay_proto_rawDescGZIP(), []int{7}
+	return file_tickrelay_v1_tickrelay_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Resume) GetRoomId() string {
@@ -988,7 +1368,7 @@ type ServerMessage struct {
 
 func (x *ServerMessage) Reset() {
 	*x = ServerMessage{}
-	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[8]
+	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1000,7 +1380,7 @@ func (x *ServerMessage) String() string {
 func (*ServerMessage) ProtoMessage() {}
 
 func (x *ServerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[8]
+	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1013,7 +1393,7 @@ func (x *ServerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerMessage.ProtoReflect.Descriptor instead.
 func (*ServerMessage) Descriptor() ([]byte, []int) {
-	return file_tickrelay_v1_tickrelay_proto_rawDescGZIP(), []int{8}
+	return file_tickrelay_v1_tickrelay_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ServerMessage) GetRequestId() uint32 {
@@ -1162,14 +1542,18 @@ type Joined struct {
 	ResumeToken []byte `protobuf:"bytes,10,opt,name=resume_token,json=resumeToken,proto3" json:"resume_token,omitempty"`
 	// How long the relay keeps the seat after an abnormal disconnect, in
 	// milliseconds. Zero: the seat is released at once.
-	SeatGraceMs   uint32 `protobuf:"varint,11,opt,name=seat_grace_ms,json=seatGraceMs,proto3" json:"seat_grace_ms,omitempty"`
+	SeatGraceMs uint32 `protobuf:"varint,11,opt,name=seat_grace_ms,json=seatGraceMs,proto3" json:"seat_grace_ms,omitempty"`
+	// The room's mode (TICKED, IMMEDIATE or LOCKSTEP).
+	Mode RoomMode `protobuf:"varint,12,opt,name=mode,proto3,enum=tickrelay.v1.RoomMode" json:"mode,omitempty"`
+	// LOCKSTEP rooms: where the new member starts (absent otherwise).
+	Lockstep      *LockstepStart `protobuf:"bytes,13,opt,name=lockstep,proto3" json:"lockstep,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Joined) Reset() {
 	*x = Joined{}
-	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[9]
+	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1181,7 +1565,7 @@ func (x *Joined) String() string {
 func (*Joined) ProtoMessage() {}
 
 func (x *Joined) ProtoReflect() protoreflect.Message {
-	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[9]
+	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1194,7 +1578,7 @@ func (x *Joined) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Joined.ProtoReflect.Descriptor instead.
 func (*Joined) Descriptor() ([]byte, []int) {
-	return file_tickrelay_v1_tickrelay_proto_rawDescGZIP(), []int{9}
+	return file_tickrelay_v1_tickrelay_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Joined) GetRoomId() string {
@@ -1274,6 +1658,104 @@ func (x *Joined) GetSeatGraceMs() uint32 {
 	return 0
 }
 
+func (x *Joined) GetMode() RoomMode {
+	if x != nil {
+		return x.Mode
+	}
+	return RoomMode_ROOM_MODE_UNSPECIFIED
+}
+
+func (x *Joined) GetLockstep() *LockstepStart {
+	if x != nil {
+		return x.Lockstep
+	}
+	return nil
+}
+
+// LockstepStart tells a player joining a LOCKSTEP room how to catch up: load
+// the snapshot (if any), then apply the InputSets that follow in Frames,
+// from first_tick on.
+type LockstepStart struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The first tick whose InputSet this player will receive.
+	FirstTick uint64 `protobuf:"varint,1,opt,name=first_tick,json=firstTick,proto3" json:"first_tick,omitempty"`
+	// The state after tick snapshot_tick, uploaded by a member; empty when the
+	// room's input log reaches back to its first tick (start from the
+	// initial state).
+	SnapshotTick uint64 `protobuf:"varint,2,opt,name=snapshot_tick,json=snapshotTick,proto3" json:"snapshot_tick,omitempty"`
+	Snapshot     []byte `protobuf:"bytes,3,opt,name=snapshot,proto3" json:"snapshot,omitempty"`
+	// The room's tolerance and options, as resolved by the server.
+	ToleranceMs     uint32 `protobuf:"varint,4,opt,name=tolerance_ms,json=toleranceMs,proto3" json:"tolerance_ms,omitempty"`
+	RepeatLastInput bool   `protobuf:"varint,5,opt,name=repeat_last_input,json=repeatLastInput,proto3" json:"repeat_last_input,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *LockstepStart) Reset() {
+	*x = LockstepStart{}
+	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LockstepStart) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LockstepStart) ProtoMessage() {}
+
+func (x *LockstepStart) ProtoReflect() protoreflect.Message {
+	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LockstepStart.ProtoReflect.Descriptor instead.
+func (*LockstepStart) Descriptor() ([]byte, []int) {
+	return file_tickrelay_v1_tickrelay_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *LockstepStart) GetFirstTick() uint64 {
+	if x != nil {
+		return x.FirstTick
+	}
+	return 0
+}
+
+func (x *LockstepStart) GetSnapshotTick() uint64 {
+	if x != nil {
+		return x.SnapshotTick
+	}
+	return 0
+}
+
+func (x *LockstepStart) GetSnapshot() []byte {
+	if x != nil {
+		return x.Snapshot
+	}
+	return nil
+}
+
+func (x *LockstepStart) GetToleranceMs() uint32 {
+	if x != nil {
+		return x.ToleranceMs
+	}
+	return 0
+}
+
+func (x *LockstepStart) GetRepeatLastInput() bool {
+	if x != nil {
+		return x.RepeatLastInput
+	}
+	return false
+}
+
 // Member is one player of a room.
 type Member struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
@@ -1290,7 +1772,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[10]
+	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1302,7 +1784,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[10]
+	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1315,7 +1797,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_tickrelay_v1_tickrelay_proto_rawDescGZIP(), []int{10}
+	return file_tickrelay_v1_tickrelay_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Member) GetPlayerId() uint32 {
@@ -1363,14 +1845,22 @@ type Frame struct {
 	// This seat's frame sequence number: 1 for the first Frame after Joined,
 	// then contiguous. Acknowledge it with ClientMessage.ack; Resume names the
 	// last one held. Zero from relays that keep no replay.
-	Seq           uint64 `protobuf:"varint,4,opt,name=seq,proto3" json:"seq,omitempty"`
+	Seq uint64 `protobuf:"varint,4,opt,name=seq,proto3" json:"seq,omitempty"`
+	// LOCKSTEP rooms: the inputs of tick input_set.tick, the same bytes for
+	// every member.
+	InputSet *InputSet `protobuf:"bytes,5,opt,name=input_set,json=inputSet,proto3" json:"input_set,omitempty"`
+	// LOCKSTEP rooms: how long before its tick closed this player's input for
+	// input_set.tick arrived, in microseconds (negative: it was late and
+	// replaced). Absent when the player sent none. Clients adapt their input
+	// delay to it.
+	InputLeadUs   *int64 `protobuf:"zigzag64,6,opt,name=input_lead_us,json=inputLeadUs,proto3,oneof" json:"input_lead_us,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Frame) Reset() {
 	*x = Frame{}
-	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[11]
+	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1382,7 +1872,7 @@ func (x *Frame) String() string {
 func (*Frame) ProtoMessage() {}
 
 func (x *Frame) ProtoReflect() protoreflect.Message {
-	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[11]
+	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1395,7 +1885,7 @@ func (x *Frame) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Frame.ProtoReflect.Descriptor instead.
 func (*Frame) Descriptor() ([]byte, []int) {
-	return file_tickrelay_v1_tickrelay_proto_rawDescGZIP(), []int{11}
+	return file_tickrelay_v1_tickrelay_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Frame) GetTick() uint64 {
@@ -1426,6 +1916,135 @@ func (x *Frame) GetSeq() uint64 {
 	return 0
 }
 
+func (x *Frame) GetInputSet() *InputSet {
+	if x != nil {
+		return x.InputSet
+	}
+	return nil
+}
+
+func (x *Frame) GetInputLeadUs() int64 {
+	if x != nil && x.InputLeadUs != nil {
+		return *x.InputLeadUs
+	}
+	return 0
+}
+
+// InputSet is every player's input for one tick of a LOCKSTEP room.
+type InputSet struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Tick  uint64                 `protobuf:"varint,1,opt,name=tick,proto3" json:"tick,omitempty"`
+	// One entry per member of the room at the tick, by player id, ascending.
+	Inputs        []*PlayerInput `protobuf:"bytes,2,rep,name=inputs,proto3" json:"inputs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InputSet) Reset() {
+	*x = InputSet{}
+	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InputSet) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InputSet) ProtoMessage() {}
+
+func (x *InputSet) ProtoReflect() protoreflect.Message {
+	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InputSet.ProtoReflect.Descriptor instead.
+func (*InputSet) Descriptor() ([]byte, []int) {
+	return file_tickrelay_v1_tickrelay_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *InputSet) GetTick() uint64 {
+	if x != nil {
+		return x.Tick
+	}
+	return 0
+}
+
+func (x *InputSet) GetInputs() []*PlayerInput {
+	if x != nil {
+		return x.Inputs
+	}
+	return nil
+}
+
+// PlayerInput is one player's input in an InputSet.
+type PlayerInput struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	PlayerId      uint32                 `protobuf:"varint,1,opt,name=player_id,json=playerId,proto3" json:"player_id,omitempty"`
+	Flag          InputFlag              `protobuf:"varint,2,opt,name=flag,proto3,enum=tickrelay.v1.InputFlag" json:"flag,omitempty"`
+	Payload       []byte                 `protobuf:"bytes,3,opt,name=payload,proto3" json:"payload,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PlayerInput) Reset() {
+	*x = PlayerInput{}
+	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlayerInput) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlayerInput) ProtoMessage() {}
+
+func (x *PlayerInput) ProtoReflect() protoreflect.Message {
+	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlayerInput.ProtoReflect.Descriptor instead.
+func (*PlayerInput) Descriptor() ([]byte, []int) {
+	return file_tickrelay_v1_tickrelay_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *PlayerInput) GetPlayerId() uint32 {
+	if x != nil {
+		return x.PlayerId
+	}
+	return 0
+}
+
+func (x *PlayerInput) GetFlag() InputFlag {
+	if x != nil {
+		return x.Flag
+	}
+	return InputFlag_INPUT_FLAG_UNSPECIFIED
+}
+
+func (x *PlayerInput) GetPayload() []byte {
+	if x != nil {
+		return x.Payload
+	}
+	return nil
+}
+
 // Delivery is one relayed Send.
 type Delivery struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1438,7 +2057,7 @@ type Delivery struct {
 
 func (x *Delivery) Reset() {
 	*x = Delivery{}
-	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[12]
+	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1450,7 +2069,7 @@ func (x *Delivery) String() string {
 func (*Delivery) ProtoMessage() {}
 
 func (x *Delivery) ProtoReflect() protoreflect.Message {
-	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[12]
+	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1463,7 +2082,7 @@ func (x *Delivery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Delivery.ProtoReflect.Descriptor instead.
 func (*Delivery) Descriptor() ([]byte, []int) {
-	return file_tickrelay_v1_tickrelay_proto_rawDescGZIP(), []int{12}
+	return file_tickrelay_v1_tickrelay_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Delivery) GetSender() uint32 {
@@ -1500,14 +2119,18 @@ type RoomEvent struct {
 	// TICK_RATE_CHANGED: the new rate (zero: immediate mode).
 	TickRate uint32 `protobuf:"varint,5,opt,name=tick_rate,json=tickRate,proto3" json:"tick_rate,omitempty"`
 	// PLAYER_JOINED: the new player's user id (its token's sub), if any.
-	UserId        string `protobuf:"bytes,6,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	UserId string `protobuf:"bytes,6,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// DESYNC: the tick whose checksums disagreed.
+	Tick uint64 `protobuf:"varint,7,opt,name=tick,proto3" json:"tick,omitempty"`
+	// DESYNC: the players whose checksum disagreed with the majority.
+	Players       []uint32 `protobuf:"varint,8,rep,packed,name=players,proto3" json:"players,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RoomEvent) Reset() {
 	*x = RoomEvent{}
-	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[13]
+	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1519,7 +2142,7 @@ func (x *RoomEvent) String() string {
 func (*RoomEvent) ProtoMessage() {}
 
 func (x *RoomEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[13]
+	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1532,7 +2155,7 @@ func (x *RoomEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomEvent.ProtoReflect.Descriptor instead.
 func (*RoomEvent) Descriptor() ([]byte, []int) {
-	return file_tickrelay_v1_tickrelay_proto_rawDescGZIP(), []int{13}
+	return file_tickrelay_v1_tickrelay_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RoomEvent) GetType() RoomEventType {
@@ -1577,6 +2200,20 @@ func (x *RoomEvent) GetUserId() string {
 	return ""
 }
 
+func (x *RoomEvent) GetTick() uint64 {
+	if x != nil {
+		return x.Tick
+	}
+	return 0
+}
+
+func (x *RoomEvent) GetPlayers() []uint32 {
+	if x != nil {
+		return x.Players
+	}
+	return nil
+}
+
 // Left confirms a Leave, or tells a player that it was removed from its room.
 type Left struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
@@ -1590,7 +2227,7 @@ type Left struct {
 
 func (x *Left) Reset() {
 	*x = Left{}
-	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[14]
+	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1602,7 +2239,7 @@ func (x *Left) String() string {
 func (*Left) ProtoMessage() {}
 
 func (x *Left) ProtoReflect() protoreflect.Message {
-	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[14]
+	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1615,7 +2252,7 @@ func (x *Left) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Left.ProtoReflect.Descriptor instead.
 func (*Left) Descriptor() ([]byte, []int) {
-	return file_tickrelay_v1_tickrelay_proto_rawDescGZIP(), []int{14}
+	return file_tickrelay_v1_tickrelay_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Left) GetRoomId() string {
@@ -1655,7 +2292,7 @@ type Pong struct {
 
 func (x *Pong) Reset() {
 	*x = Pong{}
-	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[15]
+	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1667,7 +2304,7 @@ func (x *Pong) String() string {
 func (*Pong) ProtoMessage() {}
 
 func (x *Pong) ProtoReflect() protoreflect.Message {
-	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[15]
+	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1680,7 +2317,7 @@ func (x *Pong) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Pong.ProtoReflect.Descriptor instead.
 func (*Pong) Descriptor() ([]byte, []int) {
-	return file_tickrelay_v1_tickrelay_proto_rawDescGZIP(), []int{15}
+	return file_tickrelay_v1_tickrelay_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Pong) GetClientTime() int64 {
@@ -1725,7 +2362,7 @@ type Authenticated struct {
 
 func (x *Authenticated) Reset() {
 	*x = Authenticated{}
-	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[16]
+	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1737,7 +2374,7 @@ func (x *Authenticated) String() string {
 func (*Authenticated) ProtoMessage() {}
 
 func (x *Authenticated) ProtoReflect() protoreflect.Message {
-	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[16]
+	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1750,7 +2387,7 @@ func (x *Authenticated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Authenticated.ProtoReflect.Descriptor instead.
 func (*Authenticated) Descriptor() ([]byte, []int) {
-	return file_tickrelay_v1_tickrelay_proto_rawDescGZIP(), []int{16}
+	return file_tickrelay_v1_tickrelay_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Authenticated) GetUserId() string {
@@ -1795,7 +2432,7 @@ type Resumed struct {
 
 func (x *Resumed) Reset() {
 	*x = Resumed{}
-	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[17]
+	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1807,7 +2444,7 @@ func (x *Resumed) String() string {
 func (*Resumed) ProtoMessage() {}
 
 func (x *Resumed) ProtoReflect() protoreflect.Message {
-	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[17]
+	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1820,7 +2457,7 @@ func (x *Resumed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Resumed.ProtoReflect.Descriptor instead.
 func (*Resumed) Descriptor() ([]byte, []int) {
-	return file_tickrelay_v1_tickrelay_proto_rawDescGZIP(), []int{17}
+	return file_tickrelay_v1_tickrelay_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Resumed) GetRecovered() bool {
@@ -1885,14 +2522,16 @@ type Error struct {
 	// A machine-readable refinement of code, from a documented closed set
 	// (UNAUTHORIZED: "expired", "bad_signature", "room_not_allowed", ...;
 	// see docs/PROTOCOL.md). Empty when there is none.
-	Reason        string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	Reason string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	// INPUT_TOO_LATE: the room's current open tick; target later ticks.
+	Tick          uint64 `protobuf:"varint,5,opt,name=tick,proto3" json:"tick,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[18]
+	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1904,7 +2543,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[18]
+	mi := &file_tickrelay_v1_tickrelay_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1917,7 +2556,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_tickrelay_v1_tickrelay_proto_rawDescGZIP(), []int{18}
+	return file_tickrelay_v1_tickrelay_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Error) GetCode() ErrorCode {
@@ -1948,11 +2587,18 @@ func (x *Error) GetReason() string {
 	return ""
 }
 
+func (x *Error) GetTick() uint64 {
+	if x != nil {
+		return x.Tick
+	}
+	return 0
+}
+
 var File_tickrelay_v1_tickrelay_proto protoreflect.FileDescriptor
 
 const file_tickrelay_v1_tickrelay_proto_rawDesc = "" +
 	"\n" +
-	"\x1ctickrelay/v1/tickrelay.proto\x12\ftickrelay.v1\"\xe5\x02\n" +
+	"\x1ctickrelay/v1/tickrelay.proto\x12\ftickrelay.v1\"\xc8\x03\n" +
 	"\rClientMessage\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\rR\trequestId\x12(\n" +
@@ -1961,7 +2607,9 @@ const file_tickrelay_v1_tickrelay_proto_rawDesc = "" +
 	"\x04send\x18\x04 \x01(\v2\x12.tickrelay.v1.SendH\x00R\x04send\x12(\n" +
 	"\x04ping\x18\x05 \x01(\v2\x12.tickrelay.v1.PingH\x00R\x04ping\x12@\n" +
 	"\fauthenticate\x18\x06 \x01(\v2\x1a.tickrelay.v1.AuthenticateH\x00R\fauthenticate\x12.\n" +
-	"\x06resume\x18\a \x01(\v2\x14.tickrelay.v1.ResumeH\x00R\x06resume\x12\x10\n" +
+	"\x06resume\x18\a \x01(\v2\x14.tickrelay.v1.ResumeH\x00R\x06resume\x12+\n" +
+	"\x05input\x18\b \x01(\v2\x13.tickrelay.v1.InputH\x00R\x05input\x124\n" +
+	"\bsnapshot\x18\t \x01(\v2\x16.tickrelay.v1.SnapshotH\x00R\bsnapshot\x12\x10\n" +
 	"\x03ack\x18\n" +
 	" \x01(\x04R\x03ackB\x06\n" +
 	"\x04body\"$\n" +
@@ -1976,16 +2624,21 @@ const file_tickrelay_v1_tickrelay_proto_rawDesc = "" +
 	"auth_token\x18\x05 \x01(\tR\tauthToken\x1aA\n" +
 	"\x13PlayerMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xeb\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd2\x02\n" +
 	"\vRoomOptions\x12\x1f\n" +
 	"\vmax_players\x18\x01 \x01(\rR\n" +
 	"maxPlayers\x12\x1b\n" +
 	"\ttick_rate\x18\x02 \x01(\rR\btickRate\x12\x1c\n" +
 	"\timmediate\x18\x03 \x01(\bR\timmediate\x12C\n" +
-	"\bmetadata\x18\x04 \x03(\v2'.tickrelay.v1.RoomOptions.MetadataEntryR\bmetadata\x1a;\n" +
+	"\bmetadata\x18\x04 \x03(\v2'.tickrelay.v1.RoomOptions.MetadataEntryR\bmetadata\x12*\n" +
+	"\x04mode\x18\x05 \x01(\x0e2\x16.tickrelay.v1.RoomModeR\x04mode\x129\n" +
+	"\blockstep\x18\x06 \x01(\v2\x1d.tickrelay.v1.LockstepOptionsR\blockstep\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\a\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"`\n" +
+	"\x0fLockstepOptions\x12!\n" +
+	"\ftolerance_ms\x18\x01 \x01(\rR\vtoleranceMs\x12*\n" +
+	"\x11repeat_last_input\x18\x02 \x01(\bR\x0frepeatLastInput\"\a\n" +
 	"\x05Leave\"\x95\x01\n" +
 	"\x04Send\x12\x18\n" +
 	"\apayload\x18\x01 \x01(\fR\apayload\x12\x12\n" +
@@ -1997,7 +2650,17 @@ const file_tickrelay_v1_tickrelay_proto_rawDesc = "" +
 	"\x03seq\x18\x06 \x01(\x04R\x03seq\"'\n" +
 	"\x04Ping\x12\x1f\n" +
 	"\vclient_time\x18\x01 \x01(\x03R\n" +
-	"clientTime\"o\n" +
+	"clientTime\"\x95\x01\n" +
+	"\x05Input\x12\x1f\n" +
+	"\vtarget_tick\x18\x01 \x01(\x04R\n" +
+	"targetTick\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x18\n" +
+	"\apayload\x18\x03 \x01(\fR\apayload\x12#\n" +
+	"\rchecksum_tick\x18\x04 \x01(\x04R\fchecksumTick\x12\x1a\n" +
+	"\bchecksum\x18\x05 \x01(\x06R\bchecksum\"4\n" +
+	"\bSnapshot\x12\x12\n" +
+	"\x04tick\x18\x01 \x01(\x04R\x04tick\x12\x14\n" +
+	"\x05state\x18\x02 \x01(\fR\x05state\"o\n" +
 	"\x06Resume\x12\x17\n" +
 	"\aroom_id\x18\x01 \x01(\tR\x06roomId\x12\x1b\n" +
 	"\tplayer_id\x18\x02 \x01(\rR\bplayerId\x12\x14\n" +
@@ -2013,7 +2676,7 @@ const file_tickrelay_v1_tickrelay_proto_rawDesc = "" +
 	"\x04left\x18\x06 \x01(\v2\x12.tickrelay.v1.LeftH\x00R\x04left\x12C\n" +
 	"\rauthenticated\x18\a \x01(\v2\x1b.tickrelay.v1.AuthenticatedH\x00R\rauthenticated\x121\n" +
 	"\aresumed\x18\b \x01(\v2\x15.tickrelay.v1.ResumedH\x00R\aresumedB\x06\n" +
-	"\x04body\"\xcc\x03\n" +
+	"\x04body\"\xb1\x04\n" +
 	"\x06Joined\x12\x17\n" +
 	"\aroom_id\x18\x01 \x01(\tR\x06roomId\x12\x1b\n" +
 	"\tplayer_id\x18\x02 \x01(\rR\bplayerId\x12\x17\n" +
@@ -2027,10 +2690,19 @@ const file_tickrelay_v1_tickrelay_proto_rawDesc = "" +
 	"\timmediate\x18\t \x01(\bR\timmediate\x12!\n" +
 	"\fresume_token\x18\n" +
 	" \x01(\fR\vresumeToken\x12\"\n" +
-	"\rseat_grace_ms\x18\v \x01(\rR\vseatGraceMs\x1a?\n" +
+	"\rseat_grace_ms\x18\v \x01(\rR\vseatGraceMs\x12*\n" +
+	"\x04mode\x18\f \x01(\x0e2\x16.tickrelay.v1.RoomModeR\x04mode\x127\n" +
+	"\blockstep\x18\r \x01(\v2\x1b.tickrelay.v1.LockstepStartR\blockstep\x1a?\n" +
 	"\x11RoomMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xcf\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xbe\x01\n" +
+	"\rLockstepStart\x12\x1d\n" +
+	"\n" +
+	"first_tick\x18\x01 \x01(\x04R\tfirstTick\x12#\n" +
+	"\rsnapshot_tick\x18\x02 \x01(\x04R\fsnapshotTick\x12\x1a\n" +
+	"\bsnapshot\x18\x03 \x01(\fR\bsnapshot\x12!\n" +
+	"\ftolerance_ms\x18\x04 \x01(\rR\vtoleranceMs\x12*\n" +
+	"\x11repeat_last_input\x18\x05 \x01(\bR\x0frepeatLastInput\"\xcf\x01\n" +
 	"\x06Member\x12\x1b\n" +
 	"\tplayer_id\x18\x01 \x01(\rR\bplayerId\x12>\n" +
 	"\bmetadata\x18\x02 \x03(\v2\".tickrelay.v1.Member.MetadataEntryR\bmetadata\x12\x17\n" +
@@ -2038,25 +2710,37 @@ const file_tickrelay_v1_tickrelay_proto_rawDesc = "" +
 	"\x04away\x18\x04 \x01(\bR\x04away\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x96\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x86\x02\n" +
 	"\x05Frame\x12\x12\n" +
 	"\x04tick\x18\x01 \x01(\x04R\x04tick\x126\n" +
 	"\n" +
 	"deliveries\x18\x02 \x03(\v2\x16.tickrelay.v1.DeliveryR\n" +
 	"deliveries\x12/\n" +
 	"\x06events\x18\x03 \x03(\v2\x17.tickrelay.v1.RoomEventR\x06events\x12\x10\n" +
-	"\x03seq\x18\x04 \x01(\x04R\x03seq\"P\n" +
+	"\x03seq\x18\x04 \x01(\x04R\x03seq\x123\n" +
+	"\tinput_set\x18\x05 \x01(\v2\x16.tickrelay.v1.InputSetR\binputSet\x12'\n" +
+	"\rinput_lead_us\x18\x06 \x01(\x12H\x00R\vinputLeadUs\x88\x01\x01B\x10\n" +
+	"\x0e_input_lead_us\"Q\n" +
+	"\bInputSet\x12\x12\n" +
+	"\x04tick\x18\x01 \x01(\x04R\x04tick\x121\n" +
+	"\x06inputs\x18\x02 \x03(\v2\x19.tickrelay.v1.PlayerInputR\x06inputs\"q\n" +
+	"\vPlayerInput\x12\x1b\n" +
+	"\tplayer_id\x18\x01 \x01(\rR\bplayerId\x12+\n" +
+	"\x04flag\x18\x02 \x01(\x0e2\x17.tickrelay.v1.InputFlagR\x04flag\x12\x18\n" +
+	"\apayload\x18\x03 \x01(\fR\apayload\"P\n" +
 	"\bDelivery\x12\x16\n" +
 	"\x06sender\x18\x01 \x01(\rR\x06sender\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\rR\x04kind\x12\x18\n" +
-	"\apayload\x18\x03 \x01(\fR\apayload\"\xc2\x02\n" +
+	"\apayload\x18\x03 \x01(\fR\apayload\"\xf0\x02\n" +
 	"\tRoomEvent\x12/\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x1b.tickrelay.v1.RoomEventTypeR\x04type\x12\x1b\n" +
 	"\tplayer_id\x18\x02 \x01(\rR\bplayerId\x12A\n" +
 	"\bmetadata\x18\x03 \x03(\v2%.tickrelay.v1.RoomEvent.MetadataEntryR\bmetadata\x121\n" +
 	"\x06reason\x18\x04 \x01(\x0e2\x19.tickrelay.v1.LeaveReasonR\x06reason\x12\x1b\n" +
 	"\ttick_rate\x18\x05 \x01(\rR\btickRate\x12\x17\n" +
-	"\auser_id\x18\x06 \x01(\tR\x06userId\x1a;\n" +
+	"\auser_id\x18\x06 \x01(\tR\x06userId\x12\x12\n" +
+	"\x04tick\x18\a \x01(\x04R\x04tick\x12\x18\n" +
+	"\aplayers\x18\b \x03(\rR\aplayers\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"l\n" +
@@ -2082,12 +2766,24 @@ const file_tickrelay_v1_tickrelay_proto_rawDesc = "" +
 	"replayFrom\x12\x1b\n" +
 	"\treplay_to\x18\x05 \x01(\x04R\breplayTo\x12\x1b\n" +
 	"\tinput_ack\x18\x06 \x01(\x04R\binputAck\x120\n" +
-	"\bsnapshot\x18\a \x01(\v2\x14.tickrelay.v1.JoinedR\bsnapshot\"\x8c\x01\n" +
+	"\bsnapshot\x18\a \x01(\v2\x14.tickrelay.v1.JoinedR\bsnapshot\"\xa0\x01\n" +
 	"\x05Error\x12+\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x17.tickrelay.v1.ErrorCodeR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12$\n" +
 	"\x0eretry_after_ms\x18\x03 \x01(\rR\fretryAfterMs\x12\x16\n" +
-	"\x06reason\x18\x04 \x01(\tR\x06reason*\xff\x01\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\x12\x12\n" +
+	"\x04tick\x18\x05 \x01(\x04R\x04tick*l\n" +
+	"\bRoomMode\x12\x19\n" +
+	"\x15ROOM_MODE_UNSPECIFIED\x10\x00\x12\x14\n" +
+	"\x10ROOM_MODE_TICKED\x10\x01\x12\x17\n" +
+	"\x13ROOM_MODE_IMMEDIATE\x10\x02\x12\x16\n" +
+	"\x12ROOM_MODE_LOCKSTEP\x10\x03*\x96\x01\n" +
+	"\tInputFlag\x12\x1a\n" +
+	"\x16INPUT_FLAG_UNSPECIFIED\x10\x00\x12\x15\n" +
+	"\x11INPUT_FLAG_CLIENT\x10\x01\x12\x17\n" +
+	"\x13INPUT_FLAG_REPEATED\x10\x02\x12!\n" +
+	"\x1dINPUT_FLAG_REPLACED_BY_SERVER\x10\x03\x12\x1a\n" +
+	"\x16INPUT_FLAG_NOT_PRESENT\x10\x04*\xc3\x02\n" +
 	"\rRoomEventType\x12\x1f\n" +
 	"\x1bROOM_EVENT_TYPE_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dROOM_EVENT_TYPE_PLAYER_JOINED\x10\x01\x12\x1f\n" +
@@ -2095,7 +2791,9 @@ const file_tickrelay_v1_tickrelay_proto_rawDesc = "" +
 	"\x1cROOM_EVENT_TYPE_HOST_CHANGED\x10\x03\x12%\n" +
 	"!ROOM_EVENT_TYPE_TICK_RATE_CHANGED\x10\x04\x12\x1f\n" +
 	"\x1bROOM_EVENT_TYPE_PLAYER_AWAY\x10\x05\x12\x1f\n" +
-	"\x1bROOM_EVENT_TYPE_PLAYER_BACK\x10\x06*\xd7\x01\n" +
+	"\x1bROOM_EVENT_TYPE_PLAYER_BACK\x10\x06\x12\x1a\n" +
+	"\x16ROOM_EVENT_TYPE_DESYNC\x10\a\x12&\n" +
+	"\"ROOM_EVENT_TYPE_SNAPSHOT_REQUESTED\x10\b*\xd7\x01\n" +
 	"\vLeaveReason\x12\x1c\n" +
 	"\x18LEAVE_REASON_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11LEAVE_REASON_LEFT\x10\x01\x12\x1d\n" +
@@ -2110,7 +2808,7 @@ const file_tickrelay_v1_tickrelay_proto_rawDesc = "" +
 	"\x18RESUME_FAILURE_BAD_TOKEN\x10\x02\x12\x1a\n" +
 	"\x16RESUME_FAILURE_TOO_OLD\x10\x03\x12\x1d\n" +
 	"\x19RESUME_FAILURE_STATE_LOST\x10\x04\x12\x1c\n" +
-	"\x18RESUME_FAILURE_ROOM_GONE\x10\x05*\x98\x04\n" +
+	"\x18RESUME_FAILURE_ROOM_GONE\x10\x05*\xb7\x04\n" +
 	"\tErrorCode\x12\x1a\n" +
 	"\x16ERROR_CODE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14ERROR_CODE_ROOM_FULL\x10\x01\x12\x1d\n" +
@@ -2130,7 +2828,8 @@ const file_tickrelay_v1_tickrelay_proto_rawDesc = "" +
 	"\x15ERROR_CODE_OVERLOADED\x10\x0e\x12\x17\n" +
 	"\x13ERROR_CODE_INTERNAL\x10\x0f\x12\x16\n" +
 	"\x12ERROR_CODE_TIMEOUT\x10\x10\x12\x1f\n" +
-	"\x1bERROR_CODE_POLICY_VIOLATION\x10\x11B?Z=github.com/tickrelay/tickrelay/proto/tickrelay/v1;tickrelayv1b\x06proto3"
+	"\x1bERROR_CODE_POLICY_VIOLATION\x10\x11\x12\x1d\n" +
+	"\x19ERROR_CODE_INPUT_TOO_LATE\x10\x12B?Z=github.com/tickrelay/tickrelay/proto/tickrelay/v1;tickrelayv1b\x06proto3"
 
 var (
 	file_tickrelay_v1_tickrelay_proto_rawDescOnce sync.Once
@@ -2144,72 +2843,89 @@ func file_tickrelay_v1_tickrelay_proto_rawDescGZIP() []byte {
 	return file_tickrelay_v1_tickrelay_proto_rawDescData
 }
 
-var file_tickrelay_v1_tickrelay_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_tickrelay_v1_tickrelay_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_tickrelay_v1_tickrelay_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
+var file_tickrelay_v1_tickrelay_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_tickrelay_v1_tickrelay_proto_goTypes = []any{
-	(RoomEventType)(0),    // 0: tickrelay.v1.RoomEventType
-	(LeaveReason)(0),      // 1: tickrelay.v1.LeaveReason
-	(ResumeFailure)(0),    // 2: tickrelay.v1.ResumeFailure
-	(ErrorCode)(0),        // 3: tickrelay.v1.ErrorCode
-	(*ClientMessage)(nil), // 4: tickrelay.v1.ClientMessage
-	(*Authenticate)(nil),  // 5: tickrelay.v1.Authenticate
-	(*Join)(nil),          // 6: tickrelay.v1.Join
-	(*RoomOptions)(nil),   // 7: tickrelay.v1.RoomOptions
-	(*Leave)(nil),         // 8: tickrelay.v1.Leave
-	(*Send)(nil),          // 9: tickrelay.v1.Send
-	(*Ping)(nil),          // 10: tickrelay.v1.Ping
-	(*Resume)(nil),        // 11: tickrelay.v1.Resume
-	(*ServerMessage)(nil), // 12: tickrelay.v1.ServerMessage
-	(*Joined)(nil),        // 13: tickrelay.v1.Joined
-	(*Member)(nil),        // 14: tickrelay.v1.Member
-	(*Frame)(nil),         // 15: tickrelay.v1.Frame
-	(*Delivery)(nil),      // 16: tickrelay.v1.Delivery
-	(*RoomEvent)(nil),     // 17: tickrelay.v1.RoomEvent
-	(*Left)(nil),          // 18: tickrelay.v1.Left
-	(*Pong)(nil),          // 19: tickrelay.v1.Pong
-	(*Authenticated)(nil), // 20: tickrelay.v1.Authenticated
-	(*Resumed)(nil),       // 21: tickrelay.v1.Resumed
-	(*Error)(nil),         // 22: tickrelay.v1.Error
-	nil,                   // 23: tickrelay.v1.Join.PlayerMetadataEntry
-	nil,                   // 24: tickrelay.v1.RoomOptions.MetadataEntry
-	nil,                   // 25: tickrelay.v1.Joined.RoomMetadataEntry
-	nil,                   // 26: tickrelay.v1.Member.MetadataEntry
-	nil,                   // 27: tickrelay.v1.RoomEvent.MetadataEntry
+	(RoomMode)(0),           // 0: tickrelay.v1.RoomMode
+	(InputFlag)(0),          // 1: tickrelay.v1.InputFlag
+	(RoomEventType)(0),      // 2: tickrelay.v1.RoomEventType
+	(LeaveReason)(0),        // 3: tickrelay.v1.LeaveReason
+	(ResumeFailure)(0),      // 4: tickrelay.v1.ResumeFailure
+	(ErrorCode)(0),          // 5: tickrelay.v1.ErrorCode
+	(*ClientMessage)(nil),   // 6: tickrelay.v1.ClientMessage
+	(*Authenticate)(nil),    // 7: tickrelay.v1.Authenticate
+	(*Join)(nil),            // 8: tickrelay.v1.Join
+	(*RoomOptions)(nil),     // 9: tickrelay.v1.RoomOptions
+	(*LockstepOptions)(nil), // 10: tickrelay.v1.LockstepOptions
+	(*Leave)(nil),           // 11: tickrelay.v1.Leave
+	(*Send)(nil),            // 12: tickrelay.v1.Send
+	(*Ping)(nil),            // 13: tickrelay.v1.Ping
+	(*Input)(nil),           // 14: tickrelay.v1.Input
+	(*Snapshot)(nil),        // 15: tickrelay.v1.Snapshot
+	(*Resume)(nil),          // 16: tickrelay.v1.Resume
+	(*ServerMessage)(nil),   // 17: tickrelay.v1.ServerMessage
+	(*Joined)(nil),          // 18: tickrelay.v1.Joined
+	(*LockstepStart)(nil),   // 19: tickrelay.v1.LockstepStart
+	(*Member)(nil),          // 20: tickrelay.v1.Member
+	(*Frame)(nil),           // 21: tickrelay.v1.Frame
+	(*InputSet)(nil),        // 22: tickrelay.v1.InputSet
+	(*PlayerInput)(nil),     // 23: tickrelay.v1.PlayerInput
+	(*Delivery)(nil),        // 24: tickrelay.v1.Delivery
+	(*RoomEvent)(nil),       // 25: tickrelay.v1.RoomEvent
+	(*Left)(nil),            // 26: tickrelay.v1.Left
+	(*Pong)(nil),            // 27: tickrelay.v1.Pong
+	(*Authenticated)(nil),   // 28: tickrelay.v1.Authenticated
+	(*Resumed)(nil),         // 29: tickrelay.v1.Resumed
+	(*Error)(nil),           // 30: tickrelay.v1.Error
+	nil,                     // 31: tickrelay.v1.Join.PlayerMetadataEntry
+	nil,                     // 32: tickrelay.v1.RoomOptions.MetadataEntry
+	nil,                     // 33: tickrelay.v1.Joined.RoomMetadataEntry
+	nil,                     // 34: tickrelay.v1.Member.MetadataEntry
+	nil,                     // 35: tickrelay.v1.RoomEvent.MetadataEntry
 }
 var file_tickrelay_v1_tickrelay_proto_depIdxs = []int32{
-	6,  // 0: tickrelay.v1.ClientMessage.join:type_name -> tickrelay.v1.Join
-	8,  // 1: tickrelay.v1.ClientMessage.leave:type_name -> tickrelay.v1.Leave
-	9,  // 2: tickrelay.v1.ClientMessage.send:type_name -> tickrelay.v1.Send
-	10, // 3: tickrelay.v1.ClientMessage.ping:type_name -> tickrelay.v1.Ping
-	5,  // 4: tickrelay.v1.ClientMessage.authenticate:type_name -> tickrelay.v1.Authenticate
-	11, // 5: tickrelay.v1.ClientMessage.resume:type_name -> tickrelay.v1.Resume
-	7,  // 6: tickrelay.v1.Join.options:type_name -> tickrelay.v1.RoomOptions
-	23, // 7: tickrelay.v1.Join.player_metadata:type_name -> tickrelay.v1.Join.PlayerMetadataEntry
-	24, // 8: tickrelay.v1.RoomOptions.metadata:type_name -> tickrelay.v1.RoomOptions.MetadataEntry
-	13, // 9: tickrelay.v1.ServerMessage.joined:type_name -> tickrelay.v1.Joined
-	15, // 10: tickrelay.v1.ServerMessage.frame:type_name -> tickrelay.v1.Frame
-	19, // 11: tickrelay.v1.ServerMessage.pong:type_name -> tickrelay.v1.Pong
-	22, // 12: tickrelay.v1.ServerMessage.error:type_name -> tickrelay.v1.Error
-	18, // 13: tickrelay.v1.ServerMessage.left:type_name -> tickrelay.v1.Left
-	20, // 14: tickrelay.v1.ServerMessage.authenticated:type_name -> tickrelay.v1.Authenticated
-	21, // 15: tickrelay.v1.ServerMessage.resumed:type_name -> tickrelay.v1.Resumed
-	14, // 16: tickrelay.v1.Joined.members:type_name -> tickrelay.v1.Member
-	25, // 17: tickrelay.v1.Joined.room_metadata:type_name -> tickrelay.v1.Joined.RoomMetadataEntry
-	26, // 18: tickrelay.v1.Member.metadata:type_name -> tickrelay.v1.Member.MetadataEntry
-	16, // 19: tickrelay.v1.Frame.deliveries:type_name -> tickrelay.v1.Delivery
-	17, // 20: tickrelay.v1.Frame.events:type_name -> tickrelay.v1.RoomEvent
-	0,  // 21: tickrelay.v1.RoomEvent.type:type_name -> tickrelay.v1.RoomEventType
-	27, // 22: tickrelay.v1.RoomEvent.metadata:type_name -> tickrelay.v1.RoomEvent.MetadataEntry
-	1,  // 23: tickrelay.v1.RoomEvent.reason:type_name -> tickrelay.v1.LeaveReason
-	1,  // 24: tickrelay.v1.Left.reason:type_name -> tickrelay.v1.LeaveReason
-	2,  // 25: tickrelay.v1.Resumed.failure:type_name -> tickrelay.v1.ResumeFailure
-	13, // 26: tickrelay.v1.Resumed.snapshot:type_name -> tickrelay.v1.Joined
-	3,  // 27: tickrelay.v1.Error.code:type_name -> tickrelay.v1.ErrorCode
-	28, // [28:28] is the sub-list for method output_type
-	28, // [28:28] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	8,  // 0: tickrelay.v1.ClientMessage.join:type_name -> tickrelay.v1.Join
+	11, // 1: tickrelay.v1.ClientMessage.leave:type_name -> tickrelay.v1.Leave
+	12, // 2: tickrelay.v1.ClientMessage.send:type_name -> tickrelay.v1.Send
+	13, // 3: tickrelay.v1.ClientMessage.ping:type_name -> tickrelay.v1.Ping
+	7,  // 4: tickrelay.v1.ClientMessage.authenticate:type_name -> tickrelay.v1.Authenticate
+	16, // 5: tickrelay.v1.ClientMessage.resume:type_name -> tickrelay.v1.Resume
+	14, // 6: tickrelay.v1.ClientMessage.input:type_name -> tickrelay.v1.Input
+	15, // 7: tickrelay.v1.ClientMessage.snapshot:type_name -> tickrelay.v1.Snapshot
+	9,  // 8: tickrelay.v1.Join.options:type_name -> tickrelay.v1.RoomOptions
+	31, // 9: tickrelay.v1.Join.player_metadata:type_name -> tickrelay.v1.Join.PlayerMetadataEntry
+	32, // 10: tickrelay.v1.RoomOptions.metadata:type_name -> tickrelay.v1.RoomOptions.MetadataEntry
+	0,  // 11: tickrelay.v1.RoomOptions.mode:type_name -> tickrelay.v1.RoomMode
+	10, // 12: tickrelay.v1.RoomOptions.lockstep:type_name -> tickrelay.v1.LockstepOptions
+	18, // 13: tickrelay.v1.ServerMessage.joined:type_name -> tickrelay.v1.Joined
+	21, // 14: tickrelay.v1.ServerMessage.frame:type_name -> tickrelay.v1.Frame
+	27, // 15: tickrelay.v1.ServerMessage.pong:type_name -> tickrelay.v1.Pong
+	30, // 16: tickrelay.v1.ServerMessage.error:type_name -> tickrelay.v1.Error
+	26, // 17: tickrelay.v1.ServerMessage.left:type_name -> tickrelay.v1.Left
+	28, // 18: tickrelay.v1.ServerMessage.authenticated:type_name -> tickrelay.v1.Authenticated
+	29, // 19: tickrelay.v1.ServerMessage.resumed:type_name -> tickrelay.v1.Resumed
+	20, // 20: tickrelay.v1.Joined.members:type_name -> tickrelay.v1.Member
+	33, // 21: tickrelay.v1.Joined.room_metadata:type_name -> tickrelay.v1.Joined.RoomMetadataEntry
+	0,  // 22: tickrelay.v1.Joined.mode:type_name -> tickrelay.v1.RoomMode
+	19, // 23: tickrelay.v1.Joined.lockstep:type_name -> tickrelay.v1.LockstepStart
+	34, // 24: tickrelay.v1.Member.metadata:type_name -> tickrelay.v1.Member.MetadataEntry
+	24, // 25: tickrelay.v1.Frame.deliveries:type_name -> tickrelay.v1.Delivery
+	25, // 26: tickrelay.v1.Frame.events:type_name -> tickrelay.v1.RoomEvent
+	22, // 27: tickrelay.v1.Frame.input_set:type_name -> tickrelay.v1.InputSet
+	23, // 28: tickrelay.v1.InputSet.inputs:type_name -> tickrelay.v1.PlayerInput
+	1,  // 29: tickrelay.v1.PlayerInput.flag:type_name -> tickrelay.v1.InputFlag
+	2,  // 30: tickrelay.v1.RoomEvent.type:type_name -> tickrelay.v1.RoomEventType
+	35, // 31: tickrelay.v1.RoomEvent.metadata:type_name -> tickrelay.v1.RoomEvent.MetadataEntry
+	3,  // 32: tickrelay.v1.RoomEvent.reason:type_name -> tickrelay.v1.LeaveReason
+	3,  // 33: tickrelay.v1.Left.reason:type_name -> tickrelay.v1.LeaveReason
+	4,  // 34: tickrelay.v1.Resumed.failure:type_name -> tickrelay.v1.ResumeFailure
+	18, // 35: tickrelay.v1.Resumed.snapshot:type_name -> tickrelay.v1.Joined
+	5,  // 36: tickrelay.v1.Error.code:type_name -> tickrelay.v1.ErrorCode
+	37, // [37:37] is the sub-list for method output_type
+	37, // [37:37] is the sub-list for method input_type
+	37, // [37:37] is the sub-list for extension type_name
+	37, // [37:37] is the sub-list for extension extendee
+	0,  // [0:37] is the sub-list for field type_name
 }
 
 func init() { file_tickrelay_v1_tickrelay_proto_init() }
@@ -2224,8 +2940,10 @@ func file_tickrelay_v1_tickrelay_proto_init() {
 		(*ClientMessage_Ping)(nil),
 		(*ClientMessage_Authenticate)(nil),
 		(*ClientMessage_Resume)(nil),
+		(*ClientMessage_Input)(nil),
+		(*ClientMessage_Snapshot)(nil),
 	}
-	file_tickrelay_v1_tickrelay_proto_msgTypes[8].OneofWrappers = []any{
+	file_tickrelay_v1_tickrelay_proto_msgTypes[11].OneofWrappers = []any{
 		(*ServerMessage_Joined)(nil),
 		(*ServerMessage_Frame)(nil),
 		(*ServerMessage_Pong)(nil),
@@ -2234,13 +2952,14 @@ func file_tickrelay_v1_tickrelay_proto_init() {
 		(*ServerMessage_Authenticated)(nil),
 		(*ServerMessage_Resumed)(nil),
 	}
+	file_tickrelay_v1_tickrelay_proto_msgTypes[15].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tickrelay_v1_tickrelay_proto_rawDesc), len(file_tickrelay_v1_tickrelay_proto_rawDesc)),
-			NumEnums:      4,
-			NumMessages:   24,
+			NumEnums:      6,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

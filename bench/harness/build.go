@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+
+	"github.com/tickrelay/tickrelay/client-sim/procstat"
 )
 
 // build compiles the relay, the baseline and client-sim into dir: the
@@ -50,15 +52,17 @@ func findRoot(dir string) (string, error) {
 
 // environment describes the machine and the code; read-only git commands
 // only.
-func environment(ctx context.Context, root string) Env {
-	e := Env{NProc: runtime.NumCPU(), CPUModel: cpuModel(), Sysctl: map[string]string{}}
+func environment(ctx context.Context, root string, proc procstat.Reader) Env {
+	e := Env{NProc: runtime.NumCPU(), CPUModel: proc.CPUModel(), Sysctl: map[string]string{}}
 	if out, err := runCapture(ctx, root, "nproc"); err == nil {
 		fmt.Sscan(out, &e.NProc)
 	}
 	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
 		e.Kernel = strings.TrimSpace(string(b))
 	}
-	e.MemTotalKiB, _ = meminfoKiB("MemTotal")
+	if mi, err := proc.Meminfo(); err == nil {
+		e.MemTotalKiB = mi.TotalKiB
+	}
 	if out, err := runCapture(ctx, root, "sh", "-c", "ulimit -Hn"); err == nil {
 		e.OpenFileLimit = strings.TrimSpace(out)
 	}

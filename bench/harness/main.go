@@ -25,6 +25,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/tickrelay/tickrelay/client-sim/procstat"
 )
 
 func main() {
@@ -192,7 +194,12 @@ func mainWithArgs(args []string, stderr io.Writer) (code int) {
 		}
 	}()
 
-	h := &harness{root: root, plan: plan, procs: procs, log: stderr, outDir: plan.OutDir,
+	proc, err := procstat.New()
+	if err != nil {
+		fmt.Fprintf(stderr, "harness: %v\n", err)
+		return 1
+	}
+	h := &harness{proc: proc, root: root, plan: plan, procs: procs, log: stderr, outDir: plan.OutDir,
 		logDir: filepath.Join(plan.OutDir, "logs"), runDir: filepath.Join(plan.OutDir, "runs")}
 	if err := h.run(ctx, args); err != nil {
 		fmt.Fprintf(stderr, "harness: %v\n", err)
@@ -220,9 +227,9 @@ func (h *harness) run(ctx context.Context, args []string) error {
 	}
 	h.res = &Results{
 		Mode: p.Mode, Rounds: p.Rounds, Scenarios: p.Scenarios, Started: time.Now(),
-		LoadStart: loadAvg(), Invocation: invocation, Commands: map[string]string{}, PlotFiles: map[string]string{},
+		LoadStart: h.proc.LoadAvg(), Invocation: invocation, Commands: map[string]string{}, PlotFiles: map[string]string{},
 	}
-	h.res.Env = environment(ctx, h.root)
+	h.res.Env = environment(ctx, h.root, h.proc)
 	h.logf("tickrelay harness, mode %s: %d round(s), scenarios %s; about %s; load average %s; commit %s",
 		p.Mode, p.Rounds, scenarioIDs(p.Scenarios), p.estimate().Round(time.Minute), h.res.LoadStart, h.res.Env.Commit)
 
@@ -256,7 +263,7 @@ func (h *harness) run(ctx context.Context, args []string) error {
 		}
 	}
 	h.res.Finished = time.Now()
-	h.res.LoadEnd = loadAvg()
+	h.res.LoadEnd = h.proc.LoadAvg()
 
 	resultsJSON := filepath.Join(h.outDir, "results.json")
 	if err := saveResults(h.res, resultsJSON); err != nil {

@@ -52,7 +52,7 @@ func mergedLatency(r *Results, scenario, system string) (*hdrhistogram.Histogram
 		if !run.ok() {
 			continue
 		}
-		h, err := run.Report.latencyHist()
+		h, err := run.Report.Latency()
 		if err != nil {
 			return nil, err
 		}

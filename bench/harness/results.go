@@ -6,6 +6,8 @@ import (
 	"math"
 	"os"
 	"time"
+
+	"github.com/tickrelay/tickrelay/client-sim/report"
 )
 
 // Results is everything a harness invocation measured. It is saved as JSON
@@ -127,10 +129,10 @@ var (
 		}
 		return r.Report.Server.CPUUsPerDelivery
 	}
-	figRSSBefore = func(r Run) float64 { return serverKiB(r, func(s *ServerFigures) int64 { return s.RSSBeforeKiB }) }
-	figRSSJoin   = func(r Run) float64 { return serverKiB(r, func(s *ServerFigures) int64 { return s.RSSAfterJoinKiB }) }
-	figRSSEnd    = func(r Run) float64 { return serverKiB(r, func(s *ServerFigures) int64 { return s.RSSEndKiB }) }
-	figHWM       = func(r Run) float64 { return serverKiB(r, func(s *ServerFigures) int64 { return s.HWMKiB }) }
+	figRSSBefore = func(r Run) float64 { return serverKiB(r, func(s *report.Server) int64 { return s.RSSBeforeKiB }) }
+	figRSSJoin   = func(r Run) float64 { return serverKiB(r, func(s *report.Server) int64 { return s.RSSAfterJoinKiB }) }
+	figRSSEnd    = func(r Run) float64 { return serverKiB(r, func(s *report.Server) int64 { return s.RSSEndKiB }) }
+	figHWM       = func(r Run) float64 { return serverKiB(r, func(s *report.Server) int64 { return s.HWMKiB }) }
 	figKiBConn   = func(r Run) float64 {
 		if r.Report.Server == nil || r.Report.Connected == 0 {
 			return math.NaN()
@@ -160,7 +162,7 @@ func latencyOrNaN(r Run, v float64) float64 {
 	return v
 }
 
-func serverKiB(r Run, f func(*ServerFigures) int64) float64 {
+func serverKiB(r Run, f func(*report.Server) int64) float64 {
 	if r.Report.Server == nil {
 		return math.NaN()
 	}

@@ -9,13 +9,26 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/tickrelay/tickrelay/client-sim/report"
 )
+
+// encodedHist is a client-sim latency export of the given microsecond
+// values.
+func encodedHist(t *testing.T, us ...int64) string {
+	t.Helper()
+	h := report.NewHistogram()
+	for _, v := range us {
+		require.NoError(t, h.RecordValue(v))
+	}
+	return report.EncodeHistogram(h)
+}
 
 // fakeRun is a successful run with the figures the targets look at.
 func fakeRun(t *testing.T, sc, sys string, round int, usPerDelivery, p99, kibPerConn float64) Run {
-	rep := SimReport{Clients: 1000, Connected: 1000, DurationS: 30, ClientCores: 0.4,
-		LatencyMs: Percentiles{P50: p99 / 2, P99: p99, P999: p99 * 1.2, Max: p99 * 1.5}, Errors: map[string]int64{},
-		Server: &ServerFigures{Cores: 0.3, CPUUsPerDelivery: usPerDelivery, RSSBeforeKiB: 12000, RSSAfterJoinKiB: 16000,
+	rep := report.Report{Clients: 1000, Connected: 1000, DurationS: 30, ClientCores: 0.4,
+		LatencyMs: report.Percentiles{P50: p99 / 2, P99: p99, P999: p99 * 1.2, Max: p99 * 1.5}, Errors: map[string]int64{},
+		Server: &report.Server{Cores: 0.3, CPUUsPerDelivery: usPerDelivery, RSSBeforeKiB: 12000, RSSAfterJoinKiB: 16000,
 			RSSEndKiB: 18000, HWMKiB: 18000, KiBPerConnection: kibPerConn}}
 	if usPerDelivery > 0 {
 		rep.Expected, rep.Delivered = 4_200_000, 4_200_000

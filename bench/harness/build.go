@@ -1,10 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -12,18 +14,28 @@ import (
 	"github.com/tickrelay/tickrelay/client-sim/procstat"
 )
 
-// build compiles the relay, the baseline and client-sim into dir: the
-// harness runs binaries, never `go run`, so that the pid client-sim samples
-// is the server itself and not the go command.
-func build(ctx context.Context, root, dir string) (bins, []string, error) {
+// The pinned Centrifugo the centrifugo system runs (issue 17).
+const (
+	centrifugoModule  = "github.com/centrifugal/centrifugo/v6"
+	centrifugoVersion = "v6.9.1"
+)
+
+// build compiles the relay, the baseline, the reference relay and
+// client-sim into dir, and Centrifugo when withCentrifugo: the harness runs
+// binaries, never `go run`, so that the pid client-sim samples is the
+// server itself and not the go command. A Centrifugo that fails to build
+// is not an error: bins says why, and the other systems run.
+func build(ctx context.Context, root, dir string, withCentrifugo bool) (bins, []string, error) {
 	b := bins{
-		relay:    filepath.Join(dir, "tickrelay"),
-		baseline: filepath.Join(dir, "baseline"),
-		sim:      filepath.Join(dir, "client-sim"),
+		relay:     filepath.Join(dir, "tickrelay"),
+		baseline:  filepath.Join(dir, "baseline"),
+		reference: filepath.Join(dir, "reference"),
+		sim:       filepath.Join(dir, "client-sim"),
+		missing:   map[string]string{},
 	}
 	var cmds []string
 	for _, t := range []struct{ out, pkg string }{
-		{b.relay, "."}, {b.baseline, "./bench/baseline"}, {b.sim, "./client-sim"},
+		{b.relay, "."}, {b.baseline, "./bench/baseline"}, {b.reference, "./bench/reference"}, {b.sim, "./client-sim"},
 	} {
 		args := []string{"build", "-o", t.out, t.pkg}
 		rel, _ := filepath.Rel(root, t.out)
@@ -32,7 +44,33 @@ func build(ctx context.Context, root, dir string) (bins, []string, error) {
 			return b, cmds, fmt.Errorf("build %s: %w", t.pkg, err)
 		}
 	}
+	if !withCentrifugo {
+		b.missing[kindCentrifugo] = "not built (no centrifugo system in this plan)"
+		return b, cmds, nil
+	}
+	rel, _ := filepath.Rel(root, dir)
+	cmds = append(cmds, "GOBIN="+rel+" go install "+centrifugoModule+"@"+centrifugoVersion)
+	if err := goInstall(ctx, root, dir, centrifugoModule+"@"+centrifugoVersion); err != nil {
+		b.missing[kindCentrifugo] = "Centrifugo " + centrifugoVersion + " failed to build: " + firstLine(err.Error())
+		return b, cmds, nil
+	}
+	b.centrifugo = filepath.Join(dir, "centrifugo")
 	return b, cmds, nil
+}
+
+// goInstall runs `go install pkg@version` with GOBIN=dir: module-aware,
+// outside the tickrelay module (its go.mod does not take the package's
+// dependencies).
+func goInstall(ctx context.Context, root, dir, pkg string) error {
+	cmd := exec.CommandContext(ctx, "go", "install", pkg)
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "GOBIN="+dir)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("go install %s: %w: %s", pkg, err, strings.TrimSpace(stderr.String()))
+	}
+	return nil
 }
 
 // findRoot walks up from dir to the tickrelay module's go.mod.

@@ -151,8 +151,15 @@ var (
 	// figKernelUs is the kernel part of the server's µs per delivery.
 	figKernelUs    = func(r Run) float64 { return figUsPerDelivery(r) * figSysShare(r) }
 	figClientCores = func(r Run) float64 { return r.Report.ClientCores }
-	figSendLagP99  = func(r Run) float64 { return r.Report.SendLagMs.P99 }
-	figConnectS    = func(r Run) float64 { return r.Report.ConnectS }
+	// figMachineCores is the whole machine's busy cores over the window.
+	figMachineCores = func(r Run) float64 {
+		if r.Probe.MachineBusyCores <= 0 {
+			return math.NaN()
+		}
+		return r.Probe.MachineBusyCores
+	}
+	figSendLagP99 = func(r Run) float64 { return r.Report.SendLagMs.P99 }
+	figConnectS   = func(r Run) float64 { return r.Report.ConnectS }
 )
 
 func latencyOrNaN(r Run, v float64) float64 {

@@ -49,6 +49,10 @@ type Probe struct {
 	// to a second late), for the kernel's share; zero when not seen.
 	WindowUserS float64 `json:"window_user_s,omitempty"`
 	WindowSysS  float64 `json:"window_sys_s,omitempty"`
+	// MachineBusyCores is the whole machine's busy CPU (/proc/stat: all
+	// but idle and iowait) over the same window, in cores: server,
+	// client-sim and whatever else ran; zero when not seen.
+	MachineBusyCores float64 `json:"machine_busy_cores,omitempty"`
 	// Check is empty when client-sim's -server-pid figures agree with
 	// these, else what disagreed.
 	Check string `json:"check,omitempty"`
@@ -57,12 +61,22 @@ type Probe struct {
 // ok says whether the run produced figures.
 func (r Run) ok() bool { return r.Err == "" }
 
-type bins struct{ relay, baseline, sim string }
+// bins are the binaries a run uses. A server binary that could not be
+// built is "", with the reason in missing (by kind).
+type bins struct {
+	relay, baseline, reference, centrifugo, sim string
+	missing                                     map[string]string
+}
 
 // binOf is the server binary of sys.
 func (b bins) binOf(sys System) string {
-	if sys.Kind == kindBaseline {
+	switch sys.Kind {
+	case kindBaseline:
 		return b.baseline
+	case kindReference:
+		return b.reference
+	case kindCentrifugo:
+		return b.centrifugo
 	}
 	return b.relay
 }
@@ -237,7 +251,7 @@ func (h *harness) serveAndSim(ctx context.Context, sc Scenario, sys System, tag 
 	if err != nil {
 		return rep, probe, scr, err
 	}
-	probe.WindowUserS, probe.WindowSysS = split.result()
+	probe.WindowUserS, probe.WindowSysS, probe.MachineBusyCores = split.result()
 	probe.Check = checkProbe(rep, probe)
 	return rep, probe, scr, nil
 }
@@ -252,6 +266,8 @@ type cpuSplit struct {
 	mu             sync.Mutex
 	started, ended bool
 	c0, c1         procstat.CPU
+	m0, m1         procstat.MachineCPU
+	t0, t1         time.Time
 }
 
 // onLine runs on the goroutine copying client-sim's output.
@@ -263,22 +279,31 @@ func (c *cpuSplit) onLine(line string) {
 	case measuring && !c.started:
 		if cpu, err := c.proc.CPU(c.pid); err == nil {
 			c.c0, c.started = cpu, true
+			c.m0, _ = c.proc.MachineCPU()
+			c.t0 = time.Now()
 		}
 	case !measuring && c.started && !c.ended:
 		if cpu, err := c.proc.CPU(c.pid); err == nil {
 			c.c1, c.ended = cpu, true
+			c.m1, _ = c.proc.MachineCPU()
+			c.t1 = time.Now()
 		}
 	}
 }
 
-func (c *cpuSplit) result() (user, sys float64) {
+// result is the server's user and kernel CPU seconds over the window and
+// the machine's busy cores then.
+func (c *cpuSplit) result() (user, sys, machineCores float64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.started || !c.ended {
-		return 0, 0
+		return 0, 0, 0
 	}
 	d := c.c1.Sub(c.c0)
-	return d.User.Seconds(), d.System.Seconds()
+	if wall := c.t1.Sub(c.t0).Seconds(); wall > 0 && c.m1.Total > 0 && c.m0.Total > 0 {
+		machineCores = c.m1.Sub(c.m0).Busy.Seconds() / wall
+	}
+	return d.User.Seconds(), d.System.Seconds(), machineCores
 }
 
 // simArgs is client-sim's command line for one run: the scenario file, the

@@ -166,6 +166,30 @@ func (r Reader) SlabObjectSize(cache string) int {
 	return 0
 }
 
+// MachineCPU is the CPU time of the whole machine so far, over all CPUs:
+// Busy is everything but idle and iowait.
+type MachineCPU struct {
+	Busy, Total time.Duration
+}
+
+// Sub is the machine CPU used between an earlier sample and m.
+func (m MachineCPU) Sub(earlier MachineCPU) MachineCPU {
+	return MachineCPU{Busy: m.Busy - earlier.Busy, Total: m.Total - earlier.Total}
+}
+
+// MachineCPU reads the "cpu" line of /proc/stat.
+func (r Reader) MachineCPU() (MachineCPU, error) {
+	st, err := r.fs.Stat()
+	if err != nil {
+		return MachineCPU{}, fmt.Errorf("procstat: stat: %w", err)
+	}
+	c := st.CPUTotal
+	total := c.User + c.Nice + c.System + c.Idle + c.Iowait + c.IRQ + c.SoftIRQ + c.Steal
+	busy := total - c.Idle - c.Iowait
+	sec := func(v float64) time.Duration { return time.Duration(v * float64(time.Second)) }
+	return MachineCPU{Busy: sec(busy), Total: sec(total)}, nil
+}
+
 // LoadAvg is "1min 5min 15min" from /proc/loadavg, "unknown" when
 // unreadable.
 func (r Reader) LoadAvg() string {

@@ -31,6 +31,9 @@ func fakeProc(t *testing.T) string {
 		"TCPv6                 26     26   2496   13    8 : tunables    0    0    0 : slabdata      2      2      0\n"+
 		"TCP                38040  38064   2368   13    8 : tunables    0    0    0 : slabdata   2928   2928      0\n")
 	write("loadavg", "0.59 0.68 1.23 2/345 6789\n")
+	// user nice system idle iowait irq softirq steal (USER_HZ ticks)
+	write("stat", "cpu  1000 0 500 8000 100 0 50 0 0 0\ncpu0 500 0 250 4000 50 0 25 0 0 0\ncpu1 500 0 250 4000 50 0 25 0 0 0\n"+
+		"intr 0\nctxt 0\nbtime 1700000000\nprocesses 1\nprocs_running 1\nprocs_blocked 0\n")
 	write("cpuinfo", "processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC\nflags\t\t: fpu\n\nprocessor\t: 1\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC\nflags\t\t: fpu\n\n")
 	require.NoError(t, os.Symlink("4242", filepath.Join(dir, "self")))
 	return dir
@@ -68,6 +71,11 @@ func TestReader(t *testing.T) {
 	require.Equal(t, 0, r.SlabObjectSize("sock_inode_cache"))
 	require.Equal(t, "0.59 0.68 1.23", r.LoadAvg())
 	require.Equal(t, "AMD EPYC", r.CPUModel())
+	mc, err := r.MachineCPU()
+	require.NoError(t, err)
+	require.Equal(t, MachineCPU{Busy: 15500 * time.Millisecond, Total: 96500 * time.Millisecond}, mc)
+	require.Equal(t, MachineCPU{Busy: 500 * time.Millisecond, Total: 1500 * time.Millisecond},
+		mc.Sub(MachineCPU{Busy: 15 * time.Second, Total: 95 * time.Second}))
 
 	_, err = r.CPU(1)
 	require.Error(t, err, "no such process")

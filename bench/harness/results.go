@@ -113,7 +113,6 @@ var (
 		return deliveryRatio(r)
 	}
 	figP50  = func(r Run) float64 { return latencyOrNaN(r, r.Report.LatencyMs.P50) }
-	figP90  = func(r Run) float64 { return latencyOrNaN(r, r.Report.LatencyMs.P90) }
 	figP99  = func(r Run) float64 { return latencyOrNaN(r, r.Report.LatencyMs.P99) }
 	figP999 = func(r Run) float64 { return latencyOrNaN(r, r.Report.LatencyMs.P999) }
 	figMax  = func(r Run) float64 { return latencyOrNaN(r, r.Report.LatencyMs.Max) }
@@ -132,7 +131,6 @@ var (
 	figRSSBefore = func(r Run) float64 { return serverKiB(r, func(s *report.Server) int64 { return s.RSSBeforeKiB }) }
 	figRSSJoin   = func(r Run) float64 { return serverKiB(r, func(s *report.Server) int64 { return s.RSSAfterJoinKiB }) }
 	figRSSEnd    = func(r Run) float64 { return serverKiB(r, func(s *report.Server) int64 { return s.RSSEndKiB }) }
-	figHWM       = func(r Run) float64 { return serverKiB(r, func(s *report.Server) int64 { return s.HWMKiB }) }
 	figKiBConn   = func(r Run) float64 {
 		if r.Report.Server == nil || r.Report.Connected == 0 {
 			return math.NaN()
@@ -159,7 +157,6 @@ var (
 		return r.Probe.MachineBusyCores
 	}
 	figSendLagP99 = func(r Run) float64 { return r.Report.SendLagMs.P99 }
-	figConnectS   = func(r Run) float64 { return r.Report.ConnectS }
 )
 
 func latencyOrNaN(r Run, v float64) float64 {

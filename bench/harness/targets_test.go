@@ -1,7 +1,6 @@
 package main
 
 import (
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -244,5 +243,5 @@ func TestRenderAndPublish(t *testing.T) {
 	require.NoError(t, saveResults(r, js))
 	back, err := loadResults(js)
 	require.NoError(t, err)
-	require.Equal(t, renderMain(r), renderMain(back), fmt.Sprint("render after reload"))
+	require.Equal(t, renderMain(r), renderMain(back), "render after reload")
 }

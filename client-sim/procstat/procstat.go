@@ -124,7 +124,7 @@ func (r Reader) OpenFileLimit(pid int) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	l, err := p.NewLimits()
+	l, err := p.Limits()
 	if err != nil {
 		return 0, fmt.Errorf("procstat: limits of %d: %w", pid, err)
 	}

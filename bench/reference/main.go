@@ -14,6 +14,7 @@ import (
 	"log"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -23,9 +24,24 @@ import (
 func main() {
 	listen := flag.String("listen", "127.0.0.1:7700", "address to listen on")
 	tickRate := flag.Int("tick-rate", 30, "tick rate of every room, Hz")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file (to check the instrument itself)")
 	flag.Parse()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			log.Fatalf("reference: cpuprofile: %v", err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			log.Fatalf("reference: cpuprofile: %v", err)
+		}
+		defer func() {
+			pprof.StopCPUProfile()
+			_ = f.Close()
+		}()
+	}
 	if err := run(*listen, *tickRate); err != nil {
-		log.Fatalf("reference: %v", err)
+		log.Printf("reference: %v", err)
+		return
 	}
 }
 

@@ -11,11 +11,17 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/tickrelay/tickrelay/client-sim/report"
 )
 
 // Config is one simulation. Flags and scenario files set the same fields
 // under the same names (the yaml tags are the flag names).
 type Config struct {
+	// Protocol is the wire protocol: report.ProtocolTickrelay (the relay,
+	// the reference relay and the baseline) or report.ProtocolCentrifugo
+	// (a Centrifugo server: each room is a channel).
+	Protocol   string        `yaml:"protocol"`
 	URL        string        `yaml:"url"`
 	Clients    int           `yaml:"clients"`
 	RoomSize   int           `yaml:"room-size"`
@@ -52,6 +58,7 @@ type hooks struct {
 
 func defaultConfig() Config {
 	return Config{
+		Protocol: report.ProtocolTickrelay,
 		URL:      "ws://127.0.0.1:7600/ws",
 		Clients:  100,
 		RoomSize: 8,
@@ -68,7 +75,8 @@ func defaultConfig() Config {
 // bindFlags declares every flag of Config on fs, with cfg's values as
 // defaults.
 func bindFlags(fs *flag.FlagSet, cfg *Config) {
-	fs.StringVar(&cfg.URL, "url", cfg.URL, "relay WebSocket URL")
+	fs.StringVar(&cfg.Protocol, "protocol", cfg.Protocol, "wire protocol: tickrelay (the relay, reference relay, baseline) or centrifugo (each room a channel of a Centrifugo server)")
+	fs.StringVar(&cfg.URL, "url", cfg.URL, "server WebSocket URL (Centrifugo: ws://HOST:PORT/connection/websocket)")
 	fs.IntVar(&cfg.Clients, "clients", cfg.Clients, "number of clients")
 	fs.IntVar(&cfg.RoomSize, "room-size", cfg.RoomSize, "clients per room")
 	fs.Float64Var(&cfg.Rate, "rate", cfg.Rate, "messages per second per client (0: idle)")
@@ -135,6 +143,18 @@ func loadScenario(path string, cfg *Config) error {
 
 func (c *Config) validate() error {
 	var errs []error
+	switch c.Protocol {
+	case report.ProtocolTickrelay:
+	case report.ProtocolCentrifugo:
+		if c.Payload < centrifugoPayloadHeader {
+			errs = append(errs, fmt.Errorf("payload must be at least %d bytes with -protocol centrifugo (the sender's number follows the timestamp and sequence number; got %d)", centrifugoPayloadHeader, c.Payload))
+		}
+		if c.Immediate || c.TickRate != 0 {
+			errs = append(errs, errors.New("tick-rate and immediate are tickrelay room options; Centrifugo has no ticks"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("protocol must be %s or %s (got %q)", report.ProtocolTickrelay, report.ProtocolCentrifugo, c.Protocol))
+	}
 	if c.Clients < 1 {
 		errs = append(errs, fmt.Errorf("clients must be at least 1 (got %d)", c.Clients))
 	}

@@ -69,10 +69,10 @@ func mainWithArgs(args []string, stdout, stderr io.Writer) int {
 
 // finish writes the summary, the JSON report and the plot, and turns the
 // loss check into the exit status.
-func finish(cfg Config, rep Report, stdout, stderr io.Writer) int {
-	writeSummary(stderr, rep)
+func finish(cfg Config, rep result, stdout, stderr io.Writer) int {
+	writeSummary(stderr, rep.Report)
 	if cfg.JSON != "" {
-		if err := writeJSON(rep, cfg.JSON, stdout); err != nil {
+		if err := writeJSON(rep.Report, cfg.JSON, stdout); err != nil {
 			fmt.Fprintf(stderr, "client-sim: %v\n", err)
 			return 1
 		}

@@ -12,7 +12,7 @@ import (
 // writePlot draws the latency distribution (latency against percentile, on
 // a "number of nines" axis) to path; the extension picks the format (.svg,
 // .png, .pdf).
-func writePlot(r Report, path string) error {
+func writePlot(r result, path string) error {
 	h := r.latency
 	if h == nil || h.TotalCount() == 0 {
 		return errors.New("plot: no latency recorded")

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"math"
@@ -10,109 +9,15 @@ import (
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
+
+	"github.com/tickrelay/tickrelay/client-sim/report"
 )
 
-// Report is the result of one run; its JSON form is client-sim's output
-// format (documented in README.md).
-type Report struct {
-	RunID     string  `json:"run_id"`
-	URL       string  `json:"url"`
-	Clients   int     `json:"clients"`
-	Connected int     `json:"connected"` // clients that joined their room
-	RoomSize  int     `json:"room_size"`
-	Rooms     int     `json:"rooms"`
-	Rate      float64 `json:"rate"`
-	Payload   int     `json:"payload"`
-	TickRate  int     `json:"tick_rate"` // asked for on create; 0 = server default
-	Immediate bool    `json:"immediate"`
-	WarmupS   float64 `json:"warmup_s"`
-	DurationS float64 `json:"duration_s"`
-	ConnectS  float64 `json:"connect_s"` // time to connect and join every client
-
-	Sent              uint64  `json:"sent"`       // sends inside the measured window
-	SentTotal         uint64  `json:"sent_total"` // including warm-up
-	Expected          uint64  `json:"expected"`   // sent x (members - 1), per room
-	Delivered         uint64  `json:"delivered"`  // unique deliveries of measured sends
-	LossRatio         float64 `json:"loss_ratio"` // 1 - delivered/expected
-	Duplicates        uint64  `json:"duplicates"`
-	OutOfOrder        uint64  `json:"out_of_order"`
-	BadPayloads       uint64  `json:"bad_payloads"`
-	ReceiversWithLoss int     `json:"receivers_with_loss"`
-	SentPerSec        float64 `json:"sent_per_sec"`
-	DeliveredPerSec   float64 `json:"delivered_per_sec"`
-
-	LatencyMs Percentiles `json:"latency_ms"`
-	// SendLagMs is how late sends left client-sim against their schedule:
-	// if it grows, client-sim itself is the bottleneck.
-	SendLagMs Percentiles `json:"send_lag_ms"`
-	// LatencyHist is the whole latency distribution (microseconds), as
-	// HdrHistogram's V2 compressed base64 encoding: a few KB that let a
-	// harness merge rounds or processes and overlay systems on one plot,
-	// which the percentiles above cannot. Empty when nothing was measured.
-	LatencyHist string `json:"latency_hist,omitempty"`
-
-	Errors map[string]int64 `json:"errors"`
-
-	ClientCPUS   float64 `json:"client_cpu_s"` // client-sim's utime+stime over the measured window
-	ClientCores  float64 `json:"client_cores"`
-	ClientRSSKiB int64   `json:"client_rss_kib"` // after joining
-
-	Server *ServerReport `json:"server,omitempty"` // with -server-pid
-
+// result is one run's report and the latency distribution behind it (for
+// the plot; the report carries it only encoded).
+type result struct {
+	report.Report
 	latency *hdrhistogram.Histogram
-}
-
-// Percentiles of a distribution, in milliseconds.
-type Percentiles struct {
-	P50  float64 `json:"p50"`
-	P90  float64 `json:"p90"`
-	P99  float64 `json:"p99"`
-	P999 float64 `json:"p999"`
-	Max  float64 `json:"max"`
-	Mean float64 `json:"mean"`
-}
-
-// ServerReport holds the figures of the relay process given by -server-pid.
-type ServerReport struct {
-	PID                int     `json:"pid"`
-	CPUS               float64 `json:"cpu_s"` // utime+stime over the measured window
-	Cores              float64 `json:"cores"`
-	CPUUsPerDelivery   float64 `json:"cpu_us_per_delivery"`
-	RSSBeforeKiB       int64   `json:"rss_before_kib"`
-	RSSAfterJoinKiB    int64   `json:"rss_after_join_kib"`
-	RSSEndKiB          int64   `json:"rss_end_kib"`
-	HWMKiB             int64   `json:"hwm_kib"`
-	KiBPerConnection   float64 `json:"kib_per_connection"`
-	SamplingIncomplete bool    `json:"sampling_incomplete,omitempty"`
-}
-
-// encodeHist is h in HdrHistogram's V2 compressed base64 form, "" when h is
-// empty or cannot be encoded (the percentiles still stand; only the export
-// is lost, so the run need not fail).
-func encodeHist(h *hdrhistogram.Histogram) string {
-	if h == nil || h.TotalCount() == 0 {
-		return ""
-	}
-	b, err := h.EncodeV2()
-	if err != nil {
-		return ""
-	}
-	return string(b)
-}
-
-func percentiles(h *hdrhistogram.Histogram) Percentiles {
-	ms := func(us int64) float64 { return float64(us) / 1000 }
-	if h.TotalCount() == 0 {
-		return Percentiles{}
-	}
-	return Percentiles{
-		P50:  ms(h.ValueAtQuantile(50)),
-		P90:  ms(h.ValueAtQuantile(90)),
-		P99:  ms(h.ValueAtQuantile(99)),
-		P999: ms(h.ValueAtQuantile(99.9)),
-		Max:  ms(h.Max()),
-		Mean: h.Mean() / 1000,
-	}
 }
 
 type reportInputs struct {
@@ -124,9 +29,10 @@ type reportInputs struct {
 
 // report gathers the figures that do not need the reader goroutines to have
 // stopped (see finishReceiverStats for those that do).
-func (s *sim) report(members []int, in reportInputs) Report {
+func (s *sim) report(members []int, in reportInputs) result {
 	cfg := s.cfg
-	r := Report{
+	r := report.Report{
+		Protocol:  cfg.Protocol,
 		RunID:     s.runID,
 		URL:       cfg.URL,
 		Clients:   cfg.Clients,
@@ -163,20 +69,20 @@ func (s *sim) report(members []int, in reportInputs) Report {
 	r.SentPerSec = float64(r.Sent) / r.DurationS
 	r.DeliveredPerSec = float64(r.Delivered) / r.DurationS
 
-	r.latency = mergeShards(s.hists)
-	r.LatencyMs = percentiles(r.latency)
-	r.LatencyHist = encodeHist(r.latency)
-	lag := newHist()
+	latency := mergeShards(s.hists)
+	r.LatencyMs = report.PercentilesOf(latency)
+	r.LatencyHist = report.EncodeHistogram(latency)
+	lag := report.NewHistogram()
 	for _, sh := range s.senders {
 		lag.Merge(sh.lag)
 	}
-	r.SendLagMs = percentiles(lag)
+	r.SendLagMs = report.PercentilesOf(lag)
 
 	r.ClientCPUS = in.clientCPU.Seconds()
 	r.ClientCores = r.ClientCPUS / r.DurationS
 	r.ClientRSSKiB = in.clientRSS
 	if p := in.server; p != nil && p.pid != 0 {
-		sr := &ServerReport{
+		sr := &report.Server{
 			PID:                p.pid,
 			CPUS:               (p.cpuEnd - p.cpuStart).Seconds(),
 			RSSBeforeKiB:       p.rssBefore,
@@ -194,12 +100,12 @@ func (s *sim) report(members []int, in reportInputs) Report {
 		}
 		r.Server = sr
 	}
-	return r
+	return result{Report: r, latency: latency}
 }
 
 // finishReceiverStats adds the counters owned by the reader goroutines;
 // only call once every client is closed.
-func (r *Report) finishReceiverStats(s *sim) {
+func (r *result) finishReceiverStats(s *sim) {
 	for _, c := range s.clients {
 		r.Duplicates += c.dups
 		r.OutOfOrder += c.outOfOrder
@@ -207,12 +113,11 @@ func (r *Report) finishReceiverStats(s *sim) {
 	}
 }
 
-func writeJSON(r Report, path string, stdout io.Writer) error {
-	b, err := json.MarshalIndent(r, "", "  ")
+func writeJSON(r report.Report, path string, stdout io.Writer) error {
+	b, err := report.Encode(r)
 	if err != nil {
 		return fmt.Errorf("json: %w", err)
 	}
-	b = append(b, '\n')
 	if path == "-" {
 		_, err = stdout.Write(b)
 		return err
@@ -224,7 +129,7 @@ func writeJSON(r Report, path string, stdout io.Writer) error {
 }
 
 // writeSummary prints the human summary.
-func writeSummary(w io.Writer, r Report) {
+func writeSummary(w io.Writer, r report.Report) {
 	fmt.Fprintf(w, "client-sim %s: %d clients (%d joined) in %d rooms of %d, %g msg/s, %d B payload, %gs measured after %gs warm-up\n",
 		r.RunID, r.Clients, r.Connected, r.Rooms, r.RoomSize, r.Rate, r.Payload, r.DurationS, r.WarmupS)
 	fmt.Fprintf(w, "  connect   %.2fs\n", r.ConnectS)

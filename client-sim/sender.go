@@ -21,16 +21,19 @@ import (
 type sendShard struct {
 	queue   sendQueue
 	payload []byte
-	sent    atomic.Uint64           // sends so far, for the progress line
-	lag     *hdrhistogram.Histogram // how late sends went out vs their schedule; owned by run
+	// stampSender writes the sender's client number into bytes 16-23
+	// (-protocol centrifugo: the publication has no sender field).
+	stampSender bool
+	sent        atomic.Uint64           // sends so far, for the progress line
+	lag         *hdrhistogram.Histogram // how late sends went out vs their schedule; owned by run
 }
 
-func newSendShard(payloadSize int) *sendShard {
+func newSendShard(payloadSize int, stampSender bool) *sendShard {
 	p := make([]byte, payloadSize)
 	for i := payloadHeader; i < len(p); i++ {
 		p[i] = byte(i) // filler; the relay treats payloads as opaque
 	}
-	return &sendShard{payload: p, lag: newHist()}
+	return &sendShard{payload: p, stampSender: stampSender, lag: newHist()}
 }
 
 // add schedules c with a random phase within one period, so that clients do
@@ -74,7 +77,16 @@ func (sh *sendShard) run(ctx context.Context, s *sim, start time.Time, period, e
 		sentAt := time.Now().UnixNano()
 		binary.LittleEndian.PutUint64(sh.payload[0:], uint64(sentAt))
 		binary.LittleEndian.PutUint64(sh.payload[8:], c.seq)
-		if err := c.c.Send(sh.payload, client.SendOptions{}); err != nil {
+		var err error
+		if c.cf == nil {
+			err = c.c.Send(sh.payload, client.SendOptions{})
+		} else {
+			if sh.stampSender {
+				binary.LittleEndian.PutUint64(sh.payload[payloadHeader:], uint64(c.idx))
+			}
+			err = c.cf.Publish(c.channel, sh.payload)
+		}
+		if err != nil {
 			// The connection is gone; its OnClose counts the disconnect,
 			// this counts the send that found it gone first.
 			if !c.dead.Swap(true) {

@@ -1,5 +1,6 @@
-// The real relay (package server) in the table of servers the simulator is
-// tested against, next to the baseline.
+// The real relay (package server) and the reference relay (bench/reference)
+// in the table of servers the simulator is tested against, next to the
+// baseline.
 
 package main
 
@@ -12,11 +13,27 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/tickrelay/tickrelay/bench/reference/refrelay"
 	"github.com/tickrelay/tickrelay/server"
 )
 
 func init() {
-	testServers = append(testServers, testServer{name: "relay", start: startRelay})
+	testServers = append(testServers,
+		testServer{name: "relay", start: startRelay},
+		testServer{name: "reference", start: startReference})
+}
+
+func startReference(t *testing.T) string {
+	t.Helper()
+	srv, err := refrelay.New(refrelay.Config{Listen: "127.0.0.1:0"})
+	require.NoError(t, err)
+	require.NoError(t, srv.Start())
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	})
+	return "ws://" + srv.Addr() + "/ws"
 }
 
 func startRelay(t *testing.T) string {

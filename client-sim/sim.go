@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/tickrelay/tickrelay/client-sim/report"
 )
 
 // Connect concurrency: dials in flight at once. Enough to reach thousands of
@@ -61,7 +63,7 @@ func newSim(cfg Config) (*sim, error) {
 		n = 2 * runtime.GOMAXPROCS(0)
 	}
 	for range n {
-		s.senders = append(s.senders, newSendShard(cfg.Payload))
+		s.senders = append(s.senders, newSendShard(cfg.Payload, cfg.Protocol == report.ProtocolCentrifugo))
 	}
 	// Until the send phase starts nothing is measured.
 	s.winStart.Store(1<<63 - 1)
@@ -82,20 +84,20 @@ func (s *sim) logf(format string, args ...any) {
 // Ramp), send for Warmup+Duration, wait for in-flight deliveries, close
 // everything and report. The connections are closed before it returns,
 // whatever happens.
-func run(ctx context.Context, cfg Config) (Report, error) {
+func run(ctx context.Context, cfg Config) (result, error) {
 	if err := cfg.validate(); err != nil {
-		return Report{}, fmt.Errorf("config: %w", err)
+		return result{}, fmt.Errorf("config: %w", err)
 	}
 	if limit, err := raiseOpenFileLimit(); err == nil && uint64(cfg.Clients)+64 > limit {
-		return Report{}, fmt.Errorf("%d clients need more than the open-file limit %d allows: run several client-sim processes", cfg.Clients, limit)
+		return result{}, fmt.Errorf("%d clients need more than the open-file limit %d allows: run several client-sim processes", cfg.Clients, limit)
 	}
 	locals, err := cfg.localAddrs()
 	if err != nil {
-		return Report{}, fmt.Errorf("config: %w", err)
+		return result{}, fmt.Errorf("config: %w", err)
 	}
 	s, err := newSim(cfg)
 	if err != nil {
-		return Report{}, err
+		return result{}, err
 	}
 	srv := newServerProbe(cfg.ServerPID)
 	srv.sampleRSS(&srv.rssBefore)
@@ -108,7 +110,7 @@ func run(ctx context.Context, cfg Config) (Report, error) {
 	connectStart := time.Now()
 	s.logf("client-sim %s: connecting %d clients to %s (rooms of %d, ramp %g/s)", s.runID, cfg.Clients, cfg.URL, cfg.RoomSize, cfg.Ramp)
 	if err := s.connectAll(ctx, locals); err != nil {
-		return Report{}, err
+		return result{}, err
 	}
 	connectDur := time.Since(connectStart)
 	members := make([]int, (cfg.Clients+cfg.RoomSize-1)/cfg.RoomSize)
@@ -135,7 +137,7 @@ func run(ctx context.Context, cfg Config) (Report, error) {
 
 	if err := sleepUntil(ctx, winStart); err != nil {
 		sendWG.Wait()
-		return Report{}, err
+		return result{}, err
 	}
 	s.setPhase("measure")
 	cpu0 := selfCPU()
@@ -143,13 +145,13 @@ func run(ctx context.Context, cfg Config) (Report, error) {
 	if h := cfg.hooks.midWindow; h != nil {
 		if err := sleepUntil(ctx, winStart.Add(cfg.Duration/2)); err != nil {
 			sendWG.Wait()
-			return Report{}, err
+			return result{}, err
 		}
 		h(s)
 	}
 	if err := sleepUntil(ctx, winEnd); err != nil {
 		sendWG.Wait()
-		return Report{}, err
+		return result{}, err
 	}
 	cpu1 := selfCPU()
 	srv.sampleCPU(&srv.cpuEnd)
@@ -286,12 +288,16 @@ func (s *sim) closeAll() {
 		go func() {
 			defer wg.Done()
 			for c := range work {
-				_ = c.c.Close()
+				if c.cf != nil {
+					_ = c.cf.Close()
+				} else {
+					_ = c.c.Close()
+				}
 			}
 		}()
 	}
 	for _, c := range s.clients {
-		if c.c != nil {
+		if c.c != nil || c.cf != nil {
 			work <- c
 		}
 	}

@@ -18,20 +18,55 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tickrelay/tickrelay/bench/baseline/relay"
+	"github.com/tickrelay/tickrelay/client-sim/centrifugo/cftest"
+	"github.com/tickrelay/tickrelay/client-sim/report"
 )
 
 // testServer is one relay the simulator is tested against; start returns
 // its WebSocket URL.
 type testServer struct {
-	name  string
-	start func(t *testing.T) string
+	name     string
+	start    func(t *testing.T) string
+	protocol string // client-sim's -protocol; empty means tickrelay
 }
 
-// testServers: the baseline in both modes, and the real relay (added by
+// testServers: the baseline in both modes, a server speaking Centrifugo's
+// protocol, and the real relay and the reference relay (added by
 // servers_relay_test.go).
 var testServers = []testServer{
 	{name: "baseline-immediate", start: startBaseline(0)},
 	{name: "baseline-tick30", start: startBaseline(30)},
+	{name: "centrifugo-protocol", start: startCentrifugoProtocol, protocol: report.ProtocolCentrifugo},
+}
+
+// startCentrifugoProtocol is cftest's server: Centrifugo's client protocol
+// through the official codec, publications delivered to the publisher too
+// (which client-sim must not count).
+func startCentrifugoProtocol(t *testing.T) string {
+	t.Helper()
+	srv, err := cftest.Start(cftest.Config{PingInterval: 500 * time.Millisecond})
+	require.NoError(t, err)
+	t.Cleanup(srv.Close)
+	return srv.URL()
+}
+
+// config is testConfig for this server.
+func (s testServer) config(t *testing.T) Config {
+	cfg := testConfig(t, s.start(t))
+	if s.protocol != "" {
+		cfg.Protocol = s.protocol
+	}
+	return cfg
+}
+
+// closeClient closes one simulated client's connection, whatever its
+// protocol.
+func closeClient(c *simClient) {
+	if c.cf != nil {
+		_ = c.cf.Close()
+		return
+	}
+	_ = c.c.Close()
 }
 
 func startBaseline(tickRate int) func(t *testing.T) string {
@@ -74,7 +109,7 @@ func (w testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func runWithTimeout(t *testing.T, cfg Config) Report {
+func runWithTimeout(t *testing.T, cfg Config) result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -88,9 +123,10 @@ func TestShortRunHasNoLoss(t *testing.T) {
 	for _, s := range testServers {
 		t.Run(s.name, func(t *testing.T) {
 			t.Parallel()
-			cfg := testConfig(t, s.start(t))
+			cfg := s.config(t)
 			rep := runWithTimeout(t, cfg)
 
+			require.Equal(t, cfg.Protocol, rep.Protocol)
 			require.Equal(t, 16, rep.Connected)
 			require.Equal(t, 4, rep.Rooms)
 			require.Empty(t, rep.Errors)
@@ -132,13 +168,13 @@ func TestMaxLossFailsWhenAReceiverDisconnects(t *testing.T) {
 	for _, s := range testServers {
 		t.Run(s.name, func(t *testing.T) {
 			t.Parallel()
-			cfg := testConfig(t, s.start(t))
+			cfg := s.config(t)
 			cfg.MaxLoss = 0.001
 			var once sync.Once
 			cfg.hooks.midWindow = func(s *sim) {
 				// Halfway through the window one receiver goes away: the
 				// 3 others in its room keep sending to it.
-				once.Do(func() { _ = s.clients[1].c.Close() })
+				once.Do(func() { closeClient(s.clients[1]) })
 			}
 			rep := runWithTimeout(t, cfg)
 
@@ -262,6 +298,9 @@ func TestMainRejectsBadFlags(t *testing.T) {
 		{"-local-addrs", "not-an-ip"},
 		{"-run-id", "has space"},
 		{"-no-such-flag"},
+		{"-protocol", "mqtt"},
+		{"-protocol", "centrifugo", "-payload", "16"}, // no room for the sender's number
+		{"-protocol", "centrifugo", "-immediate"},
 		{"extra-arg"},
 	} {
 		var stderr bytes.Buffer

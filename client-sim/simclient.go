@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/tickrelay/tickrelay/client"
+	"github.com/tickrelay/tickrelay/client-sim/centrifugo"
+	"github.com/tickrelay/tickrelay/client-sim/report"
 	pb "github.com/tickrelay/tickrelay/proto/tickrelay/v1"
 )
 
@@ -19,6 +21,13 @@ import (
 // the send time (UnixNano, little endian), bytes 8-15 the sender's sequence
 // number (from 1).
 const payloadHeader = 16
+
+// centrifugoPayloadHeader: with -protocol centrifugo, bytes 16-23 also hold
+// the sender's client number (little endian): Centrifugo's publications
+// carry no sender a receiver could use, and it delivers each one back to
+// its publisher, so receivers tell senders, and their own publications,
+// apart by this number.
+const centrifugoPayloadHeader = 24
 
 // connectTimeout bounds one client's dial, handshake and join.
 const connectTimeout = 15 * time.Second
@@ -30,10 +39,13 @@ type simClient struct {
 	sim   *sim
 	shard *histShard
 
-	// Set by the connect goroutine before the send phase starts.
-	c      *client.Client
-	player uint32
-	joined bool
+	// Set by the connect goroutine before the send phase starts: c for the
+	// tickrelay protocol, cf for Centrifugo.
+	c       *client.Client
+	cf      *centrifugo.Conn
+	channel string // the room's Centrifugo channel (built once: publishes must not allocate)
+	player  uint32
+	joined  bool
 
 	// Receive side, owned by the client's reader goroutine (onFrame); read
 	// by others only after Close has returned.
@@ -59,12 +71,26 @@ func (s *sim) roomID(n int) string {
 	return "sim-" + s.runID + "-" + strconv.Itoa(n)
 }
 
+// centrifugoNamespace is the channel namespace rooms live in with
+// -protocol centrifugo: the server's configuration must let anonymous
+// subscribers publish into it (bench/harness's centrifugo system does).
+const centrifugoNamespace = "room"
+
+// channel is the Centrifugo channel of room n.
+func (s *sim) channel(n int) string {
+	return centrifugoNamespace + ":" + s.roomID(n)
+}
+
 // connect dials, joins the client's room (creating it if it is the first)
 // and records the failures by kind.
 func (sc *simClient) connect(ctx context.Context, local net.Addr) {
 	s := sc.sim
 	ctx, cancel := context.WithTimeout(ctx, connectTimeout)
 	defer cancel()
+	if s.cfg.Protocol == report.ProtocolCentrifugo {
+		sc.connectCentrifugo(ctx, local)
+		return
+	}
 	c, err := client.Dial(ctx, s.cfg.URL, client.Options{
 		OnFrame:      sc.onFrame,
 		OnClose:      sc.onClose,
@@ -95,6 +121,25 @@ func (sc *simClient) connect(ctx context.Context, local net.Addr) {
 	s.connected.Add(1)
 }
 
+// connectCentrifugo connects to a Centrifugo server and subscribes to the
+// room's channel: joining a room is subscribing to it.
+func (sc *simClient) connectCentrifugo(ctx context.Context, local net.Addr) {
+	s := sc.sim
+	sc.channel = s.channel(sc.room)
+	c, err := centrifugo.Dial(ctx, s.cfg.URL, sc.channel, centrifugo.Options{
+		OnPublications: sc.onPublications,
+		OnError:        sc.onCentrifugoError,
+		OnClose:        sc.onClose,
+		LocalAddr:      local,
+	})
+	if err != nil {
+		s.errors.add(centrifugoDialKind(err))
+		return
+	}
+	sc.cf, sc.joined = c, true
+	s.connected.Add(1)
+}
+
 // onFrame runs on the client's reader goroutine for every frame: latency of
 // each delivery from the timestamp in its payload, duplicates and order from
 // its sequence number. One time.Now and at most one shard lock per frame.
@@ -102,42 +147,93 @@ func (sc *simClient) onFrame(f *client.FrameView) {
 	if len(f.Deliveries) == 0 {
 		return
 	}
-	now := time.Now().UnixNano()
-	winStart, winEnd := sc.sim.winStart.Load(), sc.sim.winEnd.Load()
-	var measured uint64
-	locked := false
+	rec := sc.startFrame()
 	for i := range f.Deliveries {
 		d := &f.Deliveries[i]
-		if len(d.Payload) < payloadHeader {
+		rec.observe(sc, d.Sender, d.Payload)
+	}
+	rec.finish(sc, len(f.Deliveries))
+}
+
+// onPublications is onFrame for Centrifugo: the publications of one
+// WebSocket message. The sender is the client number in the payload; the
+// receiver's own publications, which Centrifugo delivers back, are left
+// out as the relay leaves out the sender, so that the counts mean the same
+// under both protocols.
+func (sc *simClient) onPublications(pubs []centrifugo.Publication) {
+	rec := sc.startFrame()
+	n := 0
+	for i := range pubs {
+		p := pubs[i].Data
+		if len(p) < centrifugoPayloadHeader {
 			sc.badPayload++
 			continue
 		}
-		sent := int64(binary.LittleEndian.Uint64(d.Payload))
-		seq := binary.LittleEndian.Uint64(d.Payload[8:])
-		dup, ooo := sc.track(d.Sender).observe(seq)
-		if dup {
-			sc.dups++
+		from := binary.LittleEndian.Uint64(p[payloadHeader:])
+		if from == uint64(sc.idx) {
 			continue
 		}
-		if ooo {
-			sc.outOfOrder++
+		// Room members are the clients room*size ... room*size+size-1:
+		// their slot in the room, from 1, stands for a player id.
+		first := uint64(sc.room * sc.sim.cfg.RoomSize)
+		if from < first || from >= first+uint64(sc.sim.cfg.RoomSize) {
+			sc.badPayload++ // not a member of this room
+			continue
 		}
-		if sent < winStart || sent >= winEnd {
-			continue // warm-up, or after the window
-		}
-		measured++
-		if !locked {
-			sc.shard.mu.Lock()
-			locked = true
-		}
-		_ = sc.shard.hist.RecordValue(clampUs((now - sent) / 1000))
+		rec.observe(sc, uint32(from-first+1), p)
+		n++
 	}
-	if locked {
+	rec.finish(sc, n)
+}
+
+// frameRecorder measures the deliveries of one frame (or one Centrifugo
+// message) at its receiver: one clock read and at most one histogram lock
+// for all of them.
+type frameRecorder struct {
+	now, winStart, winEnd int64
+	measured              uint64
+	locked                bool
+}
+
+func (sc *simClient) startFrame() frameRecorder {
+	return frameRecorder{now: time.Now().UnixNano(), winStart: sc.sim.winStart.Load(), winEnd: sc.sim.winEnd.Load()}
+}
+
+// observe records one delivery from sender (a player id, or a room slot).
+func (r *frameRecorder) observe(sc *simClient, sender uint32, payload []byte) {
+	if len(payload) < payloadHeader {
+		sc.badPayload++
+		return
+	}
+	sent := int64(binary.LittleEndian.Uint64(payload))
+	seq := binary.LittleEndian.Uint64(payload[8:])
+	dup, ooo := sc.track(sender).observe(seq)
+	if dup {
+		sc.dups++
+		return
+	}
+	if ooo {
+		sc.outOfOrder++
+	}
+	if sent < r.winStart || sent >= r.winEnd {
+		return // warm-up, or after the window
+	}
+	r.measured++
+	if !r.locked {
+		sc.shard.mu.Lock()
+		r.locked = true
+	}
+	_ = sc.shard.hist.RecordValue(clampUs((r.now - sent) / 1000))
+}
+
+// finish releases the histogram and counts the frame's deliveries.
+func (r *frameRecorder) finish(sc *simClient, deliveries int) {
+	if r.locked {
 		sc.shard.mu.Unlock()
 	}
-	sc.received.Add(uint64(len(f.Deliveries)))
-	if measured > 0 {
-		sc.delivered.Add(measured)
+	sc.received.Add(uint64(deliveries))
+	if r.measured > 0 {
+		sc.delivered.Add(r.measured)
 	}
 }
 
@@ -167,6 +263,12 @@ func (sc *simClient) onLeft(l client.Left) {
 	sc.sim.errors.add("left:" + strings.ToLower(strings.TrimPrefix(l.Reason.String(), "LEAVE_REASON_")))
 }
 
+// onCentrifugoError counts Error replies (to publishes) and server-side
+// unsubscribes.
+func (sc *simClient) onCentrifugoError(err *centrifugo.ServerError) {
+	sc.sim.errors.add("server_error:centrifugo_" + strconv.FormatUint(uint64(err.Code), 10))
+}
+
 func codeName(c pb.ErrorCode) string {
 	return strings.ToLower(strings.TrimPrefix(c.String(), "ERROR_CODE_"))
 }
@@ -192,6 +294,21 @@ func dialKind(err error) string {
 		return "dial:canceled"
 	default:
 		return "dial:other"
+	}
+}
+
+// centrifugoDialKind classifies a failed connect-and-subscribe: dial
+// failures as for the relay, refusals by the server as join:centrifugo_CODE.
+func centrifugoDialKind(err error) string {
+	var se *centrifugo.ServerError
+	var hs *centrifugo.HTTPStatusError
+	switch {
+	case errors.As(err, &se):
+		return "join:centrifugo_" + strconv.FormatUint(uint64(se.Code), 10)
+	case errors.As(err, &hs):
+		return "dial:http_" + strconv.Itoa(hs.Status)
+	default:
+		return dialKind(err)
 	}
 }
 

@@ -5,23 +5,15 @@ import (
 	"sync"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
+
+	"github.com/tickrelay/tickrelay/client-sim/report"
 )
 
-// Latencies are recorded in microseconds, from 1 us to 60 s, with 3
-// significant digits (0.1% resolution).
-const (
-	histMinUs   = 1
-	histMaxUs   = 60_000_000
-	histSigFigs = 3
-)
+// Latencies are recorded in microseconds in histograms of the report's
+// shape (report.NewHistogram).
+func newHist() *hdrhistogram.Histogram { return report.NewHistogram() }
 
-func newHist() *hdrhistogram.Histogram {
-	return hdrhistogram.New(histMinUs, histMaxUs, histSigFigs)
-}
-
-func clampUs(us int64) int64 {
-	return min(max(us, histMinUs), histMaxUs)
-}
+func clampUs(us int64) int64 { return report.ClampMicros(us) }
 
 // histShard is one of a fixed set of latency histograms. Receivers are
 // spread over the shards, so recording costs one uncontended lock per frame

@@ -44,10 +44,3 @@ func TestSeqTrackRingReuse(t *testing.T) {
 	dup, _ := s.observe(10*seqWindow - 1)
 	require.True(t, dup)
 }
-
-func TestClampUs(t *testing.T) {
-	t.Parallel()
-	require.Equal(t, int64(histMinUs), clampUs(-5))
-	require.Equal(t, int64(1234), clampUs(1234))
-	require.Equal(t, int64(histMaxUs), clampUs(1<<40))
-}

@@ -1,27 +1,41 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
+
+	"github.com/tickrelay/tickrelay/client-sim/procstat"
 )
 
-// build compiles the relay, the baseline and client-sim into dir: the
-// harness runs binaries, never `go run`, so that the pid client-sim samples
-// is the server itself and not the go command.
-func build(ctx context.Context, root, dir string) (bins, []string, error) {
+// The pinned Centrifugo the centrifugo system runs (issue 17).
+const (
+	centrifugoModule  = "github.com/centrifugal/centrifugo/v6"
+	centrifugoVersion = "v6.9.1"
+)
+
+// build compiles the relay, the baseline, the reference relay and
+// client-sim into dir, and Centrifugo when withCentrifugo: the harness runs
+// binaries, never `go run`, so that the pid client-sim samples is the
+// server itself and not the go command. A Centrifugo that fails to build
+// is not an error: bins says why, and the other systems run.
+func build(ctx context.Context, root, dir string, withCentrifugo bool) (bins, []string, error) {
 	b := bins{
-		relay:    filepath.Join(dir, "tickrelay"),
-		baseline: filepath.Join(dir, "baseline"),
-		sim:      filepath.Join(dir, "client-sim"),
+		relay:     filepath.Join(dir, "tickrelay"),
+		baseline:  filepath.Join(dir, "baseline"),
+		reference: filepath.Join(dir, "reference"),
+		sim:       filepath.Join(dir, "client-sim"),
+		missing:   map[string]string{},
 	}
 	var cmds []string
 	for _, t := range []struct{ out, pkg string }{
-		{b.relay, "."}, {b.baseline, "./bench/baseline"}, {b.sim, "./client-sim"},
+		{b.relay, "."}, {b.baseline, "./bench/baseline"}, {b.reference, "./bench/reference"}, {b.sim, "./client-sim"},
 	} {
 		args := []string{"build", "-o", t.out, t.pkg}
 		rel, _ := filepath.Rel(root, t.out)
@@ -30,7 +44,33 @@ func build(ctx context.Context, root, dir string) (bins, []string, error) {
 			return b, cmds, fmt.Errorf("build %s: %w", t.pkg, err)
 		}
 	}
+	if !withCentrifugo {
+		b.missing[kindCentrifugo] = "not built (no centrifugo system in this plan)"
+		return b, cmds, nil
+	}
+	rel, _ := filepath.Rel(root, dir)
+	cmds = append(cmds, "GOBIN="+rel+" go install "+centrifugoModule+"@"+centrifugoVersion)
+	if err := goInstall(ctx, root, dir, centrifugoModule+"@"+centrifugoVersion); err != nil {
+		b.missing[kindCentrifugo] = "Centrifugo " + centrifugoVersion + " failed to build: " + firstLine(err.Error())
+		return b, cmds, nil
+	}
+	b.centrifugo = filepath.Join(dir, "centrifugo")
 	return b, cmds, nil
+}
+
+// goInstall runs `go install pkg@version` with GOBIN=dir: module-aware,
+// outside the tickrelay module (its go.mod does not take the package's
+// dependencies).
+func goInstall(ctx context.Context, root, dir, pkg string) error {
+	cmd := exec.CommandContext(ctx, "go", "install", pkg)
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "GOBIN="+dir)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("go install %s: %w: %s", pkg, err, strings.TrimSpace(stderr.String()))
+	}
+	return nil
 }
 
 // findRoot walks up from dir to the tickrelay module's go.mod.
@@ -50,15 +90,17 @@ func findRoot(dir string) (string, error) {
 
 // environment describes the machine and the code; read-only git commands
 // only.
-func environment(ctx context.Context, root string) Env {
-	e := Env{NProc: runtime.NumCPU(), CPUModel: cpuModel(), Sysctl: map[string]string{}}
+func environment(ctx context.Context, root string, proc procstat.Reader) Env {
+	e := Env{NProc: runtime.NumCPU(), CPUModel: proc.CPUModel(), Sysctl: map[string]string{}}
 	if out, err := runCapture(ctx, root, "nproc"); err == nil {
 		fmt.Sscan(out, &e.NProc)
 	}
 	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
 		e.Kernel = strings.TrimSpace(string(b))
 	}
-	e.MemTotalKiB, _ = meminfoKiB("MemTotal")
+	if mi, err := proc.Meminfo(); err == nil {
+		e.MemTotalKiB = mi.TotalKiB
+	}
 	if out, err := runCapture(ctx, root, "sh", "-c", "ulimit -Hn"); err == nil {
 		e.OpenFileLimit = strings.TrimSpace(out)
 	}

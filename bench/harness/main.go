@@ -25,6 +25,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/tickrelay/tickrelay/client-sim/procstat"
 )
 
 func main() {
@@ -52,7 +54,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.SetOutput(stderr)
 	fs.StringVar(&o.mode, "mode", "quick", "full (make bench: 3 rounds, every system, writes bench/RESULTS.md) or quick (make bench-quick: 1 round, relay vs baseline-30hz, short runs, writes bench/out/quick.md)")
 	fs.IntVar(&o.rounds, "rounds", 0, "rounds per scenario (0: the mode's, full 3, quick 1)")
-	fs.StringVar(&o.scenarios, "scenarios", "", "comma-separated scenarios to run: s1,s2,s3,s4 (default: the mode's; quick leaves out s4)")
+	fs.StringVar(&o.scenarios, "scenarios", "", "comma-separated scenarios to run: s1,s2,s3,s4,s5 (default: the mode's; quick leaves out s4 and s5)")
 	fs.StringVar(&o.systems, "systems", "", "comma-separated systems to run in every scenario instead of the mode's: "+systemNames())
 	fs.StringVar(&o.results, "results", "", "results markdown file (default: the mode's)")
 	fs.StringVar(&o.plots, "plots", "", "directory for the latency plots (default: the mode's)")
@@ -192,7 +194,12 @@ func mainWithArgs(args []string, stderr io.Writer) (code int) {
 		}
 	}()
 
-	h := &harness{root: root, plan: plan, procs: procs, log: stderr, outDir: plan.OutDir,
+	proc, err := procstat.New()
+	if err != nil {
+		fmt.Fprintf(stderr, "harness: %v\n", err)
+		return 1
+	}
+	h := &harness{proc: proc, root: root, plan: plan, procs: procs, log: stderr, outDir: plan.OutDir,
 		logDir: filepath.Join(plan.OutDir, "logs"), runDir: filepath.Join(plan.OutDir, "runs")}
 	if err := h.run(ctx, args); err != nil {
 		fmt.Fprintf(stderr, "harness: %v\n", err)
@@ -220,18 +227,31 @@ func (h *harness) run(ctx context.Context, args []string) error {
 	}
 	h.res = &Results{
 		Mode: p.Mode, Rounds: p.Rounds, Scenarios: p.Scenarios, Started: time.Now(),
-		LoadStart: loadAvg(), Invocation: invocation, Commands: map[string]string{}, PlotFiles: map[string]string{},
+		LoadStart: h.proc.LoadAvg(), Invocation: invocation, Commands: map[string]string{}, PlotFiles: map[string]string{},
 	}
-	h.res.Env = environment(ctx, h.root)
+	h.res.Env = environment(ctx, h.root, h.proc)
 	h.logf("tickrelay harness, mode %s: %d round(s), scenarios %s; about %s; load average %s; commit %s",
 		p.Mode, p.Rounds, scenarioIDs(p.Scenarios), p.estimate().Round(time.Minute), h.res.LoadStart, h.res.Env.Commit)
 
 	var err error
-	h.bins, h.res.Builds, err = build(ctx, h.root, filepath.Join(h.outDir, "bin"))
+	withCentrifugo := p.uses(refCentrifugo)
+	if withCentrifugo {
+		h.logf("building Centrifugo %s from its module (minutes the first time)...", centrifugoVersion)
+	}
+	h.bins, h.res.Builds, err = build(ctx, h.root, filepath.Join(h.outDir, "bin"), withCentrifugo)
 	if err != nil {
 		return err
 	}
-	h.logf("built %s, %s, %s", h.bins.relay, h.bins.baseline, h.bins.sim)
+	h.logf("built %s, %s, %s, %s", h.bins.relay, h.bins.baseline, h.bins.reference, h.bins.sim)
+	if withCentrifugo {
+		if h.bins.centrifugo == "" {
+			note := h.bins.missing[kindCentrifugo] + "; its runs fail, everything else runs."
+			h.logf("WARNING: %s", note)
+			h.res.Notes = append(h.res.Notes, note)
+		} else {
+			h.logf("built %s", h.bins.centrifugo)
+		}
+	}
 
 	if p.Micro {
 		h.logf("Go micro-benchmarks (%d runs of %s each)...", p.MicroCount, p.MicroBenchtime)
@@ -256,7 +276,7 @@ func (h *harness) run(ctx context.Context, args []string) error {
 		}
 	}
 	h.res.Finished = time.Now()
-	h.res.LoadEnd = loadAvg()
+	h.res.LoadEnd = h.proc.LoadAvg()
 
 	resultsJSON := filepath.Join(h.outDir, "results.json")
 	if err := saveResults(h.res, resultsJSON); err != nil {

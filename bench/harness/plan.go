@@ -18,7 +18,7 @@ import (
 type System struct {
 	Name       string   // table key: "relay-30hz"
 	Desc       string   // for the report
-	Kind       string   // kindRelay or kindBaseline
+	Kind       string   // kindRelay, kindBaseline, kindReference or kindCentrifugo
 	ServerArgs []string // besides -listen (and -admin-listen for the relay)
 	SimArgs    []string // client-sim flags this system needs (e.g. -immediate)
 	// Admin turns the relay's admin API on (metrics, tick histograms,
@@ -28,13 +28,17 @@ type System struct {
 }
 
 const (
-	kindRelay    = "relay"
-	kindBaseline = "baseline"
+	kindRelay      = "relay"
+	kindBaseline   = "baseline"
+	kindReference  = "reference"  // bench/reference: the floor of this design, a measuring instrument
+	kindCentrifugo = "centrifugo" // Centrifugo v6, built from its module (bench/centrifugo)
 )
 
 // The systems. relay-30hz is the relay as shipped (30 Hz, admin API on),
 // the one every target is about.
 var allSystems = []System{
+	{Name: "reference-30hz", Desc: "reference relay (bench/reference, a measuring instrument): gnet + gobwas/ws, one write per member per 30 Hz tick, no room logic beyond membership: the floor of this design", Kind: kindReference, ServerArgs: []string{"-tick-rate", "30"}},
+	{Name: "centrifugo", Desc: "Centrifugo " + centrifugoVersion + " built from its Go module, bench/centrifugo/config.json: in-memory broker, anonymous connect, client-side publish into the room's channel, history and presence off; client-sim -protocol centrifugo", Kind: kindCentrifugo, SimArgs: []string{"-protocol", "centrifugo"}},
 	{Name: "relay-30hz", Desc: "relay, default 30 Hz ticks, admin API on and /metrics scraped every second", Kind: kindRelay, Admin: true},
 	{Name: "baseline-imm", Desc: "baseline (net/http + gorilla, 2 goroutines per connection), forwards each message at once", Kind: kindBaseline, ServerArgs: []string{"-tick-rate", "0"}},
 	{Name: "baseline-30hz", Desc: "baseline, 30 Hz ticks (a time.Ticker goroutine per room)", Kind: kindBaseline, ServerArgs: []string{"-tick-rate", "30"}},
@@ -168,16 +172,23 @@ type Plan struct {
 
 func fullPlan() Plan {
 	main3 := []string{"relay-30hz", "baseline-imm", "baseline-30hz"}
+	// Side by side in every load scenario: the relay, its floor, Centrifugo
+	// and the baselines.
+	sideBySide := []string{"relay-30hz", "reference-30hz", "centrifugo", "baseline-imm", "baseline-30hz"}
 	return Plan{
 		Mode:   "full",
 		Rounds: 3,
 		Scenarios: []Scenario{
+			// relay-10hz and relay-60hz are left to -systems: they answer
+			// no target and the full run must stay under ~45 minutes.
 			{ID: "s1", Title: "S1 small rooms", File: "bench/scenarios/s1.yaml",
-				Systems: append(slices.Clone(main3), "relay-10hz", "relay-60hz", "relay-imm", "relay-30hz-noadmin")},
-			{ID: "s2", Title: "S2 big rooms", File: "bench/scenarios/s2.yaml", Systems: main3},
-			{ID: "s3", Title: "S3 idle", File: "bench/scenarios/s3.yaml", Systems: main3},
+				Systems: append(slices.Clone(sideBySide), "relay-imm", "relay-30hz-noadmin")},
+			{ID: "s2", Title: "S2 big rooms", File: "bench/scenarios/s2.yaml", Systems: sideBySide},
+			{ID: "s3", Title: "S3 idle", File: "bench/scenarios/s3.yaml", Systems: sideBySide},
 			{ID: "s4", Title: "S4 reach", File: "bench/scenarios/s4.yaml", Systems: main3,
 				Reach: true, HoldProcs: 4, HoldClients: 19000, OverLimit: 300},
+			{ID: "s5", Title: "S5 low load", File: "bench/scenarios/s5.yaml",
+				Systems: []string{"relay-30hz", "reference-30hz", "centrifugo", "baseline-30hz"}},
 		},
 		Settle:         3 * time.Second,
 		Micro:          true,
@@ -192,7 +203,9 @@ func fullPlan() Plan {
 }
 
 func quickPlan() Plan {
-	pair := []string{"relay-30hz", "baseline-30hz"}
+	// The relay, its floor and the ticked baseline; Centrifugo (a
+	// minutes-long first build) only when asked for with -systems.
+	pair := []string{"relay-30hz", "reference-30hz", "baseline-30hz"}
 	short := map[string]string{"warmup": "1s", "duration": "5s", "drain": "2s"}
 	return Plan{
 		Mode:   "quick",
@@ -203,9 +216,12 @@ func quickPlan() Plan {
 			{ID: "s3", Title: "S3 idle", File: "bench/scenarios/s3.yaml", Systems: pair,
 				Overrides: map[string]string{"clients": "2000", "warmup": "2s", "duration": "2s"}},
 			// Not run unless asked for with -scenarios (it takes ~30 s a run).
-			{ID: "s4", Title: "S4 reach", File: "bench/scenarios/s4.yaml", Systems: pair,
+			{ID: "s4", Title: "S4 reach", File: "bench/scenarios/s4.yaml", Systems: []string{"relay-30hz", "baseline-30hz"},
 				Overrides: map[string]string{"warmup": "5s", "duration": "8s"},
 				Reach:     true, HoldProcs: 4, HoldClients: 19000, OverLimit: 300},
+			// Not run unless asked for: at 200 clients a short window says
+			// little.
+			{ID: "s5", Title: "S5 low load", File: "bench/scenarios/s5.yaml", Systems: pair, Overrides: short},
 		},
 		Settle:         time.Second,
 		MicroCount:     1,
@@ -222,7 +238,7 @@ func defaultScenarios(mode string) []string {
 	if mode == "quick" {
 		return []string{"s1", "s2", "s3"}
 	}
-	return []string{"s1", "s2", "s3", "s4"}
+	return []string{"s1", "s2", "s3", "s4", "s5"}
 }
 
 // filter keeps the scenarios asked for, in the plan's order; a non-empty
@@ -269,6 +285,16 @@ func (p *Plan) load(root string) error {
 	return nil
 }
 
+// uses says whether any scenario of the plan runs the system.
+func (p Plan) uses(system string) bool {
+	for _, sc := range p.Scenarios {
+		if slices.Contains(sc.Systems, system) {
+			return true
+		}
+	}
+	return false
+}
+
 // overrideArgs is sc.Overrides as client-sim flags, in a stable order.
 func (sc Scenario) overrideArgs() []string {
 	var args []string
@@ -282,12 +308,18 @@ func (sc Scenario) overrideArgs() []string {
 // taken round by round.
 type Comparison struct{ Num, Den string }
 
-// comparisons lists, for the systems of a scenario, every relay system
-// against every baseline, and the relay with its admin API against the
-// relay without (the metrics cost).
+// comparisons lists, for the systems of a scenario, the relay against its
+// floor (the reference relay) and Centrifugo, every relay system against
+// every baseline, and the relay with its admin API against the relay
+// without (the metrics cost).
 func comparisons(systems []string) []Comparison {
 	var out []Comparison
 	has := func(n string) bool { return slices.Contains(systems, n) }
+	for _, d := range []string{refFloor, refCentrifugo} {
+		if has(refRelay) && has(d) {
+			out = append(out, Comparison{Num: refRelay, Den: d})
+		}
+	}
 	for _, n := range systems {
 		if !strings.HasPrefix(n, "relay") || n == "relay-30hz-noadmin" {
 			continue

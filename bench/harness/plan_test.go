@@ -33,21 +33,34 @@ func TestPlans(t *testing.T) {
 	t.Parallel()
 	full := fullPlan()
 	require.Equal(t, 3, full.Rounds)
+	require.NoError(t, full.filter(defaultScenarios("full"), nil))
+	require.Equal(t, "s1,s2,s3,s4,s5", scenarioIDs(full.Scenarios))
 	for _, sc := range full.Scenarios {
-		require.Subset(t, sc.Systems, []string{refRelay, baseImm, base30}, sc.ID)
+		require.Subset(t, sc.Systems, []string{refRelay, base30}, sc.ID)
+		if !sc.Reach {
+			// Side by side: the relay, its floor, Centrifugo, the baseline.
+			require.Subset(t, sc.Systems, []string{refFloor, refCentrifugo}, sc.ID)
+		}
 		for _, name := range sc.Systems {
 			_, err := systemByName(name)
 			require.NoError(t, err)
 		}
 	}
-	require.Subset(t, full.Scenarios[0].Systems, []string{"relay-10hz", "relay-60hz", "relay-imm", refNoAdmin})
+	require.Subset(t, full.Scenarios[0].Systems, []string{refImm, refNoAdmin, baseImm})
+	require.True(t, full.uses(refCentrifugo))
+	require.NoError(t, full.load("../.."), "the scenario files of the repository")
+	est := full.estimate()
+	t.Logf("full plan: about %s", est.Round(time.Minute))
+	require.Greater(t, est, 30*time.Minute)
+	require.Less(t, est, 45*time.Minute, "make bench stays within its time")
 
 	quick := quickPlan()
 	require.NoError(t, quick.filter(defaultScenarios("quick"), nil))
 	require.Equal(t, "s1,s2,s3", scenarioIDs(quick.Scenarios))
 	for _, sc := range quick.Scenarios {
-		require.Equal(t, []string{refRelay, base30}, sc.Systems)
+		require.Equal(t, []string{refRelay, refFloor, base30}, sc.Systems)
 	}
+	require.False(t, quick.uses(refCentrifugo), "quick mode does not build Centrifugo unless asked")
 
 	p := fullPlan()
 	require.NoError(t, p.filter([]string{"s3", "s1"}, []string{refRelay, "relay-imm"}))
@@ -60,8 +73,9 @@ func TestPlans(t *testing.T) {
 
 func TestComparisons(t *testing.T) {
 	t.Parallel()
-	got := comparisons([]string{refRelay, baseImm, base30, "relay-imm", refNoAdmin})
+	got := comparisons([]string{refRelay, refFloor, refCentrifugo, baseImm, base30, "relay-imm", refNoAdmin})
 	require.Equal(t, []Comparison{
+		{refRelay, refFloor}, {refRelay, refCentrifugo},
 		{refRelay, baseImm}, {refRelay, base30},
 		{"relay-imm", baseImm}, {"relay-imm", base30},
 		{refRelay, refNoAdmin},
@@ -82,6 +96,17 @@ func TestCommandLines(t *testing.T) {
 	require.Equal(t, []string{"-listen", "127.0.0.1:1", "-log-level", "warn", "-admin-listen", "off"}, serverArgs(noAdmin, 1, 0))
 	base, _ := systemByName(base30)
 	require.Equal(t, []string{"-listen", "127.0.0.1:1", "-tick-rate", "30"}, serverArgs(base, 1, 0))
+	ref, _ := systemByName(refFloor)
+	require.Equal(t, []string{"-listen", "127.0.0.1:1", "-tick-rate", "30"}, serverArgs(ref, 1, 0))
+	require.Equal(t, "ws://127.0.0.1:1/ws", wsURL(ref, "127.0.0.1:1"))
+	require.Equal(t, "http://127.0.0.1:1/healthz", healthURL(ref, "127.0.0.1:1"))
+	cf, _ := systemByName(refCentrifugo)
+	require.Equal(t, []string{"--config", "bench/centrifugo/config.json", "--http_server.port", "40001"}, serverArgs(cf, 40001, 0))
+	require.Equal(t, "ws://127.0.0.1:1/connection/websocket", wsURL(cf, "127.0.0.1:1"))
+	require.Equal(t, "http://127.0.0.1:1/health", healthURL(cf, "127.0.0.1:1"))
+	require.Equal(t, []string{"-protocol", "centrifugo"}, cf.SimArgs)
+	require.Equal(t, "centrifugo --config bench/centrifugo/config.json --http_server.port PORT", commandLine("/x/bin/centrifugo", serverArgs(cf, 40001, 0)))
+	require.Empty(t, healthURL(base, "127.0.0.1:1"))
 
 	sim := commandLine("bin/client-sim", []string{"-scenario", "bench/scenarios/s1.yaml", "-url", "ws://127.0.0.1:5555/ws",
 		"-json", "/abs/out/runs/s1-relay-30hz-r1.json", "-server-pid", "4242", "-local-addrs", "127.0.0.1,127.0.0.2"})

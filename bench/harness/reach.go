@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
+	"maps"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tickrelay/tickrelay/client-sim/report"
 )
 
 // ReachFigures are S4's own figures, read by the harness (several client-sim
@@ -72,7 +74,8 @@ type OverLimit struct {
 // clients between them as fast as they can, one loopback source address
 // each; the server's memory is read before and after; then, for the relay,
 // one more process tries to open OverLimit connections past its limit while
-// the others hold theirs, and must be refused with 503.
+// the others hold theirs, and must be refused with 503. Its steps: hold,
+// settle, over the limit, collect.
 func (h *harness) runReach(ctx context.Context, sc Scenario, sys System, round, order int) (run Run) {
 	tag := fmt.Sprintf("%s-%s-r%d", sc.ID, sys.Name, round)
 	run = Run{Scenario: sc.ID, System: sys.Name, Round: round, Order: order, Start: time.Now()}
@@ -86,34 +89,79 @@ func (h *harness) runReach(ctx context.Context, sc Scenario, sys System, round, 
 		return fail(err)
 	}
 	defer srv.stop()
-	h.res.Commands["server "+sys.Name] = commandLine(h.bins.relayOr(sys), srv.args)
+	h.res.Commands["server "+sys.Name] = commandLine(h.bins.binOf(sys), srv.args)
 	sleepCtx(ctx, 300*time.Millisecond)
 	pid := srv.pid()
 	rf := &ReachFigures{HoldProcs: sc.HoldProcs, Attempted: sc.HoldClients, HoldErrors: map[string]int64{}}
 	run.Reach = rf
-	if rf.OpenFileLimit, err = procOpenFileLimit(pid); err != nil {
+	if rf.OpenFileLimit, err = h.proc.OpenFileLimit(pid); err != nil {
 		return fail(err)
 	}
-	if rf.RSSBeforeKiB, err = procStatus(pid, "VmRSS"); err != nil {
+	mem, err := h.proc.Memory(pid)
+	if err != nil {
 		return fail(err)
 	}
-	rf.SlabBeforeKiB, _ = meminfoKiB("Slab")
+	rf.RSSBeforeKiB = mem.RSSKiB
+	if mi, err := h.proc.Meminfo(); err == nil {
+		rf.SlabBeforeKiB = mi.SlabKiB
+	}
 	var scr *scraper
 	if srv.adminAddr != "" {
 		scr = startScraper(ctx, srv.adminAddr, time.Second)
 		defer scr.stop()
 	}
 
-	// Hold phase.
 	simCtx, cancel := context.WithTimeout(ctx, simTimeout(sc.Load)+time.Minute)
 	defer cancel()
-	var joined []chan struct{}
-	var holds []*proc
+	t0 := time.Now()
+	holds, err := h.reachHold(simCtx, sc, sys, srv, tag, rf)
 	defer func() {
 		for _, p := range holds {
 			p.stop()
 		}
 	}()
+	if err != nil {
+		return fail(fmt.Errorf("hold phase: %w", err))
+	}
+	idle := h.reachSettle(ctx, sc, pid, rf)
+
+	// Over the limit: the relay only (the other servers have no limit of
+	// their own and would meet EMFILE in accept instead).
+	if sys.Kind == kindRelay && sc.OverLimit > 0 {
+		over, err := h.overLimit(simCtx, sc, sys, srv, tag, rf)
+		if err != nil {
+			return fail(fmt.Errorf("over-limit phase: %w", err))
+		}
+		rf.Over = over
+		rf.MaxConnections = sc.HoldClients + over.Accepted
+	}
+
+	merged, err := h.reachCollect(simCtx, holds, tag, pid, rf)
+	if err != nil {
+		return fail(err)
+	}
+	// The table's server columns for this run come from the harness's reads.
+	merged.Server = &report.Server{
+		PID: pid, CPUS: idle.Seconds(), Cores: rf.IdleCores,
+		RSSBeforeKiB: rf.RSSBeforeKiB, RSSAfterJoinKiB: rf.RSSHeldKiB, RSSEndKiB: rf.RSSEndKiB,
+		HWMKiB: rf.HWMKiB, KiBPerConnection: rf.KiBPerConn,
+	}
+	run.Report = merged
+	run.Probe = Probe{RSSBeforeKiB: rf.RSSBeforeKiB, RSSEndKiB: rf.RSSEndKiB, HWMKiB: rf.HWMKiB, SimWallS: time.Since(t0).Seconds()}
+	if scr != nil {
+		scr.stop()
+		run.Scrapes, run.ScrapeErrors = scr.ok.Load(), scr.failed.Load()
+	}
+	return run
+}
+
+// reachHold starts the hold processes, HoldClients idle clients between
+// them, one source address each, and returns once every one has joined its
+// clients, with the server's memory and the kernel's slab read at that
+// moment. The processes are returned even on error, for the caller to stop.
+func (h *harness) reachHold(ctx context.Context, sc Scenario, sys System, srv *server, tag string, rf *ReachFigures) ([]*proc, error) {
+	var holds []*proc
+	var joined []chan struct{}
 	t0 := time.Now()
 	for i := range sc.HoldProcs {
 		n := sc.HoldClients / sc.HoldProcs
@@ -126,57 +174,63 @@ func (h *harness) runReach(ctx context.Context, sc Scenario, sys System, round, 
 			h.res.Commands["client-sim "+sc.ID+" "+sys.Name] = fmt.Sprintf("%d x (%s), -local-addrs 127.0.0.1 ... 127.0.0.%d", sc.HoldProcs, commandLine(h.bins.sim, args), sc.HoldProcs)
 		}
 		ch := make(chan struct{}, 1)
-		p, err := h.procs.spawn(simCtx, "client-sim "+ptag, h.bins.sim, args, filepath.Join(h.logDir, ptag+"-sim.log"), onJoined(ch))
+		p, err := h.procs.spawn(ctx, "client-sim "+ptag, h.bins.sim, args, filepath.Join(h.logDir, ptag+"-sim.log"), onJoined(ch))
 		if err != nil {
-			return fail(err)
+			return holds, err
 		}
 		holds = append(holds, p)
 		joined = append(joined, ch)
 	}
-	if err := waitJoined(simCtx, joined, holds, 90*time.Second); err != nil {
-		return fail(fmt.Errorf("hold phase: %w", err))
+	if err := waitJoined(ctx, joined, holds, 90*time.Second); err != nil {
+		return holds, err
 	}
 	rf.JoinS = time.Since(t0).Seconds()
-	rf.RSSHeldKiB, _ = procStatus(pid, "VmRSS")
-	rf.SlabHeldKiB, _ = meminfoKiB("Slab")
-	cpu0, _ := procCPU(pid)
+	if m, err := h.proc.Memory(srv.pid()); err == nil {
+		rf.RSSHeldKiB = m.RSSKiB
+	}
+	if mi, err := h.proc.Meminfo(); err == nil {
+		rf.SlabHeldKiB = mi.SlabKiB
+	}
+	return holds, nil
+}
 
-	// Settle, then the idle figures, while every hold process still holds:
-	// client-sim holds for warmup + duration after its joins.
+// reachSettle waits while every connection is held (client-sim holds for
+// warmup + duration after its joins) and reads the server's idle CPU and
+// its memory after the settle. It returns the CPU used over the settle.
+func (h *harness) reachSettle(ctx context.Context, sc Scenario, pid int, rf *ReachFigures) time.Duration {
+	cpu0, _ := h.proc.CPU(pid)
 	settle := min(sc.Load.Warmup, 5*time.Second)
 	sleepCtx(ctx, settle)
-	cpu1, _ := procCPU(pid)
+	cpu1, _ := h.proc.CPU(pid)
+	used := cpu1.Sub(cpu0).Total()
 	rf.SettleS = settle.Seconds()
-	rf.IdleCores = (cpu1 - cpu0).Seconds() / settle.Seconds()
-	rf.RSSSettledKiB, _ = procStatus(pid, "VmRSS")
-
-	// Over the limit: the relay only (the baseline has no limit of its own
-	// and would meet EMFILE in accept instead).
-	if sys.Kind == kindRelay && sc.OverLimit > 0 {
-		over, err := h.overLimit(simCtx, sc, sys, srv, tag, rf)
-		if err != nil {
-			return fail(fmt.Errorf("over-limit phase: %w", err))
-		}
-		rf.Over = over
-		rf.MaxConnections = sc.HoldClients + over.Accepted
+	rf.IdleCores = used.Seconds() / settle.Seconds()
+	if m, err := h.proc.Memory(pid); err == nil {
+		rf.RSSSettledKiB = m.RSSKiB
 	}
+	return used
+}
 
-	var reps []SimReport
+// reachCollect waits for the hold processes to finish, merges their
+// reports and derives the per-connection figures.
+func (h *harness) reachCollect(ctx context.Context, holds []*proc, tag string, pid int, rf *ReachFigures) (report.Report, error) {
+	var reps []report.Report
 	for i, p := range holds {
-		if err := p.wait(simCtx); err != nil {
-			return fail(err)
+		if err := p.wait(ctx); err != nil {
+			return report.Report{}, err
 		}
-		rep, err := readSimReport(filepath.Join(h.runDir, fmt.Sprintf("%s-p%d.json", tag, i+1)))
+		rep, err := report.ReadFile(filepath.Join(h.runDir, fmt.Sprintf("%s-p%d.json", tag, i+1)))
 		if err != nil {
-			return fail(err)
+			return report.Report{}, err
 		}
 		reps = append(reps, rep)
 	}
-	rf.RSSEndKiB, _ = procStatus(pid, "VmRSS")
-	rf.HWMKiB, _ = procStatus(pid, "VmHWM")
-	merged, err := mergeReports(reps)
+	if m, err := h.proc.Memory(pid); err == nil {
+		rf.RSSEndKiB, rf.HWMKiB = m.RSSKiB, m.HWMKiB
+	}
+	merged, err := report.Merge(reps)
 	if err != nil {
-		return fail(err)
+		return report.Report{}, err
 	}
 	rf.Held = merged.Connected
 	if rf.JoinS > 0 {
@@ -189,29 +243,15 @@ func (h *harness) runReach(ctx context.Context, sc Scenario, sys System, round, 
 			rf.KernelKiBPerSocket = float64(rf.SlabHeldKiB-rf.SlabBeforeKiB) / float64(2*rf.Held)
 		}
 	}
-	if b, err := os.ReadFile("/proc/slabinfo"); err == nil {
-		rf.TCPSlabObjBytes = parseSlabObjSize(b, "TCP")
-		rf.SockInodeObjBytes = parseSlabObjSize(b, "sock_inode_cache")
-	}
+	rf.TCPSlabObjBytes = h.proc.SlabObjectSize("TCP")
+	rf.SockInodeObjBytes = h.proc.SlabObjectSize("sock_inode_cache")
 	for k, v := range merged.Errors {
 		rf.HoldErrors[k] = v
 		if strings.HasPrefix(k, "disconnect:") || strings.HasPrefix(k, "left:") {
 			rf.HoldDrops += v
 		}
 	}
-	// The table's server columns for this run come from the harness's reads.
-	merged.Server = &ServerFigures{
-		PID: pid, CPUS: (cpu1 - cpu0).Seconds(), Cores: rf.IdleCores,
-		RSSBeforeKiB: rf.RSSBeforeKiB, RSSAfterJoinKiB: rf.RSSHeldKiB, RSSEndKiB: rf.RSSEndKiB,
-		HWMKiB: rf.HWMKiB, KiBPerConnection: rf.KiBPerConn,
-	}
-	run.Report = merged
-	run.Probe = Probe{RSSBeforeKiB: rf.RSSBeforeKiB, RSSEndKiB: rf.RSSEndKiB, HWMKiB: rf.HWMKiB, SimWallS: time.Since(t0).Seconds()}
-	if scr != nil {
-		scr.stop()
-		run.Scrapes, run.ScrapeErrors = scr.ok.Load(), scr.failed.Load()
-	}
-	return run
+	return merged, nil
 }
 
 // overLimit runs one more client-sim process with (open-file limit - held)
@@ -243,10 +283,10 @@ func (h *harness) overLimit(ctx context.Context, sc Scenario, sys System, srv *s
 	}
 	if srv.adminAddr != "" {
 		if body, err := scrapeNow(ctx, srv.adminAddr); err == nil {
-			if v, ok := parseGauge(body, "tickrelay_connections_open"); ok {
+			if v, ok, _ := gauge(body, "tickrelay_connections_open"); ok {
 				o.ConnsOpen = v
 			}
-			if v, ok := parseGauge(body, "tickrelay_players"); ok {
+			if v, ok, _ := gauge(body, "tickrelay_players"); ok {
 				o.Players = v
 			}
 		}
@@ -254,13 +294,14 @@ func (h *harness) overLimit(ctx context.Context, sc Scenario, sys System, srv *s
 	if err := p.wait(ctx); err != nil {
 		return nil, err
 	}
-	rep, err := readSimReport(filepath.Join(h.runDir, ptag+".json"))
+	rep, err := report.ReadFile(filepath.Join(h.runDir, ptag+".json"))
 	if err != nil {
 		return nil, err
 	}
 	o.Accepted = rep.Connected
 	o.Refused503 = rep.Errors["dial:http_503"]
-	o.OtherErrors = errorKinds(rep.Errors, "dial:http_503")
+	o.OtherErrors = maps.Clone(rep.Errors)
+	delete(o.OtherErrors, "dial:http_503")
 	return o, nil
 }
 

@@ -6,6 +6,8 @@ import (
 	"math"
 	"os"
 	"time"
+
+	"github.com/tickrelay/tickrelay/client-sim/report"
 )
 
 // Results is everything a harness invocation measured. It is saved as JSON
@@ -111,7 +113,6 @@ var (
 		return deliveryRatio(r)
 	}
 	figP50  = func(r Run) float64 { return latencyOrNaN(r, r.Report.LatencyMs.P50) }
-	figP90  = func(r Run) float64 { return latencyOrNaN(r, r.Report.LatencyMs.P90) }
 	figP99  = func(r Run) float64 { return latencyOrNaN(r, r.Report.LatencyMs.P99) }
 	figP999 = func(r Run) float64 { return latencyOrNaN(r, r.Report.LatencyMs.P999) }
 	figMax  = func(r Run) float64 { return latencyOrNaN(r, r.Report.LatencyMs.Max) }
@@ -127,10 +128,9 @@ var (
 		}
 		return r.Report.Server.CPUUsPerDelivery
 	}
-	figRSSBefore = func(r Run) float64 { return serverKiB(r, func(s *ServerFigures) int64 { return s.RSSBeforeKiB }) }
-	figRSSJoin   = func(r Run) float64 { return serverKiB(r, func(s *ServerFigures) int64 { return s.RSSAfterJoinKiB }) }
-	figRSSEnd    = func(r Run) float64 { return serverKiB(r, func(s *ServerFigures) int64 { return s.RSSEndKiB }) }
-	figHWM       = func(r Run) float64 { return serverKiB(r, func(s *ServerFigures) int64 { return s.HWMKiB }) }
+	figRSSBefore = func(r Run) float64 { return serverKiB(r, func(s *report.Server) int64 { return s.RSSBeforeKiB }) }
+	figRSSJoin   = func(r Run) float64 { return serverKiB(r, func(s *report.Server) int64 { return s.RSSAfterJoinKiB }) }
+	figRSSEnd    = func(r Run) float64 { return serverKiB(r, func(s *report.Server) int64 { return s.RSSEndKiB }) }
 	figKiBConn   = func(r Run) float64 {
 		if r.Report.Server == nil || r.Report.Connected == 0 {
 			return math.NaN()
@@ -149,8 +149,14 @@ var (
 	// figKernelUs is the kernel part of the server's µs per delivery.
 	figKernelUs    = func(r Run) float64 { return figUsPerDelivery(r) * figSysShare(r) }
 	figClientCores = func(r Run) float64 { return r.Report.ClientCores }
-	figSendLagP99  = func(r Run) float64 { return r.Report.SendLagMs.P99 }
-	figConnectS    = func(r Run) float64 { return r.Report.ConnectS }
+	// figMachineCores is the whole machine's busy cores over the window.
+	figMachineCores = func(r Run) float64 {
+		if r.Probe.MachineBusyCores <= 0 {
+			return math.NaN()
+		}
+		return r.Probe.MachineBusyCores
+	}
+	figSendLagP99 = func(r Run) float64 { return r.Report.SendLagMs.P99 }
 )
 
 func latencyOrNaN(r Run, v float64) float64 {
@@ -160,7 +166,7 @@ func latencyOrNaN(r Run, v float64) float64 {
 	return v
 }
 
-func serverKiB(r Run, f func(*ServerFigures) int64) float64 {
+func serverKiB(r Run, f func(*report.Server) int64) float64 {
 	if r.Report.Server == nil {
 		return math.NaN()
 	}

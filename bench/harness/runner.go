@@ -12,18 +12,21 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/tickrelay/tickrelay/client-sim/procstat"
+	"github.com/tickrelay/tickrelay/client-sim/report"
 )
 
 // Run is one scenario against one system in one round: a fresh server
 // process, one client-sim run (several processes for S4), the figures.
 type Run struct {
-	Scenario string    `json:"scenario"`
-	System   string    `json:"system"`
-	Round    int       `json:"round"` // from 1
-	Order    int       `json:"order"` // position within the round
-	Start    time.Time `json:"start"`
-	WallS    float64   `json:"wall_s"`
-	Report   SimReport `json:"report"`
+	Scenario string        `json:"scenario"`
+	System   string        `json:"system"`
+	Round    int           `json:"round"` // from 1
+	Order    int           `json:"order"` // position within the round
+	Start    time.Time     `json:"start"`
+	WallS    float64       `json:"wall_s"`
+	Report   report.Report `json:"report"`
 	// Probe is the harness's own reading of the server's /proc, taken
 	// around the client-sim process: a cross-check of -server-pid.
 	Probe        Probe         `json:"probe"`
@@ -46,6 +49,10 @@ type Probe struct {
 	// to a second late), for the kernel's share; zero when not seen.
 	WindowUserS float64 `json:"window_user_s,omitempty"`
 	WindowSysS  float64 `json:"window_sys_s,omitempty"`
+	// MachineBusyCores is the whole machine's busy CPU (/proc/stat: all
+	// but idle and iowait) over the same window, in cores: server,
+	// client-sim and whatever else ran; zero when not seen.
+	MachineBusyCores float64 `json:"machine_busy_cores,omitempty"`
 	// Check is empty when client-sim's -server-pid figures agree with
 	// these, else what disagreed.
 	Check string `json:"check,omitempty"`
@@ -54,10 +61,29 @@ type Probe struct {
 // ok says whether the run produced figures.
 func (r Run) ok() bool { return r.Err == "" }
 
-type bins struct{ relay, baseline, sim string }
+// bins are the binaries a run uses. A server binary that could not be
+// built is "", with the reason in missing (by kind).
+type bins struct {
+	relay, baseline, reference, centrifugo, sim string
+	missing                                     map[string]string
+}
+
+// binOf is the server binary of sys.
+func (b bins) binOf(sys System) string {
+	switch sys.Kind {
+	case kindBaseline:
+		return b.baseline
+	case kindReference:
+		return b.reference
+	case kindCentrifugo:
+		return b.centrifugo
+	}
+	return b.relay
+}
 
 // harness runs a Plan.
 type harness struct {
+	proc   procstat.Reader
 	root   string
 	plan   Plan
 	procs  *procSet
@@ -161,39 +187,41 @@ func (h *harness) runOne(ctx context.Context, sc Scenario, sys System, round, or
 // serveAndSim starts sys, runs client-sim against it with -server-pid and
 // the harness's own /proc readings around it, and stops the server. during,
 // if not nil, runs alongside client-sim (profiles).
-func (h *harness) serveAndSim(ctx context.Context, sc Scenario, sys System, tag string, during func(ctx context.Context, srv *server)) (SimReport, Probe, *scraper, error) {
+func (h *harness) serveAndSim(ctx context.Context, sc Scenario, sys System, tag string, during func(ctx context.Context, srv *server)) (report.Report, Probe, *scraper, error) {
 	var probe Probe
 	srv, err := h.startServer(ctx, sys, tag)
 	if err != nil {
-		return SimReport{}, probe, nil, err
+		return report.Report{}, probe, nil, err
 	}
 	defer srv.stop()
-	h.res.Commands["server "+sys.Name] = commandLine(h.bins.relayOr(sys), srv.args)
+	h.res.Commands["server "+sys.Name] = commandLine(h.bins.binOf(sys), srv.args)
 	// A freshly started Go runtime is still growing its heap for a moment:
 	// let it settle so that "RSS before" is the idle server, not start-up.
 	sleepCtx(ctx, 300*time.Millisecond)
 	pid := srv.pid()
-	if probe.RSSBeforeKiB, err = procStatus(pid, "VmRSS"); err != nil {
-		return SimReport{}, probe, nil, err
+	mem, err := h.proc.Memory(pid)
+	if err != nil {
+		return report.Report{}, probe, nil, err
 	}
+	probe.RSSBeforeKiB = mem.RSSKiB
 	var scr *scraper
 	if srv.adminAddr != "" {
 		scr = startScraper(ctx, srv.adminAddr, time.Second)
 		defer scr.stop()
 	}
-	cpu0, err := procCPU(pid)
+	cpu0, err := h.proc.CPU(pid)
 	if err != nil {
-		return SimReport{}, probe, scr, err
+		return report.Report{}, probe, scr, err
 	}
 	t0 := time.Now()
 	args := h.simArgs(sc, sys, srv.url, tag, []string{"-server-pid", strconv.Itoa(pid)})
 	h.res.Commands["client-sim "+sc.ID+" "+sys.Name] = commandLine(h.bins.sim, args)
 	simCtx, cancel := context.WithTimeout(ctx, simTimeout(sc.Load))
 	defer cancel()
-	split := &cpuSplit{pid: pid}
+	split := &cpuSplit{pid: pid, proc: h.proc}
 	p, err := h.procs.spawn(simCtx, "client-sim "+tag, h.bins.sim, args, filepath.Join(h.logDir, tag+"-sim.log"), split.onLine)
 	if err != nil {
-		return SimReport{}, probe, scr, err
+		return report.Report{}, probe, scr, err
 	}
 	duringDone := make(chan struct{})
 	if during != nil {
@@ -206,23 +234,24 @@ func (h *harness) serveAndSim(ctx context.Context, sc Scenario, sys System, tag 
 	}
 	werr := p.wait(simCtx)
 	<-duringDone // it may still be talking to the server: keep it up until then
-	cpu1, cerr := procCPU(pid)
+	cpu1, cerr := h.proc.CPU(pid)
 	probe.SimWallS = time.Since(t0).Seconds()
-	probe.CPUWholeS = (cpu1 - cpu0).Seconds()
-	probe.RSSEndKiB, _ = procStatus(pid, "VmRSS")
-	probe.HWMKiB, _ = procStatus(pid, "VmHWM")
+	probe.CPUWholeS = cpu1.Sub(cpu0).Total().Seconds()
+	if m, err := h.proc.Memory(pid); err == nil {
+		probe.RSSEndKiB, probe.HWMKiB = m.RSSKiB, m.HWMKiB
+	}
 	scr.stop()
 	if werr != nil {
-		return SimReport{}, probe, scr, werr
+		return report.Report{}, probe, scr, werr
 	}
 	if cerr != nil {
-		return SimReport{}, probe, scr, fmt.Errorf("server died during the run: %w", cerr)
+		return report.Report{}, probe, scr, fmt.Errorf("server died during the run: %w", cerr)
 	}
-	rep, err := readSimReport(filepath.Join(h.runDir, tag+".json"))
+	rep, err := report.ReadFile(filepath.Join(h.runDir, tag+".json"))
 	if err != nil {
 		return rep, probe, scr, err
 	}
-	probe.WindowUserS, probe.WindowSysS = split.result()
+	probe.WindowUserS, probe.WindowSysS, probe.MachineBusyCores = split.result()
 	probe.Check = checkProbe(rep, probe)
 	return rep, probe, scr, nil
 }
@@ -233,9 +262,12 @@ func (h *harness) serveAndSim(ctx context.Context, sc Scenario, sys System, tag 
 // "close" and the summary when the drain took under a second).
 type cpuSplit struct {
 	pid            int
+	proc           procstat.Reader
 	mu             sync.Mutex
 	started, ended bool
-	u0, s0, u1, s1 time.Duration
+	c0, c1         procstat.CPU
+	m0, m1         procstat.MachineCPU
+	t0, t1         time.Time
 }
 
 // onLine runs on the goroutine copying client-sim's output.
@@ -245,30 +277,33 @@ func (c *cpuSplit) onLine(line string) {
 	defer c.mu.Unlock()
 	switch {
 	case measuring && !c.started:
-		if u, s, err := procTimes(c.pid); err == nil {
-			c.u0, c.s0, c.started = u, s, true
+		if cpu, err := c.proc.CPU(c.pid); err == nil {
+			c.c0, c.started = cpu, true
+			c.m0, _ = c.proc.MachineCPU()
+			c.t0 = time.Now()
 		}
 	case !measuring && c.started && !c.ended:
-		if u, s, err := procTimes(c.pid); err == nil {
-			c.u1, c.s1, c.ended = u, s, true
+		if cpu, err := c.proc.CPU(c.pid); err == nil {
+			c.c1, c.ended = cpu, true
+			c.m1, _ = c.proc.MachineCPU()
+			c.t1 = time.Now()
 		}
 	}
 }
 
-func (c *cpuSplit) result() (user, sys float64) {
+// result is the server's user and kernel CPU seconds over the window and
+// the machine's busy cores then.
+func (c *cpuSplit) result() (user, sys, machineCores float64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.started || !c.ended {
-		return 0, 0
+		return 0, 0, 0
 	}
-	return (c.u1 - c.u0).Seconds(), (c.s1 - c.s0).Seconds()
-}
-
-func (b bins) relayOr(sys System) string {
-	if sys.Kind == kindBaseline {
-		return b.baseline
+	d := c.c1.Sub(c.c0)
+	if wall := c.t1.Sub(c.t0).Seconds(); wall > 0 && c.m1.Total > 0 && c.m0.Total > 0 {
+		machineCores = c.m1.Sub(c.m0).Busy.Seconds() / wall
 	}
-	return b.relay
+	return d.User.Seconds(), d.System.Seconds(), machineCores
 }
 
 // simArgs is client-sim's command line for one run: the scenario file, the
@@ -292,24 +327,12 @@ func simTimeout(l Load) time.Duration {
 	return connect + l.Warmup + l.Duration + l.Drain + 60*time.Second
 }
 
-func readSimReport(path string) (SimReport, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return SimReport{}, fmt.Errorf("client-sim report: %w", err)
-	}
-	rep, err := parseSimReport(b)
-	if err != nil {
-		return rep, fmt.Errorf("%s: %w", path, err)
-	}
-	return rep, nil
-}
-
 // checkProbe compares client-sim's -server-pid figures with the harness's
 // own readings. They are not taken at the same instants, so the checks are
 // the ones that must hold whatever the timing: the RSS before connecting is
 // the same idle server read a few milliseconds apart, and CPU in the
 // measured window cannot exceed CPU over the whole client-sim process.
-func checkProbe(rep SimReport, p Probe) string {
+func checkProbe(rep report.Report, p Probe) string {
 	s := rep.Server
 	if s == nil {
 		return "client-sim reported no server figures"

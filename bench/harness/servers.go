@@ -23,6 +23,10 @@ type server struct {
 	args      []string
 }
 
+// centrifugoConfig is the Centrifugo configuration of the centrifugo
+// system, relative to the repository root (see bench/centrifugo/README.md).
+const centrifugoConfig = "bench/centrifugo/config.json"
+
 // serverArgs is the command line of sys listening on port (and adminPort
 // when the system has its admin API on).
 func serverArgs(sys System, port, adminPort int) []string {
@@ -34,10 +38,33 @@ func serverArgs(sys System, port, adminPort int) []string {
 		if sys.Admin {
 			args = append(args, "-admin-listen", "127.0.0.1:"+strconv.Itoa(adminPort))
 		}
-	case kindBaseline:
+	case kindBaseline, kindReference:
 		args = []string{"-listen", listen}
+	case kindCentrifugo:
+		// The port on the command line wins over the file's.
+		args = []string{"--config", centrifugoConfig, "--http_server.port", strconv.Itoa(port)}
 	}
 	return append(args, sys.ServerArgs...)
+}
+
+// wsURL is the WebSocket endpoint of sys at addr.
+func wsURL(sys System, addr string) string {
+	if sys.Kind == kindCentrifugo {
+		return "ws://" + addr + "/connection/websocket"
+	}
+	return "ws://" + addr + "/ws"
+}
+
+// healthURL is the readiness check of sys at addr; "" when accepting TCP
+// is all there is to check.
+func healthURL(sys System, addr string) string {
+	switch sys.Kind {
+	case kindRelay, kindReference:
+		return "http://" + addr + "/healthz"
+	case kindCentrifugo:
+		return "http://" + addr + "/health"
+	}
+	return ""
 }
 
 // startServer starts sys on free ports and returns once it accepts
@@ -54,9 +81,9 @@ func (h *harness) startServer(ctx context.Context, sys System, tag string) (*ser
 			return nil, err
 		}
 	}
-	bin := h.bins.relay
-	if sys.Kind == kindBaseline {
-		bin = h.bins.baseline
+	bin := h.bins.binOf(sys)
+	if bin == "" {
+		return nil, fmt.Errorf("%s: no binary: %s", sys.Name, h.bins.missing[sys.Kind])
 	}
 	args := serverArgs(sys, port, adminPort)
 	p, err := h.procs.spawn(ctx, sys.Name, bin, args, filepath.Join(h.logDir, tag+"-server.log"), nil)
@@ -64,7 +91,7 @@ func (h *harness) startServer(ctx context.Context, sys System, tag string) (*ser
 		return nil, err
 	}
 	s := &server{proc: p, sys: sys, addr: "127.0.0.1:" + strconv.Itoa(port), args: args}
-	s.url = "ws://" + s.addr + "/ws"
+	s.url = wsURL(sys, s.addr)
 	if adminPort != 0 {
 		s.adminAddr = "127.0.0.1:" + strconv.Itoa(adminPort)
 	}
@@ -72,8 +99,8 @@ func (h *harness) startServer(ctx context.Context, sys System, tag string) (*ser
 		p.stop()
 		return nil, err
 	}
-	if sys.Kind == kindRelay {
-		if err := httpOK(ctx, "http://"+s.addr+"/healthz"); err != nil {
+	if u := healthURL(sys, s.addr); u != "" {
+		if err := waitHTTPOK(ctx, u, 10*time.Second); err != nil {
 			p.stop()
 			return nil, fmt.Errorf("%s health check: %w", sys.Name, err)
 		}
@@ -109,9 +136,17 @@ func httpGet(ctx context.Context, url string) (string, error) {
 	return string(b), nil
 }
 
-func httpOK(ctx context.Context, url string) error {
-	_, err := httpGet(ctx, url)
-	return err
+// waitHTTPOK polls url until it answers 200 (a server may accept TCP a
+// moment before it serves), or timeout.
+func waitHTTPOK(ctx context.Context, url string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		_, err := httpGet(ctx, url)
+		if err == nil || time.Now().After(deadline) || ctx.Err() != nil {
+			return err
+		}
+		sleepCtx(ctx, 50*time.Millisecond)
+	}
 }
 
 // scraper GETs a relay's /metrics once a second, as Prometheus would (more
@@ -182,6 +217,8 @@ func commandLine(bin string, args []string) string {
 				a = "$SERVER_PID"
 			case "-json":
 				a = "REPORT.json"
+			case "--http_server.port":
+				a = "PORT"
 			}
 		}
 		if strings.HasPrefix(a, "127.0.0.1:") || strings.HasPrefix(a, "ws://127.0.0.1:") {

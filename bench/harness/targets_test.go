@@ -1,7 +1,6 @@
 package main
 
 import (
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,19 +8,32 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/tickrelay/tickrelay/client-sim/report"
 )
+
+// encodedHist is a client-sim latency export of the given microsecond
+// values.
+func encodedHist(t *testing.T, us ...int64) string {
+	t.Helper()
+	h := report.NewHistogram()
+	for _, v := range us {
+		require.NoError(t, h.RecordValue(v))
+	}
+	return report.EncodeHistogram(h)
+}
 
 // fakeRun is a successful run with the figures the targets look at.
 func fakeRun(t *testing.T, sc, sys string, round int, usPerDelivery, p99, kibPerConn float64) Run {
-	rep := SimReport{Clients: 1000, Connected: 1000, DurationS: 30, ClientCores: 0.4,
-		LatencyMs: Percentiles{P50: p99 / 2, P99: p99, P999: p99 * 1.2, Max: p99 * 1.5}, Errors: map[string]int64{},
-		Server: &ServerFigures{Cores: 0.3, CPUUsPerDelivery: usPerDelivery, RSSBeforeKiB: 12000, RSSAfterJoinKiB: 16000,
+	rep := report.Report{Clients: 1000, Connected: 1000, DurationS: 30, ClientCores: 0.4,
+		LatencyMs: report.Percentiles{P50: p99 / 2, P99: p99, P999: p99 * 1.2, Max: p99 * 1.5}, Errors: map[string]int64{},
+		Server: &report.Server{Cores: 0.3, CPUUsPerDelivery: usPerDelivery, RSSBeforeKiB: 12000, RSSAfterJoinKiB: 16000,
 			RSSEndKiB: 18000, HWMKiB: 18000, KiBPerConnection: kibPerConn}}
 	if usPerDelivery > 0 {
 		rep.Expected, rep.Delivered = 4_200_000, 4_200_000
 		rep.LatencyHist = encodedHist(t, int64(p99*500), int64(p99*1000))
 	}
-	return Run{Scenario: sc, System: sys, Round: round, Report: rep}
+	return Run{Scenario: sc, System: sys, Round: round, Report: rep, Probe: Probe{MachineBusyCores: 1.25}}
 }
 
 func fakeResults(t *testing.T) *Results {
@@ -34,6 +46,9 @@ func fakeResults(t *testing.T) *Results {
 		sc.Load = Load{Clients: 1000, RoomSize: 8, Rate: 20, Payload: 64, Warmup: 5 * time.Second, Duration: 30 * time.Second}
 		if sc.ID == "s3" || sc.ID == "s4" {
 			sc.Load.Rate = 0
+		}
+		if sc.ID == "s5" {
+			sc.Load.Clients, sc.Load.Rate = 200, 10
 		}
 		r.Scenarios = append(r.Scenarios, sc)
 	}
@@ -50,6 +65,17 @@ func fakeResults(t *testing.T) *Results {
 			fakeRun(t, "s3", refRelay, round, 0, 0, 2.5),
 			fakeRun(t, "s3", baseImm, round, 0, 0, 33),
 			fakeRun(t, "s3", base30, round, 0, 0, 33),
+			fakeRun(t, "s1", refFloor, round, 1.9, 34, 3.5),
+			fakeRun(t, "s1", refCentrifugo, round, 25, 9, 40),
+			fakeRun(t, "s1", refImm, round, 6, 4, 4),
+			fakeRun(t, "s2", refFloor, round, 0.36, 34, 7),
+			fakeRun(t, "s2", refCentrifugo, round, 1.2, 400, 40),
+			fakeRun(t, "s3", refFloor, round, 0, 0, 1.0),
+			fakeRun(t, "s3", refCentrifugo, round, 0, 0, 60),
+			fakeRun(t, "s5", refRelay, round, 4.0, 36, 4),
+			fakeRun(t, "s5", refFloor, round, 3.0, 35, 3),
+			fakeRun(t, "s5", refCentrifugo, round, 20, 2, 40),
+			fakeRun(t, "s5", base30, round, 6.0, 36, 30),
 		)
 		s4 := fakeRun(t, "s4", refRelay, round, 0, 0, 1.6)
 		s4.Reach = &ReachFigures{HoldProcs: 4, Attempted: 19000, Held: 19000, JoinS: 2, JoinRate: 9500, KiBPerConn: 1.6, KiBPerConnSettled: 1.7,
@@ -79,17 +105,39 @@ func TestEvaluateTargets(t *testing.T) {
 	for _, x := range ts {
 		status[x.What] = x.Status
 	}
-	// 2.02/8 = 0.25 <= 1/3: met; 2.02/4.6 = 0.44 <= 1/2: met; S2
-	// 0.37/2.0 = 0.185 > 1/8: missed by 48%.
+	// 2.02/8 = 0.25 <= 1/3: met; S2 0.37/2.0 = 0.185 > 1/8: missed by
+	// 48%.
 	require.Equal(t, statusMet, targetByPrefix(t, ts, "S1 server CPU per delivery, relay 30 Hz / baseline immediate").Status)
-	require.Equal(t, statusMet, targetByPrefix(t, ts, "S1 server CPU per delivery, relay 30 Hz / baseline 30 Hz").Status)
 	s2 := targetByPrefix(t, ts, "S2 server CPU per delivery, relay 30 Hz / baseline immediate")
 	require.Equal(t, statusMissed, s2.Status)
 	require.Equal(t, "over by 48% (1.48x the limit)", s2.Margin)
-	require.Equal(t, statusMet, targetByPrefix(t, ts, "S1 latency p99").Status)
-	s3 := targetByPrefix(t, ts, "S3 server memory per idle connection")
+	// Against the floor: S1 2.02/1.9 = 1.063 <= 1.10; S2 0.37/0.36 =
+	// 1.028 <= 1.05; S5 4/3 = 1.33 > 1.15.
+	r1 := targetByPrefix(t, ts, "S1 server CPU per delivery, relay / reference")
+	require.Equal(t, statusMet, r1.Status)
+	require.Equal(t, "1.063 (rounds 1.058–1.068)", r1.Measured)
+	require.Equal(t, statusMet, targetByPrefix(t, ts, "S2 server CPU per delivery, relay / reference").Status)
+	require.Equal(t, statusMissed, targetByPrefix(t, ts, "S5 (low load) server CPU per delivery, relay / reference").Status)
+	// Against Centrifugo: S1 2.02/25 met; S2 0.37/1.2 = 0.31 > 1/4.
+	require.Equal(t, statusMet, targetByPrefix(t, ts, "S1 server CPU per delivery, relay / Centrifugo").Status)
+	c2 := targetByPrefix(t, ts, "S2 server CPU per delivery, relay / Centrifugo")
+	require.Equal(t, statusMissed, c2.Status)
+	require.Contains(t, c2.Measured, "= 1/3.2")
+	l1 := targetByPrefix(t, ts, "S1 latency p99, relay 30 Hz")
+	require.Equal(t, statusMet, l1.Status)
+	require.Equal(t, "≤ 38.3 ms (one 30 Hz tick + 5 ms)", l1.Required)
+	require.Contains(t, l1.Measured, "machine busy 1.25 of 2 cores")
+	require.Equal(t, statusMet, targetByPrefix(t, ts, "S5 latency p99, relay 30 Hz").Status)
+	require.Equal(t, statusMet, targetByPrefix(t, ts, "S1 latency p99, relay immediate").Status)
+	s3 := targetByPrefix(t, ts, "S3 server memory per idle connection, relay")
 	require.Equal(t, statusMissed, s3.Status)
-	require.Equal(t, "over by 25% (1.25x the limit)", s3.Margin)
+	require.Equal(t, "over by 67% (1.67x the limit)", s3.Margin)
+	require.Equal(t, statusMissed, targetByPrefix(t, ts, "S3 memory per idle connection, relay / reference").Status) // 2.5/1.0
+	require.Equal(t, statusMet, targetByPrefix(t, ts, "S3 memory per connection, relay / Centrifugo").Status)        // 2.5/60
+	require.Equal(t, statusMet, targetByPrefix(t, ts, "S1 reference relay (instrument check)").Status)
+	for _, x := range ts {
+		require.NotContains(t, x.What, "relay 30 Hz / baseline 30 Hz", "superseded by the reference relay (issue 17)")
+	}
 	require.Equal(t, statusMet, targetByPrefix(t, ts, "S3 memory per connection, relay / baseline immediate").Status)
 	require.Equal(t, statusMet, targetByPrefix(t, ts, "S4 idle connections").Status)
 	require.Equal(t, statusMet, targetByPrefix(t, ts, "S4 past -max-connections").Status)
@@ -154,6 +202,9 @@ func TestRenderAndPublish(t *testing.T) {
 		"### Targets", "### S1 small rooms", "### S2 big rooms", "### S3 idle", "### S4 reach", "#### Projection to 1,000,000 connections",
 		"### Metrics cost (issue 6)", "### CPU profiles of the relay", "`relay-30hz` / `baseline-imm`", "abc1234+dirty",
 		"| `relay-30hz` | 3/3 | 100.000% | 0 / 0 |", "19,872 (limit − 128)",
+		"### Side by side", "### S5 low load", "`relay-30hz` / `reference-30hz`", "`relay-30hz` / `centrifugo`",
+		"| S1 small rooms | server µs/delivery | 2.02 | 1.90 | 25.00 | 4.60 | 1.063 (1.058–1.068) |",
+		"| S3 idle | server KiB per connection | 2.50 | 1.00 | 60.00 | 33.00 | 2.500 | 0.042 | 0.076 |",
 	} {
 		require.Contains(t, md, want)
 	}
@@ -175,7 +226,7 @@ func TestRenderAndPublish(t *testing.T) {
 	svg, err := os.ReadFile(filepath.Join(dir, "plots", "s1-latency.svg"))
 	require.NoError(t, err)
 	require.Contains(t, string(svg), "<svg")
-	for _, sys := range []string{refRelay, baseImm, base30} {
+	for _, sys := range []string{refRelay, refFloor, refCentrifugo, baseImm, base30} {
 		require.Contains(t, string(svg), sys, "every system is on the chart")
 	}
 	_, err = os.Stat(filepath.Join(dir, "plots", "s3-latency.svg"))
@@ -192,5 +243,5 @@ func TestRenderAndPublish(t *testing.T) {
 	require.NoError(t, saveResults(r, js))
 	back, err := loadResults(js)
 	require.NoError(t, err)
-	require.Equal(t, renderMain(r), renderMain(back), fmt.Sprint("render after reload"))
+	require.Equal(t, renderMain(r), renderMain(back), "render after reload")
 }

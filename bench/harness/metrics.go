@@ -1,0 +1,31 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+)
+
+// gauge finds the unlabelled sample of the gauge name in a Prometheus text
+// exposition (a relay's GET /metrics); ok is false when the exposition has
+// no such gauge or it has labels.
+func gauge(body, name string) (v float64, ok bool, err error) {
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := p.TextToMetricFamilies(strings.NewReader(body))
+	if err != nil {
+		return 0, false, fmt.Errorf("metrics: %w", err)
+	}
+	f, found := families[name]
+	if !found || f.GetType() != dto.MetricType_GAUGE {
+		return 0, false, nil
+	}
+	for _, m := range f.GetMetric() {
+		if len(m.GetLabel()) == 0 && m.GetGauge() != nil {
+			return m.GetGauge().GetValue(), true, nil
+		}
+	}
+	return 0, false, nil
+}

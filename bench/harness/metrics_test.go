@@ -1,0 +1,30 @@
+package main
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestGauge(t *testing.T) {
+	t.Parallel()
+	body := "# HELP tickrelay_connections_open Open TCP connections.\n# TYPE tickrelay_connections_open gauge\n" +
+		"tickrelay_connections_open 19872\n" +
+		"# TYPE tickrelay_connections_opened_total counter\ntickrelay_connections_opened_total 20300\n" +
+		"# TYPE tickrelay_rooms gauge\ntickrelay_rooms{mode=\"ticked\"} 7\n"
+	v, ok, err := gauge(body, "tickrelay_connections_open")
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, 19872.0, v)
+	_, ok, err = gauge(body, "tickrelay_connections_opened_total")
+	require.NoError(t, err)
+	require.False(t, ok, "a counter is not a gauge")
+	_, ok, err = gauge(body, "tickrelay_rooms")
+	require.NoError(t, err)
+	require.False(t, ok, "only labelled samples")
+	_, ok, err = gauge(body, "tickrelay_players")
+	require.NoError(t, err)
+	require.False(t, ok)
+	_, _, err = gauge("tickrelay_x{ 1\n", "tickrelay_x")
+	require.Error(t, err, "not an exposition")
+}

@@ -301,19 +301,31 @@ func TestAdminDrain(t *testing.T) {
 func TestOriginAllowListAndHandshakeFailureMetric(t *testing.T) {
 	t.Parallel()
 	srv := startServer(t, func(c *Config) { c.AllowedOrigins = []string{"https://game.example"} })
-	upgradeFrom := func(origin string) int {
+	upgradeFrom := func(origin string) *rawConn {
 		r := dialRaw(t, srv)
 		r.write([]byte(strings.Replace(upgradeRequest, "\r\n\r\n", "\r\nOrigin: "+origin+"\r\n\r\n", 1)))
-		resp, err := http.ReadResponse(r.br, nil)
-		require.NoError(t, err)
-		return resp.StatusCode
+		r.expectUpgraded()
+		return r
 	}
-	require.Equal(t, http.StatusSwitchingProtocols, upgradeFrom("https://game.example"))
-	require.Equal(t, http.StatusForbidden, upgradeFrom("https://evil.example"))
+	ok := upgradeFrom("https://GAME.example") // ASCII case does not matter
+	ok.write(clientFrame(true, opPing, []byte("in"), false))
+	op, _ := ok.readFrame()
+	require.Equal(t, byte(opPong), op)
+
+	// Another origin is upgraded and closed at once with 4503 and a reason
+	// the page can read (a refused upgrade is only close 1006 to it).
+	evil := upgradeFrom("https://evil.example")
+	evil.write(clientFrame(true, opBinary, joinMessage(t, "stolen", 1), false)) // not read
+	op, payload := evil.readFrame()
+	require.Equal(t, byte(opClose), op)
+	require.Equal(t, []byte{0x11, 0x97}, payload[:2], "close 4503")
+	require.Equal(t, "origin not allowed", string(payload[2:]))
+	evil.expectEOF()
+	require.Zero(t, srv.Rooms().Stats().Rooms, "nothing from a refused origin is processed")
 
 	admin := newAdminClient(t, srv, "")
 	require.Eventually(t, func() bool {
 		_, body := admin.do("GET", "/metrics", "")
-		return strings.Contains(string(body), `tickrelay_handshake_failures_total{reason="http_403"} 1`)
+		return strings.Contains(string(body), `tickrelay_handshake_failures_total{reason="origin_refused"} 1`)
 	}, testTimeout, 20*time.Millisecond)
 }

@@ -24,7 +24,14 @@ import (
 // Later calls do nothing.
 func (c *conn) close(cause closes.Cause, detail string, onLoop bool) {
 	info := closes.Of(cause)
-	c.closeWith(cause, info.Code, info.Reason, detail, onLoop)
+	c.closeWith(cause, info.Code, info.Reason, detail, 0, onLoop)
+}
+
+// refuse closes a connection the relay will not serve (server full, address
+// limits) with a retry hint in the Error before the Close.
+func (c *conn) refuse(cause closes.Cause, detail string, retry time.Duration, onLoop bool) {
+	info := closes.Of(cause)
+	c.closeWith(cause, info.Code, info.Reason, detail, retry, onLoop)
 }
 
 // closeDecodeError fails the connection for a frame decoder error, whose
@@ -44,10 +51,10 @@ func (c *conn) closeDecodeError(err error, onLoop bool) {
 		cause = closes.TooBig
 		detail = "message over the relay's limit (" + ce.Reason + ")"
 	}
-	c.closeWith(cause, uint16(ce.Code), ce.Reason, detail, onLoop)
+	c.closeWith(cause, uint16(ce.Code), ce.Reason, detail, 0, onLoop)
 }
 
-func (c *conn) closeWith(cause closes.Cause, code uint16, reason, detail string, onLoop bool) {
+func (c *conn) closeWith(cause closes.Cause, code uint16, reason, detail string, retry time.Duration, onLoop bool) {
 	if c.state.Load() == stateHandshake {
 		// Before the upgrade there is no WebSocket to close.
 		c.closing.Store(true)
@@ -66,7 +73,7 @@ func (c *conn) closeWith(cause closes.Cause, code uint16, reason, detail string,
 	if c.echo {
 		errCode = 0 // the echo endpoint speaks plain WebSocket, not the relay protocol
 	}
-	wake := c.out.seal(closeFrames(errCode, detail, code, reason), info.Fail)
+	wake := c.out.seal(closeFrames(errCode, detail, retry, code, reason), info.Fail)
 	switch {
 	case onLoop:
 		c.flush()
@@ -75,15 +82,17 @@ func (c *conn) closeWith(cause closes.Cause, code uint16, reason, detail string,
 	}
 }
 
-// closeFrames is the optional Error message (when code is set) followed by
-// the Close frame.
-func closeFrames(code pb.ErrorCode, detail string, closeCode uint16, reason string) []byte {
+// closeFrames is the optional Error message (when code is set, with retry
+// as its hint) followed by the Close frame.
+func closeFrames(code pb.ErrorCode, detail string, retry time.Duration, closeCode uint16, reason string) []byte {
 	var buf []byte
 	if code != pb.ErrorCode_ERROR_CODE_UNSPECIFIED {
 		if detail == "" {
 			detail = reason
 		}
-		buf = appendServerMessage(buf, errorMessage(0, code, detail))
+		m := errorMessage(0, code, detail)
+		m.GetError().RetryAfterMs = uint32(retry.Milliseconds())
+		buf = appendServerMessage(buf, m)
 	}
 	return wsproto.AppendClose(buf, ws.StatusCode(closeCode), reason)
 }

@@ -152,11 +152,6 @@ func (s *Server) OnTraffic(gc gnet.Conn) gnet.Action {
 }
 
 func (s *Server) handshake(c *conn, in []byte) (gnet.Action, bool) {
-	if c.reject {
-		s.stats.handshakeFailed(failServerFull)
-		_, _ = c.gc.Write(serverFullAnswer)
-		return gnet.Close, false
-	}
 	res, err := wsproto.Handshake(in, c.gc, &s.hs)
 	if res.NeedMore && err == nil {
 		return gnet.None, false
@@ -183,9 +178,24 @@ func (s *Server) handshake(c *conn, in []byte) (gnet.Action, bool) {
 	}
 	c.limits.init(s.policy(), time.Now())
 	c.state.Store(stateOpen)
+	// Refusals after the upgrade, with a code and reason the page can read
+	// (browsers hide an HTTP refusal behind close 1006); input is not read.
+	switch {
+	case res.OriginRefused:
+		s.stats.handshakeFailed(failOrigin)
+		c.close(closes.OriginRefused, "", true)
+		return gnet.None, false
+	case c.reject:
+		s.stats.handshakeFailed(failServerFull)
+		c.refuse(closes.ServerFull, "the relay holds as many connections as it may", serverFullRetry, true)
+		return gnet.None, false
+	}
 	s.stats.upgrades.Add(1)
 	return gnet.None, true
 }
+
+// serverFullRetry is the retry hint of a refusal for the connection limit.
+const serverFullRetry = 2 * time.Second
 
 // consume discards the first n buffered bytes, the ones a parser has used.
 //

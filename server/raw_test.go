@@ -238,16 +238,26 @@ func TestRawManyFragmentsWithinTheLimit(t *testing.T) {
 	require.Equal(t, 1009, code)
 }
 
-func TestRawServerFullAnswers503(t *testing.T) {
+// Just past the connection limit an upgrade is accepted and closed at once
+// with 4002 and Error{SERVER_FULL, retry_after_ms}, which a browser can
+// read; a plain HTTP request (a health check) is still answered.
+func TestRawServerFullIsVisibleToTheClient(t *testing.T) {
 	t.Parallel()
 	srv := startServer(t, func(c *Config) { c.MaxConnections = 1 })
 	first := dialRaw(t, srv)
 	first.upgrade()
 	second := dialRaw(t, srv)
-	second.write([]byte(upgradeRequest))
-	resp, err := http.ReadResponse(second.br, nil)
+	second.upgrade()
+	code, errMsg := second.expectClose()
+	require.Equal(t, 4002, code)
+	require.Equal(t, pb.ErrorCode_ERROR_CODE_SERVER_FULL, errMsg.GetCode())
+	require.Positive(t, errMsg.GetRetryAfterMs())
+	second.expectEOF()
+	health := dialRaw(t, srv)
+	health.write([]byte("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"))
+	resp, err := http.ReadResponse(health.br, nil)
 	require.NoError(t, err)
-	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
 }
 
 func TestRawIdleConnectionIsPingedThenClosed(t *testing.T) {
@@ -300,11 +310,19 @@ func TestRawConnectionFloodIsRefusedAndSurvived(t *testing.T) {
 	for i := range refused {
 		refused[i] = dialRaw(t, srv)
 	}
-	for _, r := range refused {
+	for i, r := range refused {
 		r.write([]byte(upgradeRequest)) // may already have been answered
 		resp, err := http.ReadResponse(r.br, nil)
 		require.NoError(t, err)
-		require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+		if i < rejectWindow {
+			// Within the window: upgraded, then told with a close.
+			require.Equal(t, http.StatusSwitchingProtocols, resp.StatusCode)
+			code, _ := r.expectClose()
+			require.Equal(t, 4002, code)
+		} else {
+			// Far past the limit: 503 before the request was read.
+			require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+		}
 		r.expectEOF()
 	}
 	require.Eventually(t, func() bool { return srv.OpenConnections() == len(held) }, testTimeout, 10*time.Millisecond)

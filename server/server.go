@@ -99,6 +99,9 @@ func New(cfg Config) (*Server, error) {
 			Subprotocol:    Subprotocol,
 			MaxHeaderBytes: cfg.MaxHeaderBytes,
 			HealthPath:     cfg.HealthPath,
+			// Browsers show a refused upgrade as close 1006 and nothing
+			// more; an upgrade closed at once with 4503 tells the page why.
+			OriginRefusalAfterUpgrade: true,
 		},
 	}
 	s.conns.init()

@@ -40,6 +40,7 @@ const (
 	failServerFull = "server_full"
 	failBadRequest = "bad_request"
 	failTimeout    = "timeout"
+	failOrigin     = "origin_refused"
 )
 
 func newCounters() *counters {

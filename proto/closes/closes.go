@@ -135,14 +135,14 @@ var Table = [numCauses]Info{
 	IdleTimeout:      {"idle_timeout", 4001, "idle timeout", pb.ErrorCode_ERROR_CODE_TIMEOUT, 0, true, true, "nothing received within idle-timeout"},
 	HandshakeTimeout: {"handshake_timeout", 4001, "handshake timeout", 0, 408, true, true, "the upgrade request was not complete within handshake-timeout (HTTP only)"},
 	Overloaded:       {"overloaded", 4002, "server overloaded", pb.ErrorCode_ERROR_CODE_OVERLOADED, 503, true, false, "load shedding"},
-	ServerFull:       {"server_full", 4002, "server full", pb.ErrorCode_ERROR_CODE_SERVER_FULL, 503, true, false, "the connection limit is reached"},
+	ServerFull:       {"server_full", 4002, "server full", pb.ErrorCode_ERROR_CODE_SERVER_FULL, 503, true, true, "the connection limit is reached: upgraded and closed at once (far past the limit: HTTP 503 before reading the request)"},
 	RateLimited:      {"rate_limited", 4003, "rate limited", pb.ErrorCode_ERROR_CODE_RATE_LIMITED, 0, true, true, "the client kept sending over its rate limits after RATE_LIMITED answers"},
 	SlowMessage:      {"slow_message", 4004, "message read timeout", pb.ErrorCode_ERROR_CODE_TIMEOUT, 0, true, true, "a message not completed within message-read-timeout"},
-	AddressLimited:   {"address_limited", 4005, "too many connections from your address", pb.ErrorCode_ERROR_CODE_RATE_LIMITED, 429, true, false, "per-address connection or handshake limits"},
+	AddressLimited:   {"address_limited", 4005, "too many connections from your address", pb.ErrorCode_ERROR_CODE_RATE_LIMITED, 429, true, true, "per-address connection or handshake limits"},
 	Kicked:           {"kicked", 4500, "kicked", 0, 0, false, false, "removed by the game or an operator"},
 	Unauthorized:     {"unauthorized", 4501, "unauthorized", pb.ErrorCode_ERROR_CODE_UNAUTHORIZED, 403, false, true, "the auth token was refused too many times"},
 	Replaced:         {"replaced", 4502, "session resumed on another connection", 0, 0, false, false, "a Resume on a newer connection took this connection's seat"},
-	OriginRefused:    {"origin_refused", 4503, "origin not allowed", 0, 403, false, true, "the page's Origin is not on allowed-origins"},
+	OriginRefused:    {"origin_refused", 4503, "origin not allowed", 0, 403, false, true, "the page's Origin is not on allowed-origins: upgraded and closed at once, so the page can read why"},
 }
 
 // MaxReasonBytes is the longest Close reason RFC 6455 allows (a control

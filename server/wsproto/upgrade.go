@@ -44,6 +44,12 @@ type HandshakeConfig struct {
 	// HealthPath answers a plain GET (or HEAD) with 200 "ok\n", for load
 	// balancers. Empty means off.
 	HealthPath string
+	// OriginRefusalAfterUpgrade: a request whose Origin is not allowed is
+	// upgraded anyway and reported as HandshakeResult.OriginRefused, so the
+	// caller can close it with a code and reason the page can read (a
+	// browser shows a refused upgrade as close 1006 with nothing more).
+	// Otherwise it is answered 403.
+	OriginRefusalAfterUpgrade bool
 }
 
 // HandshakeResult says what Handshake did. Exactly one of NeedMore,
@@ -64,6 +70,10 @@ type HandshakeResult struct {
 	Echo bool
 	// Subprotocol is the negotiated subprotocol, "" when none.
 	Subprotocol string
+	// OriginRefused: upgraded although the Origin is not allowed
+	// (HandshakeConfig.OriginRefusalAfterUpgrade); close the connection at
+	// once, reading nothing from it.
+	OriginRefused bool
 	// CloseAfterWrite: an HTTP answer other than 101 was written (200 for
 	// HealthPath, or an error); close the connection once it is flushed.
 	CloseAfterWrite bool
@@ -169,10 +179,11 @@ const headers426 = "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
 // request, a buffer for its answer, and callbacks bound once to the scratch
 // (bound method values allocate; pooling them keeps a handshake cheap).
 type upgradeScratch struct {
-	u   ws.Upgrader
-	r   bytes.Reader
-	out []byte
-	cfg *HandshakeConfig
+	u         ws.Upgrader
+	r         bytes.Reader
+	out       []byte
+	cfg       *HandshakeConfig
+	badOrigin bool // the request's Origin is not allowed (OriginRefusalAfterUpgrade)
 }
 
 var scratchPool = sync.Pool{
@@ -202,6 +213,10 @@ func (s *upgradeScratch) selectProtocol(p []byte) bool {
 // canonical form. k and v are only valid during the call.
 func (s *upgradeScratch) onHeader(k, v []byte) error {
 	if string(k) == "Origin" && !originAllowed(s.cfg.AllowedOrigins, v) {
+		if s.cfg.OriginRefusalAfterUpgrade {
+			s.badOrigin = true
+			return nil
+		}
 		return errOriginForbidden
 	}
 	return nil
@@ -211,11 +226,13 @@ func upgrade(req []byte, w io.Writer, cfg *HandshakeConfig, echo, head bool) (Ha
 	s := scratchPool.Get().(*upgradeScratch)
 	defer func() {
 		s.cfg = nil
+		s.badOrigin = false
 		s.r.Reset(nil)
 		s.out = s.out[:0]
 		scratchPool.Put(s)
 	}()
 	s.cfg = cfg
+	s.badOrigin = false
 	s.r.Reset(req)
 	s.out = s.out[:0]
 
@@ -243,11 +260,12 @@ func upgrade(req []byte, w io.Writer, cfg *HandshakeConfig, echo, head bool) (Ha
 		return answer(w, len(req), head, status, reason, extra)
 	}
 	res := HandshakeResult{
-		Consumed:    len(req),
-		Upgraded:    true,
-		Echo:        echo,
-		Subprotocol: hs.Protocol,
-		Status:      http.StatusSwitchingProtocols,
+		Consumed:      len(req),
+		Upgraded:      true,
+		Echo:          echo,
+		Subprotocol:   hs.Protocol,
+		Status:        http.StatusSwitchingProtocols,
+		OriginRefused: s.badOrigin,
 	}
 	if _, err := w.Write(s.out); err != nil {
 		return res, fmt.Errorf("wsproto: write 101 answer: %w", err)

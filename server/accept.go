@@ -132,8 +132,20 @@ type admission struct {
 // it. Runs on the acceptor goroutine.
 func (s *Server) admit(nc *net.TCPConn) {
 	s.stats.connsOpened.Add(1)
+	s.refreshFileLimit() // one getrlimit: the limit may have been lowered under us
+	if fdNumber(nc) >= int(s.fdLimit.Load())-fdHeadroom {
+		// The lowest free descriptor is near the limit: the process is
+		// nearly out (other parts hold descriptors too). Enrolling needs
+		// one more for gnet's duplicate; answer while we still can.
+		s.acceptor.refusedNoFD.Add(1)
+		s.stats.connsClosed.Add(1)
+		s.stats.handshakeFailed(failServerFull)
+		refuseAtAccept(nc)
+		return
+	}
 	open := s.openConns.Add(1)
-	if open > int64(s.cfg.MaxConnections+rejectWindow) || s.shuttingDown.Load() {
+	limit := s.connectionLimit()
+	if open > int64(limit+rejectWindow) || s.shuttingDown.Load() {
 		// Far past the limit (a flood), or shutting down: answer without
 		// waiting for the request.
 		s.openConns.Add(-1)
@@ -142,7 +154,7 @@ func (s *Server) admit(nc *net.TCPConn) {
 		refuseAtAccept(nc)
 		return
 	}
-	adm := &admission{reject: open > int64(s.cfg.MaxConnections)}
+	adm := &admission{reject: open > int64(limit)}
 	// EnrollContext duplicates the descriptor into the event loop and
 	// closes nc; it returns once the loop has run OnOpen.
 	_, err := s.engine.EnrollContext(nc, adm)
@@ -151,8 +163,45 @@ func (s *Server) admit(nc *net.TCPConn) {
 		// engine is stopping): OnClose will not run for it.
 		s.openConns.Add(-1)
 		s.stats.connsClosed.Add(1)
+		if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+			s.acceptor.refusedNoFD.Add(1)
+		}
 		if err != nil {
 			s.log.Debug("enrolling a connection failed", "err", err)
 		}
+	}
+}
+
+// connectionLimit is MaxConnections, lowered when the open-file limit
+// (re-read by the sweeper) no longer leaves room for it: an operator may
+// lower it under a running process (prlimit), and the count must hold
+// whatever the limit is when connections arrive.
+func (s *Server) connectionLimit() int {
+	return max(min(s.cfg.MaxConnections, int(s.fdLimit.Load())-reservedFiles), 1)
+}
+
+// fdHeadroom is how close to the open-file limit an accepted descriptor may
+// be before the connection is refused: enrolling it takes a duplicate, and
+// logs, the admin API and the runtime need a few more.
+const fdHeadroom = 16
+
+// fdNumber is the descriptor of nc (the kernel hands out the lowest free
+// one, so it says how full the table is).
+func fdNumber(nc *net.TCPConn) int {
+	rc, err := nc.SyscallConn()
+	if err != nil {
+		return 0
+	}
+	fd := 0
+	_ = rc.Control(func(f uintptr) { fd = int(f) })
+	return fd
+}
+
+// refreshFileLimit re-reads the open-file limit (per accept, and by the
+// sweeper).
+func (s *Server) refreshFileLimit() {
+	var lim syscall.Rlimit
+	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim) == nil {
+		s.fdLimit.Store(int64(min(lim.Cur, 1<<30)))
 	}
 }

@@ -294,9 +294,22 @@ func TestBinarySurvivesDescriptorExhaustion(t *testing.T) {
 	// Out of descriptors entirely: the limit set to what the relay holds
 	// now, so accept() itself fails with EMFILE; the reserve descriptor
 	// still lets it answer (and drain the kernel's queue, not spin on it).
-	entries, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", p.cmd.Process.Pid))
-	require.NoError(t, err)
-	limit = unix.Rlimit{Cur: uint64(len(entries)), Max: 200} // the hard limit cannot be raised again
+	// Wait until the flood's descriptors are all given back, so that the
+	// limit leaves none free.
+	fds := func() int {
+		entries, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", p.cmd.Process.Pid))
+		require.NoError(t, err)
+		return len(entries)
+	}
+	var settled int
+	require.Eventually(t, func() bool {
+		n := fds()
+		stable := n == settled && n < 60
+		settled = n
+		return stable
+	}, testTimeout, 100*time.Millisecond)
+	entries := make([]struct{}, settled)
+	limit = unix.Rlimit{Cur: uint64(settled), Max: 200} // the hard limit cannot be raised again
 	require.NoError(t, unix.Prlimit(p.cmd.Process.Pid, unix.RLIMIT_NOFILE, &limit, nil))
 	for range 20 {
 		c, err := net.DialTimeout("tcp", p.addr, testTimeout)

@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // acceptor accepts TCP connections and hands them to the event loops.
@@ -133,10 +135,10 @@ type admission struct {
 func (s *Server) admit(nc *net.TCPConn) {
 	s.stats.connsOpened.Add(1)
 	s.refreshFileLimit() // one getrlimit: the limit may have been lowered under us
-	if fdNumber(nc) >= int(s.fdLimit.Load())-fdHeadroom {
-		// The lowest free descriptor is near the limit: the process is
-		// nearly out (other parts hold descriptors too). Enrolling needs
-		// one more for gnet's duplicate; answer while we still can.
+	if !spareDescriptor(nc) {
+		// The process is out of descriptors (other parts hold them too):
+		// enrolling needs one more for gnet's duplicate, and would cut the
+		// connection without an answer. Answer while we still can.
 		s.acceptor.refusedNoFD.Add(1)
 		s.stats.connsClosed.Add(1)
 		s.stats.handshakeFailed(failServerFull)
@@ -180,21 +182,24 @@ func (s *Server) connectionLimit() int {
 	return max(min(s.cfg.MaxConnections, int(s.fdLimit.Load())-reservedFiles), 1)
 }
 
-// fdHeadroom is how close to the open-file limit an accepted descriptor may
-// be before the connection is refused: enrolling it takes a duplicate, and
-// logs, the admin API and the runtime need a few more.
-const fdHeadroom = 16
-
-// fdNumber is the descriptor of nc (the kernel hands out the lowest free
-// one, so it says how full the table is).
-func fdNumber(nc *net.TCPConn) int {
+// spareDescriptor reports whether the process can still open the
+// descriptor that enrolling nc takes (gnet duplicates it), by duplicating it
+// once and closing the copy: two cheap syscalls per accepted connection, and
+// the only reliable test (descriptor numbers have holes, other parts of the
+// process hold some).
+func spareDescriptor(nc *net.TCPConn) bool {
 	rc, err := nc.SyscallConn()
 	if err != nil {
-		return 0
+		return false
 	}
-	fd := 0
-	_ = rc.Control(func(f uintptr) { fd = int(f) })
-	return fd
+	ok := false
+	_ = rc.Control(func(fd uintptr) {
+		if dup, err := unix.Dup(int(fd)); err == nil {
+			_ = unix.Close(dup)
+			ok = true
+		}
+	})
+	return ok
 }
 
 // refreshFileLimit re-reads the open-file limit (per accept, and by the

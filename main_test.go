@@ -173,18 +173,18 @@ func TestBinaryReloadDrainAndSignals(t *testing.T) {
 	}
 	bin := buildBinary(t)
 	cfgPath := filepath.Join(t.TempDir(), "tickrelay.yaml")
-	require.NoError(t, os.WriteFile(cfgPath, []byte("tick-rate: 20\ndrain-timeout: 30s\n"), 0o600))
+	require.NoError(t, os.WriteFile(cfgPath, []byte("auth: off\ntick-rate: 20\ndrain-timeout: 30s\n"), 0o600))
 
 	t.Run("sighup reloads a good file and keeps the old config on a bad one", func(t *testing.T) {
 		relay := startRelay(t, bin, "-config", cfgPath)
 		require.EqualValues(t, 20, connect(t, relay.addr).join("a").GetJoined().GetTickRate())
 
-		require.NoError(t, os.WriteFile(cfgPath, []byte("tick-rate: 40\n"), 0o600))
+		require.NoError(t, os.WriteFile(cfgPath, []byte("auth: off\ntick-rate: 40\n"), 0o600))
 		relay.signal(syscall.SIGHUP)
 		relay.awaitLog("SIGHUP: config reloaded")
 		require.EqualValues(t, 40, connect(t, relay.addr).join("b").GetJoined().GetTickRate())
 
-		require.NoError(t, os.WriteFile(cfgPath, []byte("tick-rate: fast\n"), 0o600))
+		require.NoError(t, os.WriteFile(cfgPath, []byte("auth: off\ntick-rate: fast\n"), 0o600))
 		relay.signal(syscall.SIGHUP)
 		rejected := relay.awaitLog("SIGHUP: config rejected, keeping the running one")
 		require.Contains(t, rejected["err"], "tick-rate")
@@ -195,7 +195,7 @@ func TestBinaryReloadDrainAndSignals(t *testing.T) {
 	})
 
 	t.Run("sigterm drains until the rooms are empty, then exits 0", func(t *testing.T) {
-		require.NoError(t, os.WriteFile(cfgPath, []byte("drain-timeout: 30s\n"), 0o600))
+		require.NoError(t, os.WriteFile(cfgPath, []byte("auth: off\ndrain-timeout: 30s\n"), 0o600))
 		relay := startRelay(t, bin, "-config", cfgPath)
 		inRoom := connect(t, relay.addr)
 		require.NotNil(t, inRoom.join("stay").GetJoined())
@@ -213,7 +213,7 @@ func TestBinaryReloadDrainAndSignals(t *testing.T) {
 	})
 
 	t.Run("a second signal closes at once", func(t *testing.T) {
-		require.NoError(t, os.WriteFile(cfgPath, []byte("drain-timeout: 10m\n"), 0o600))
+		require.NoError(t, os.WriteFile(cfgPath, []byte("auth: off\ndrain-timeout: 10m\n"), 0o600))
 		relay := startRelay(t, bin, "-config", cfgPath)
 		p := connect(t, relay.addr)
 		require.NotNil(t, p.join("forever").GetJoined())

@@ -261,7 +261,7 @@ func (c *Client) Send(payload []byte, opts SendOptions) error {
 	if c.writeErr != nil {
 		return fmt.Errorf("client: send: %w", c.writeErr)
 	}
-	buf := wire.AppendSend(c.wbuf[:maxClientHeader], 0, &sv)
+	buf := wire.AppendSend(c.wbuf[:maxClientHeader], 0, 0, &sv)
 	c.wbuf = buf
 	if err := c.writeFrameLocked(ws.OpBinary, buf, c.opts.WriteTimeout); err != nil {
 		return fmt.Errorf("client: send: %w", err)

@@ -2,6 +2,7 @@ package room
 
 import (
 	"errors"
+	"net/netip"
 	"time"
 
 	pb "github.com/tickrelay/tickrelay/proto/tickrelay/v1"
@@ -25,6 +26,9 @@ var (
 	ErrClosed          = errors.New("room: manager stopped") // also: the Seat was disconnected
 	ErrPlayerNotFound  = errors.New("room: player not found")
 	ErrMessageTooLarge = errors.New("room: message too large") // a payload that cannot fit in one frame
+	// ErrUnauthorized: the join's Grant does not allow it (wrapped in an
+	// *AuthError that says why).
+	ErrUnauthorized = errors.New("room: not allowed")
 )
 
 // ErrorCode maps an error from this package to its wire code;
@@ -49,9 +53,40 @@ func ErrorCode(err error) pb.ErrorCode {
 		return pb.ErrorCode_ERROR_CODE_OVERLOADED
 	case errors.Is(err, ErrMessageTooLarge):
 		return pb.ErrorCode_ERROR_CODE_MESSAGE_TOO_LARGE
+	case errors.Is(err, ErrUnauthorized):
+		return pb.ErrorCode_ERROR_CODE_UNAUTHORIZED
 	default:
 		return pb.ErrorCode_ERROR_CODE_INTERNAL
 	}
+}
+
+// AuthError is a join its Grant does not allow. Reason is one of the
+// reasons of package auth ("room_not_allowed", "create_not_allowed",
+// "option_not_allowed"), sent in Error.reason.
+type AuthError struct {
+	Reason string
+	Detail string
+}
+
+func (e *AuthError) Error() string { return "room: not allowed (" + e.Reason + "): " + e.Detail }
+
+// Unwrap makes errors.Is(err, ErrUnauthorized) hold.
+func (e *AuthError) Unwrap() error { return ErrUnauthorized }
+
+// Reasons of AuthErrors.
+const (
+	ReasonRoomNotAllowed   = "room_not_allowed"
+	ReasonCreateNotAllowed = "create_not_allowed"
+	ReasonOptionNotAllowed = "option_not_allowed"
+)
+
+// ErrorReason is the Error.reason of err ("" when it has none).
+func ErrorReason(err error) string {
+	var ae *AuthError
+	if errors.As(err, &ae) {
+		return ae.Reason
+	}
+	return ""
 }
 
 // Peer is the room system's view of one connection. The server implements it.
@@ -83,6 +118,10 @@ type Peer interface {
 	// Ready tells the peer that its seat left a transitional state (joining
 	// or leaving): a request refused with ErrSeatBusy can be retried now.
 	Ready()
+	// JoinRefused tells the peer that a Join was refused by its room (not
+	// found, full, not allowed): the Error has been delivered. The transport
+	// counts it against the client's address (failed-join lockout).
+	JoinRefused(code pb.ErrorCode)
 }
 
 // EvictCause says why a peer was removed and should be disconnected.
@@ -188,6 +227,13 @@ type Config struct {
 	// 256 KiB; the transport raises the byte budget to its largest message.
 	SenderTickMessages int
 	SenderTickBytes    int
+	// CodeLength is the length of server-made room codes, 4 to 16. Zero
+	// means 6.
+	CodeLength int
+	// ConcealRooms makes a Join to a full room fail with ROOM_NOT_FOUND,
+	// like one to an unknown code, so that guessing codes tells nothing
+	// about which rooms exist.
+	ConcealRooms bool
 	// InboxPerSeat caps the Sends one seat may have queued in its worker's
 	// inbox; past it Send fails with ErrOverloaded for that seat only, so a
 	// flooding connection cannot fill the inbox for the worker's other
@@ -220,6 +266,32 @@ type JoinRequest struct {
 	// Join carries the client's request. The room keeps no reference to it
 	// past the Join call's return (metadata maps are copied).
 	Join *pb.Join
+	// Grant is what the player's auth token allows; nil when the relay
+	// runs without authentication (anyone may join and create).
+	Grant *Grant
+}
+
+// Grant is what a verified auth token lets a player do, and who it is.
+type Grant struct {
+	// UserID is the player's stable user id (the token's sub), shown to
+	// the room in Member.user_id and PLAYER_JOINED.
+	UserID string
+	// Metadata is player metadata set by the game's backend; its keys
+	// override the client's own player metadata, so the client cannot
+	// forge them.
+	Metadata map[string]string
+	// AllowsRoom reports whether the token admits room id; nil admits any.
+	AllowsRoom func(id string) bool
+	// AnyRoom: the token names no rooms, so it may create a room with a
+	// server-made code.
+	AnyRoom bool
+	// Create: the player may create rooms.
+	Create bool
+	// MaxTickRate and MaxPlayers bound the options of a room the player
+	// creates (explicit ones above are refused, defaults are lowered to
+	// them). Zero means no bound beyond the relay's.
+	MaxTickRate int
+	MaxPlayers  int
 }
 
 // RoomInfo is a summary of one room, for listings.
@@ -255,6 +327,11 @@ type RoomDetail struct {
 // MemberInfo is one member of a room.
 type MemberInfo struct {
 	PlayerID uint32
+	// UserID is from the player's auth token ("" without auth).
+	UserID string
+	// Address is the client's address as the transport determined it
+	// (behind trusted proxies, the forwarded one); invalid when unknown.
+	Address  netip.Addr
 	JoinedAt time.Time
 	Metadata map[string]string
 	// Backlog is the bytes held back because the peer is congested.

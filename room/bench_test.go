@@ -2,6 +2,7 @@ package room_test
 
 import (
 	"fmt"
+	pb "github.com/tickrelay/tickrelay/proto/tickrelay/v1"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -17,6 +18,7 @@ func (discardPeer) Deliver(o *room.Outbound)      { o.Release() }
 func (discardPeer) Congested() bool               { return false }
 func (discardPeer) Evict(room.EvictCause, string) {}
 func (discardPeer) Ready()                        {}
+func (discardPeer) JoinRefused(pb.ErrorCode)      {}
 
 // BenchmarkTickBuild measures one tick of a room where every member sends
 // one 64-byte message to everyone else: Send (copy into a pooled record),

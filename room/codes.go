@@ -50,7 +50,11 @@ func roomHash(id string) uint32 {
 // without the look-alikes 0/O, 1/I/L.
 const (
 	codeAlphabet = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
-	codeLen      = 6
+	// Code lengths (Config.CodeLength): 31^6 is about 887 million codes,
+	// each more character multiplies that by 31.
+	defaultCodeLen = 6
+	minCodeLen     = 4
+	maxCodeLen     = 16
 	// Largest multiple of len(codeAlphabet) that fits a byte: bytes at or
 	// above it are rejected so every letter is equally likely.
 	codeRejectAt = 256 - 256%len(codeAlphabet)
@@ -63,8 +67,10 @@ const (
 // guessed from earlier ones, that hashes to w and names no room of w (and so
 // no room at all: every room lives on the worker its id hashes to).
 func (w *worker) newRoomCode() (string, error) {
-	var random [32]byte
-	var code [codeLen]byte
+	var random [64]byte
+	var buf [maxCodeLen]byte
+	codeLen := w.m.cfg.CodeLength
+	code := buf[:codeLen]
 	for range maxCodeAttempts {
 		rand.Read(random[:]) // never fails (Go 1.24+)
 		n := 0

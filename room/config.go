@@ -62,6 +62,7 @@ func (c *Config) bounds() []bound {
 		{"SenderTickMessages", &c.SenderTickMessages, defaultSenderTickMsgs, 1 << 20},
 		{"SenderTickBytes", &c.SenderTickBytes, defaultSenderTickBytes, maxFrameBytesLimit},
 		{"InboxPerSeat", &c.InboxPerSeat, defaultInboxPerSeat, maxInboxLimit},
+		{"CodeLength", &c.CodeLength, defaultCodeLen, maxCodeLen},
 	}
 }
 
@@ -100,6 +101,9 @@ func (c Config) resolve() (Config, error) {
 		if *b.v > b.max {
 			return invalid("%s (%d) must be at most %d", b.name, *b.v, b.max)
 		}
+	}
+	if c.CodeLength < minCodeLen {
+		return invalid("CodeLength (%d) must be at least %d", c.CodeLength, minCodeLen)
 	}
 	if c.MinTickRate > c.MaxTickRate {
 		return invalid("MinTickRate (%d) must not exceed MaxTickRate (%d)", c.MinTickRate, c.MaxTickRate)

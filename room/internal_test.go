@@ -36,7 +36,7 @@ func TestRoomCodes(t *testing.T) {
 		for range 500 {
 			code, err := w.newRoomCode()
 			require.NoError(t, err)
-			require.Len(t, code, codeLen)
+			require.Len(t, code, defaultCodeLen)
 			require.True(t, validRoomID(code))
 			require.Same(t, w, m.workerFor(code), "a code lives on the worker that made it")
 			require.Nil(t, w.rooms[code])
@@ -154,6 +154,7 @@ func (p *recPeer) Deliver(o *Outbound) {
 func (p *recPeer) Congested() bool          { return false }
 func (p *recPeer) Evict(EvictCause, string) {}
 func (p *recPeer) Ready()                   {}
+func (p *recPeer) JoinRefused(pb.ErrorCode) {}
 
 // TestStaleSendOnOtherWorker: a Send queued on the worker of a room the seat
 // was removed from, processed after the seat joined a room of another
@@ -234,4 +235,17 @@ func TestRoomPhasesShareSlots(t *testing.T) {
 	}
 	require.LessOrEqual(t, len(phases), phaseSlots)
 	require.Greater(t, len(phases), phaseSlots/2, "phases are spread, not all in one slot")
+}
+
+func TestRoomCodeLengthIsASetting(t *testing.T) {
+	t.Parallel()
+	m, err := newManager(Config{Workers: 2, Clock: benchClock{}, CodeLength: 10})
+	require.NoError(t, err)
+	code, err := m.workers[0].newRoomCode()
+	require.NoError(t, err)
+	require.Len(t, code, 10)
+	_, err = newManager(Config{CodeLength: 3})
+	require.ErrorIs(t, err, ErrInvalidArgument)
+	_, err = newManager(Config{CodeLength: 17})
+	require.ErrorIs(t, err, ErrInvalidArgument)
 }

@@ -117,6 +117,13 @@ type joinCmd struct {
 	immediate       bool
 	roomMetadata    map[string]string
 	playerMetadata  map[string]string
+	// From the Grant (auth on): whether this join may create the room, the
+	// bounds of a room it creates, and the player's user id.
+	authed        bool
+	mayCreate     bool
+	grantTickRate int
+	grantPlayers  int
+	userID        string
 }
 
 // Join asks for s to join (or create) a room. Errors found without room
@@ -188,7 +195,7 @@ func (m *Manager) prepareJoin(req JoinRequest) (*joinCmd, error) {
 	if rate == 0 && !opts.GetImmediate() {
 		rate = m.policy().presetRate(opts.GetMetadata())
 	}
-	return &joinCmd{
+	cmd := &joinCmd{
 		requestID:       req.RequestID,
 		roomID:          id,
 		createIfMissing: j.GetCreateIfMissing(),
@@ -197,7 +204,54 @@ func (m *Manager) prepareJoin(req JoinRequest) (*joinCmd, error) {
 		immediate:       opts.GetImmediate(),
 		roomMetadata:    cloneMetadata(opts.GetMetadata()),
 		playerMetadata:  cloneMetadata(j.GetPlayerMetadata()),
-	}, nil
+	}
+	if g := req.Grant; g != nil {
+		if err := applyGrant(cmd, g, m.policy()); err != nil {
+			return nil, err
+		}
+	}
+	return cmd, nil
+}
+
+// applyGrant checks what can be checked of a join against its Grant before
+// the room is looked up (whether the token admits the room id, and the
+// options the client asked for explicitly), and records the rest for the
+// worker, which knows whether the join creates the room.
+func applyGrant(j *joinCmd, g *Grant, pol *Config) error {
+	j.authed, j.mayCreate, j.userID = true, g.Create, g.UserID
+	j.grantTickRate, j.grantPlayers = g.MaxTickRate, g.MaxPlayers
+	switch {
+	case j.roomID == "" && !g.AnyRoom:
+		return &AuthError{ReasonRoomNotAllowed, "the token names its rooms: it cannot create one with a server-made code"}
+	case j.roomID == "" && !g.Create:
+		return &AuthError{ReasonCreateNotAllowed, "the token does not allow creating rooms"}
+	case j.roomID != "" && g.AllowsRoom != nil && !g.AllowsRoom(j.roomID):
+		return &AuthError{ReasonRoomNotAllowed, "the token does not admit room " + j.roomID}
+	}
+	if g.MaxTickRate > 0 && j.tickRate > g.MaxTickRate {
+		return &AuthError{ReasonOptionNotAllowed, fmt.Sprintf("tick rate %d above the token's %d", j.tickRate, g.MaxTickRate)}
+	}
+	if g.MaxPlayers > 0 && j.maxPlayers > g.MaxPlayers {
+		return &AuthError{ReasonOptionNotAllowed, fmt.Sprintf("max players %d above the token's %d", j.maxPlayers, g.MaxPlayers)}
+	}
+	if len(g.Metadata) > 0 {
+		if j.playerMetadata == nil {
+			j.playerMetadata = make(map[string]string, len(g.Metadata))
+		}
+		maps.Copy(j.playerMetadata, g.Metadata) // the backend's keys win
+		if n := metadataSize(j.playerMetadata); n > pol.MaxMetadataBytes {
+			return fmt.Errorf("%w: player metadata of %d bytes above %d with the token's", ErrInvalidArgument, n, pol.MaxMetadataBytes)
+		}
+	}
+	return nil
+}
+
+func metadataSize(md map[string]string) int {
+	n := 0
+	for k, v := range md {
+		n += len(k) + len(v)
+	}
+	return n
 }
 
 // checkMetadata bounds the size of a metadata map and checks its strings are

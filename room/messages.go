@@ -51,6 +51,7 @@ func (w *worker) sendError(s *Seat, requestID uint32, err error) {
 		Body: &pb.ServerMessage_Error{Error: &pb.Error{
 			Code:    ErrorCode(err),
 			Message: strings.ToValidUTF8(err.Error(), "\uFFFD"),
+			Reason:  ErrorReason(err),
 		}},
 	})
 }
@@ -71,7 +72,7 @@ func (w *worker) sendLeft(s *Seat, requestID uint32, roomID string, reason pb.Le
 func (w *worker) sendJoined(s *Seat, requestID uint32, r *room, me *member) {
 	members := make([]*pb.Member, len(r.members))
 	for i, m := range r.members {
-		members[i] = &pb.Member{PlayerId: m.id, Metadata: m.metadata}
+		members[i] = &pb.Member{PlayerId: m.id, Metadata: m.metadata, UserId: m.userID}
 	}
 	w.sendMessage(s, &pb.ServerMessage{
 		RequestId: requestID,

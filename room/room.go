@@ -72,6 +72,7 @@ type member struct {
 	room     *room
 	joinedAt time.Time
 	metadata map[string]string
+	userID   string    // from the auth token, "" without auth
 	lastSent time.Time // last frame handed over, for keep-alives
 	gone     bool      // removed from the room
 
@@ -138,9 +139,19 @@ func (w *worker) roomForJoin(j *joinCmd) (*room, error) {
 		if !j.createIfMissing {
 			return nil, fmt.Errorf("%w: no room %q", ErrRoomNotFound, j.roomID)
 		}
+		if j.authed && !j.mayCreate {
+			if w.m.cfg.ConcealRooms {
+				return nil, fmt.Errorf("%w: no room %q", ErrRoomNotFound, j.roomID)
+			}
+			return nil, &AuthError{ReasonCreateNotAllowed, "the token does not allow creating rooms"}
+		}
 		return w.createRoom(j.roomID, j)
 	}
 	if len(r.members) >= r.maxPlayers || r.lastID == math.MaxUint32 {
+		if w.m.cfg.ConcealRooms {
+			// No existence oracle: a full room looks like no room.
+			return nil, fmt.Errorf("%w: no room %q", ErrRoomNotFound, j.roomID)
+		}
 		return nil, fmt.Errorf("%w: room %q has %d of %d players", ErrRoomFull, r.id, len(r.members), r.maxPlayers)
 	}
 	return r, nil
@@ -170,7 +181,13 @@ func (w *worker) createRoom(id string, j *joinCmd) (*room, error) {
 		r.rate = j.tickRate
 		if r.rate == 0 {
 			r.rate = cfg.DefaultTickRate
+			if j.grantTickRate > 0 {
+				r.rate = max(min(r.rate, j.grantTickRate), cfg.MinTickRate)
+			}
 		}
+	}
+	if j.maxPlayers == 0 && j.grantPlayers > 0 {
+		r.maxPlayers = min(r.maxPlayers, j.grantPlayers)
 	}
 	w.rooms[id] = r
 	w.count.rooms++
@@ -180,9 +197,9 @@ func (w *worker) createRoom(id string, j *joinCmd) (*room, error) {
 }
 
 // addMember adds s to r and announces it to the others.
-func (w *worker) addMember(r *room, s *Seat, metadata map[string]string) *member {
+func (w *worker) addMember(r *room, s *Seat, metadata map[string]string, userID string) *member {
 	r.lastID++
-	m := &member{id: r.lastID, seat: s, room: r, joinedAt: w.now, lastSent: w.now, metadata: metadata}
+	m := &member{id: r.lastID, seat: s, room: r, joinedAt: w.now, lastSent: w.now, metadata: metadata, userID: userID}
 	r.members = append(r.members, m)
 	r.byID[m.id] = m
 	s.member.Store(m)
@@ -192,6 +209,7 @@ func (w *worker) addMember(r *room, s *Seat, metadata map[string]string) *member
 			Type:     pb.RoomEventType_ROOM_EVENT_TYPE_PLAYER_JOINED,
 			PlayerId: m.id,
 			Metadata: m.metadata,
+			UserId:   m.userID,
 		}, m)
 	}
 	return m
@@ -324,6 +342,8 @@ func (r *room) detail() RoomDetail {
 	for i, m := range r.members {
 		d.Members[i] = MemberInfo{
 			PlayerID: m.id,
+			UserID:   m.userID,
+			Address:  m.seat.addr,
 			JoinedAt: m.joinedAt,
 			Metadata: cloneMetadata(m.metadata),
 			Backlog:  m.backlogBytes,

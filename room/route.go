@@ -33,12 +33,15 @@ func (w *worker) join(s *Seat, j *joinCmd) {
 	r, err := w.roomForJoin(j)
 	if err != nil {
 		w.sendError(s, j.requestID, err)
+		if !s.dead.Load() {
+			s.peer.JoinRefused(ErrorCode(err))
+		}
 		// CAS: a pipelined Leave may have moved the seat to leaving; its
 		// queued leave command completes the seat then.
 		s.settle(stateJoining, stateIdle)
 		return
 	}
-	m := w.addMember(r, s, j.playerMetadata)
+	m := w.addMember(r, s, j.playerMetadata, j.userID)
 	w.sendJoined(s, j.requestID, r, m)
 	s.settle(stateJoining, stateInRoom)
 }

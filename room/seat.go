@@ -1,6 +1,11 @@
 package room
 
-import "sync/atomic"
+import (
+	"net/netip"
+	"sync/atomic"
+
+	pb "github.com/tickrelay/tickrelay/proto/tickrelay/v1"
+)
 
 // Seat states. See the package documentation for who moves which.
 const (
@@ -36,7 +41,13 @@ type Seat struct {
 	// queued counts this seat's Sends in worker inboxes, for its fair share
 	// (Config.InboxPerSeat).
 	queued atomic.Int32
+	// addr is the client's address (SetAddress), for the admin API.
+	addr netip.Addr
 }
+
+// SetAddress records the client's address, shown in the admin API's member
+// view. Call it before the seat's first Join.
+func (s *Seat) SetAddress(a netip.Addr) { s.addr = a }
 
 // settle moves s from state from to state to, if it is in from, and tells
 // its peer that it can take requests again. Worker only.
@@ -83,3 +94,4 @@ func (discardPeer) Deliver(o *Outbound)      { o.Release() }
 func (discardPeer) Congested() bool          { return false }
 func (discardPeer) Evict(EvictCause, string) {}
 func (discardPeer) Ready()                   {}
+func (discardPeer) JoinRefused(pb.ErrorCode) {}

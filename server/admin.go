@@ -171,6 +171,8 @@ type roomJSON struct {
 
 type memberJSON struct {
 	PlayerID     uint32            `json:"player_id"`
+	UserID       string            `json:"user_id,omitempty"`
+	Address      string            `json:"address,omitempty"`
 	JoinedAt     time.Time         `json:"joined_at"`
 	Metadata     map[string]string `json:"metadata,omitempty"`
 	BacklogBytes int               `json:"backlog_bytes"`
@@ -245,7 +247,11 @@ func (a *admin) getRoom(w http.ResponseWriter, r *http.Request) {
 	out := toRoomJSON(d.RoomInfo, time.Now())
 	out.Host = d.Host
 	for _, m := range d.Members {
-		out.Members = append(out.Members, memberJSON{PlayerID: m.PlayerID, JoinedAt: m.JoinedAt, Metadata: m.Metadata, BacklogBytes: m.Backlog})
+		mj := memberJSON{PlayerID: m.PlayerID, UserID: m.UserID, JoinedAt: m.JoinedAt, Metadata: m.Metadata, BacklogBytes: m.Backlog}
+		if m.Address.IsValid() {
+			mj.Address = m.Address.String()
+		}
+		out.Members = append(out.Members, mj)
 	}
 	writeJSON(w, http.StatusOK, out)
 }

@@ -4,10 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/netip"
 	"runtime"
 	"syscall"
 	"time"
 
+	"github.com/tickrelay/tickrelay/iplimit"
 	"github.com/tickrelay/tickrelay/room"
 )
 
@@ -72,6 +75,27 @@ type Config struct {
 	MaxFragments int
 	// RateLimits bound what each connection may send.
 	RateLimits RateLimits
+
+	// Auth says who may connect, create and join.
+	Auth AuthConfig
+	// TrustedProxies are the load balancers and proxies (CIDRs or
+	// addresses) whose X-Forwarded-For / X-Real-IP (and PROXY header, with
+	// ProxyProtocol) give the client's address. Headers from other peers
+	// are ignored. Empty means none: the TCP peer is the client.
+	TrustedProxies []string
+	// ProxyProtocol: connections from TrustedProxies start with a PROXY
+	// protocol (v1 or v2) header giving the client's address, as a TCP
+	// load balancer sends it (haproxy send-proxy-v2).
+	ProxyProtocol bool
+	// AddressLimits bound what one client address may do: connections,
+	// handshakes and joins per second, failed joins (lockout). Zero fields
+	// mean package iplimit's defaults; negative ones turn a limit off.
+	// Its Exempt list is built from AddressExempt.
+	AddressLimits iplimit.Config
+	// AddressExempt lists addresses (CIDRs) the per-address limits leave
+	// alone. Nil means loopback (local load generators and health checks;
+	// a local proxy belongs in TrustedProxies); "none" means none.
+	AddressExempt []string
 	// OutboundSoftBytes: above this many unwritten bytes a connection counts
 	// as congested and its room holds messages back (superseding latest-only
 	// updates). Zero means 256 KiB.
@@ -93,8 +117,12 @@ type Config struct {
 	// metrics, pprof). Zero means "127.0.0.1:7601"; AdminOff disables it.
 	AdminListen string
 	// AdminToken, if set, is required as "Authorization: Bearer TOKEN" on
-	// every admin endpoint but /healthz and /readyz.
-	AdminToken string
+	// every admin endpoint but /healthz and /readyz (pprof included).
+	// AdminTokenFile reads it from a file instead (flags show in ps). An
+	// admin listener on a non-loopback address refuses to start without
+	// one.
+	AdminToken     string
+	AdminTokenFile string
 	// DrainTimeout is how long a drain lets rooms run on before closing
 	// their players. Zero means 30s.
 	DrainTimeout time.Duration
@@ -183,6 +211,15 @@ func (c Config) withDefaults() Config {
 		c.MaxBadMessages = 3
 	}
 	c.RateLimits = c.RateLimits.withDefaults(c.MaxMessageBytes)
+	if c.AddressExempt == nil {
+		c.AddressExempt = []string{"127.0.0.0/8", "::1/128"}
+	}
+	if c.Auth.Audience == "" {
+		c.Auth.Audience = "tickrelay"
+	}
+	if c.Auth.MaxFailures == 0 {
+		c.Auth.MaxFailures = 3
+	}
 	if c.Room.SenderTickBytes == 0 && c.MaxMessageBytes > 256<<10 {
 		c.Room.SenderTickBytes = c.MaxMessageBytes // one largest message always fits a tick
 	}
@@ -241,6 +278,21 @@ func (c Config) validate() error {
 		errs = append(errs, fmt.Errorf("Room.MaxFrameBytes (%d) must be at least MaxMessageBytes+%d (%d)",
 			c.Room.MaxFrameBytes, roomFrameOverhead, c.MaxMessageBytes+roomFrameOverhead))
 	}
+	switch c.Auth.Mode {
+	case "", AuthOff:
+	case AuthJWT:
+		if len(c.Auth.Secrets) == 0 && c.Auth.SecretFile == "" && c.Auth.JWKSFile == "" && c.Auth.JWKSURL == "" {
+			errs = append(errs, errors.New("auth: jwt needs keys: auth-secrets, auth-secret-file, auth-jwks-file or auth-jwks-url"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("auth: %q is not off or jwt", c.Auth.Mode))
+	}
+	if c.AdminListen != AdminOff && c.AdminToken == "" && c.AdminTokenFile == "" && !loopbackAddr(c.AdminListen) {
+		errs = append(errs, fmt.Errorf("admin-listen %s is not a loopback address: set admin-token-file (or admin-token), or listen on 127.0.0.1", c.AdminListen))
+	}
+	if c.Room.SenderTickBytes != 0 && c.Room.SenderTickBytes < c.MaxMessageBytes {
+		errs = append(errs, fmt.Errorf("tick-budget-bytes (%d) must be at least max-message-bytes (%d)", c.Room.SenderTickBytes, c.MaxMessageBytes))
+	}
 	if len(c.Path) == 0 || c.Path[0] != '/' {
 		errs = append(errs, fmt.Errorf("Path must start with / (got %q)", c.Path))
 	}
@@ -248,6 +300,20 @@ func (c Config) validate() error {
 		errs = append(errs, fmt.Errorf("EchoPath must start with / and differ from Path (got %q)", c.EchoPath))
 	}
 	return errors.Join(errs...)
+}
+
+// loopbackAddr reports whether a listen address is on loopback only (an
+// empty or unspecified host listens on every interface).
+func loopbackAddr(hostport string) bool {
+	host, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }
 
 // openFileLimit is the soft RLIMIT_NOFILE after trying to raise it to the

@@ -24,7 +24,7 @@ func writeFile(t *testing.T, text string) string {
 
 func TestConfigPrecedenceFileEnvFlags(t *testing.T) {
 	t.Parallel()
-	file := writeFile(t, "tick-rate: 20\nmax-tick-rate: 90\nlisten: 127.0.0.1:9001\nallowed-origins: [https://a.example, https://b.example]\n")
+	file := writeFile(t, "auth: off\ntick-rate: 20\nmax-tick-rate: 90\nlisten: 127.0.0.1:9001\nallowed-origins: [https://a.example, https://b.example]\n")
 	env := envMap(map[string]string{"TICKRELAY_MAX_TICK_RATE": "100", "TICKRELAY_LISTEN": "127.0.0.1:9002"})
 	cfg, path, err := LoadConfig([]string{"-config", file, "-listen", "127.0.0.1:9003"}, env, nil)
 	require.NoError(t, err)
@@ -35,7 +35,7 @@ func TestConfigPrecedenceFileEnvFlags(t *testing.T) {
 	require.Equal(t, []string{"https://a.example", "https://b.example"}, cfg.AllowedOrigins)
 
 	// Presets by room metadata, as a YAML list or a flag.
-	presets := writeFile(t, "tick-presets: [mode=ranked:60, mode=casual:20]\n")
+	presets := writeFile(t, "auth: off\ntick-presets: [mode=ranked:60, mode=casual:20]\n")
 	cfg, _, err = LoadConfig([]string{"-config", presets}, envMap(nil), nil)
 	require.NoError(t, err)
 	require.Equal(t, []room.TickPreset{{Key: "mode", Value: "ranked", Rate: 60}, {Key: "mode", Value: "casual", Rate: 20}}, cfg.Room.TickPresets)
@@ -80,6 +80,18 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 	// Cross-field rules are checked when the server is built.
 	_, err = New(Config{PingInterval: time.Minute, IdleTimeout: time.Second})
 	require.ErrorContains(t, err, "IdleTimeout")
+
+	// A config file must say whether players need tokens.
+	_, _, err = LoadConfig([]string{"-config", writeFile(t, "tick-rate: 20\n")}, envMap(nil), nil)
+	require.ErrorContains(t, err, "auth: off")
+	_, _, err = LoadConfig([]string{"-config", writeFile(t, "tick-rate: 20\n")}, envMap(map[string]string{"TICKRELAY_AUTH": "off"}), nil)
+	require.NoError(t, err, "the environment may say it")
+	_, err = New(Config{Auth: AuthConfig{Mode: AuthJWT}})
+	require.ErrorContains(t, err, "auth: jwt needs keys")
+	_, err = New(Config{AdminListen: "0.0.0.0:7601"})
+	require.ErrorContains(t, err, "admin-token-file")
+	_, err = New(Config{AdminListen: "0.0.0.0:7601", AdminToken: "secret"})
+	require.NoError(t, err)
 }
 
 func TestConfigExampleFileLoadsAndRuns(t *testing.T) {
@@ -107,6 +119,9 @@ func TestConfigExampleShowsDefaults(t *testing.T) {
 	fromFile.Room = fromFile.Room.WithDefaults()
 	def := defaults()
 	for _, s := range settings {
+		if s.Name == "auth" {
+			continue // a config file must set it explicitly
+		}
 		require.Equal(t, s.get(&def), s.get(&fromFile), "tickrelay.example.yaml: %s is not its default", s.Name)
 	}
 }

@@ -127,6 +127,11 @@ func LoadConfig(args []string, getenv func(string) string, extra func(*flag.Flag
 	if err := fs.Parse(args); err != nil {
 		return cfg, path, err
 	}
+	if path != "" && cfg.Auth.Mode == "" {
+		// A production config says whether players need tokens; only the
+		// embedded defaults (make run) start open, with a warning.
+		return cfg, path, fmt.Errorf("%s: set auth: jwt (players need tokens from your backend) or auth: off (anyone may join), explicitly", path)
+	}
 	return cfg, path, nil
 }
 

@@ -2,11 +2,18 @@ package server
 
 import (
 	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"net/netip"
 	"strconv"
 	"sync/atomic"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
+
+	"github.com/tickrelay/tickrelay/auth"
+	"github.com/tickrelay/tickrelay/clientip"
 
 	"github.com/tickrelay/tickrelay/proto/closes"
 	"github.com/tickrelay/tickrelay/proto/wire"
@@ -38,6 +45,16 @@ type conn struct {
 	msg         wire.ClientMessage // reused parse target
 	openedAt    int64              // unix nanos
 	limits      connLimits         // per-connection rate limits
+	// The client: its address (behind trusted proxies, the forwarded
+	// one), whether it counts against the per-address connection limit,
+	// the claims of a token it presented for the whole connection, and its
+	// refused tokens.
+	addr         netip.Addr
+	addrCounted  bool
+	proxyPending bool // a PROXY header must come first
+	claims       *auth.Claims
+	authFailures int
+	parkedGrant  *room.Grant // the grant of the parked Join
 	// parked holds a copy of a request that the seat cannot take yet (a
 	// Join right behind a Leave whose room has not answered): input is not
 	// processed until the seat is ready, so requests keep their order.
@@ -82,7 +99,8 @@ func (s *Server) OnBoot(gnet.Engine) gnet.Action { return gnet.None }
 func (s *Server) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	adm, _ := gc.Context().(*admission)
 	now := time.Now().UnixNano()
-	c := &conn{srv: s, gc: gc, openedAt: now}
+	c := &conn{srv: s, gc: gc, openedAt: now, addr: peerAddr(gc.RemoteAddr())}
+	c.proxyPending = s.access.proxyPP && s.access.trusted.Contains(c.addr)
 	c.out.init(c)
 	c.lastRead.Store(now)
 	if adm != nil {
@@ -108,6 +126,9 @@ func (s *Server) OnClose(gc gnet.Conn, _ error) gnet.Action {
 	s.stats.connsClosed.Add(1)
 	if c.seat != nil {
 		s.rooms.Disconnect(c.seat)
+	}
+	if c.addrCounted {
+		s.access.limits.CloseConn(c.addr)
 	}
 	if c.decoder != nil {
 		c.decoder.Reset()
@@ -155,6 +176,27 @@ func (s *Server) OnTraffic(gc gnet.Conn) gnet.Action {
 }
 
 func (s *Server) handshake(c *conn, in []byte) (gnet.Action, bool) {
+	if c.proxyPending {
+		h, n, err := clientip.ParseProxyHeader(in)
+		switch {
+		case errors.Is(err, clientip.ErrNeedMore):
+			return gnet.None, false
+		case err != nil:
+			// A trusted proxy that should speak PROXY protocol did not:
+			// a misconfiguration, not a client to serve.
+			s.stats.handshakeFailed(failProxyHeader)
+			_, _ = c.gc.Write(httpAnswer(400, "tickrelay: expected a PROXY protocol header from this proxy\n"))
+			return gnet.Close, false
+		}
+		if ap, ok := h.ClientAddr(); ok {
+			c.addr = ap.Addr().Unmap()
+		}
+		c.proxyPending = false
+		consume(c.gc, n)
+		if in, _ = c.gc.Peek(-1); len(in) == 0 {
+			return gnet.None, false
+		}
+	}
 	res, err := wsproto.Handshake(in, c.gc, &s.hs)
 	if res.NeedMore && err == nil {
 		return gnet.None, false
@@ -176,11 +218,19 @@ func (s *Server) handshake(c *conn, in []byte) (gnet.Action, bool) {
 		MaxFragments:    s.cfg.MaxFragments,
 	})
 	c.echo = res.Echo
+	if s.access.trusted.Contains(peerAddr(c.gc.RemoteAddr())) && !s.access.proxyPP {
+		c.addr = s.access.trusted.Resolve(c.addr, res.XForwardedFor, res.XRealIP)
+	}
 	if !c.echo {
 		c.seat = s.rooms.NewSeat(c)
+		c.seat.SetAddress(c.addr)
 	}
-	c.limits.init(s.policy(), time.Now())
+	now := time.Now()
+	c.limits.init(s.policy(), now)
 	c.state.Store(stateOpen)
+	if s.log.Enabled(context.Background(), slog.LevelDebug) {
+		s.log.Debug("upgraded", "client", c.addr, "peer", c.gc.RemoteAddr())
+	}
 	// Refusals after the upgrade, with a code and reason the page can read
 	// (browsers hide an HTTP refusal behind close 1006); input is not read.
 	switch {
@@ -193,12 +243,39 @@ func (s *Server) handshake(c *conn, in []byte) (gnet.Action, bool) {
 		c.refuse(closes.ServerFull, "the relay holds as many connections as it may", serverFullRetry, true)
 		return gnet.None, false
 	}
+	// Per-address limits, on the address behind trusted proxies.
+	if !s.access.limits.OpenConn(c.addr) {
+		s.stats.handshakeFailed(failAddressLimit)
+		c.refuse(closes.AddressLimited, "too many connections from your address", addressRetry, true)
+		return gnet.None, false
+	}
+	c.addrCounted = true
+	if ok, retry := s.access.limits.AllowHandshake(c.addr, now); !ok {
+		s.stats.handshakeFailed(failAddressLimit)
+		c.refuse(closes.AddressLimited, "too many new connections from your address", retry, true)
+		return gnet.None, false
+	}
+	// A token offered with the handshake (a browser's subprotocol) holds
+	// for the connection; a bad one ends it: the client can do nothing.
+	if res.AuthToken != "" && s.access.verifier != nil {
+		claims, err := s.access.verify(res.AuthToken, now)
+		if err != nil {
+			s.stats.handshakeFailed(failUnauthorized)
+			c.close(closes.Unauthorized, err.Error(), true)
+			return gnet.None, false
+		}
+		c.claims = claims
+	}
 	s.stats.upgrades.Add(1)
 	return gnet.None, true
 }
 
-// serverFullRetry is the retry hint of a refusal for the connection limit.
-const serverFullRetry = 2 * time.Second
+// serverFullRetry is the retry hint of a refusal for the connection limit,
+// addressRetry for the per-address connection limit.
+const (
+	serverFullRetry = 2 * time.Second
+	addressRetry    = 5 * time.Second
+)
 
 // consume discards the first n buffered bytes, the ones a parser has used.
 //

@@ -66,7 +66,7 @@ func (s *Server) request(c *conn, payload []byte) gnet.Action {
 			writeError(c, rid, room.ErrorCode(err), err.Error())
 		}
 		return gnet.None
-	case wire.BodyJoin, wire.BodyPing:
+	case wire.BodyJoin, wire.BodyPing, wire.BodyAuthenticate:
 		// Rare bodies: decoded with the generated code.
 		var full pb.ClientMessage
 		if err := proto.Unmarshal(payload, &full); err != nil {
@@ -74,6 +74,10 @@ func (s *Server) request(c *conn, payload []byte) gnet.Action {
 		}
 		if join := full.GetJoin(); join != nil {
 			s.join(c, rid, join, payload)
+			return gnet.None
+		}
+		if a := full.GetAuthenticate(); a != nil {
+			s.authenticate(c, rid, a.GetToken())
 			return gnet.None
 		}
 		tick, rate, _ := c.seat.Clock()
@@ -98,9 +102,24 @@ func (s *Server) request(c *conn, payload []byte) gnet.Action {
 // order they were sent; the room wakes the connection when the seat is
 // ready (conn.Ready).
 func (s *Server) join(c *conn, rid uint32, join *pb.Join, payload []byte) {
-	err := s.rooms.Join(c.seat, room.JoinRequest{RequestID: rid, Join: join})
+	now := time.Now()
+	if locked, left := s.access.limits.LockedOut(c.addr, now); locked {
+		s.refuseJoin(c, rid, "too many failed joins from your address: locked out", "locked_out", left)
+		return
+	}
+	if ok, retry := s.access.limits.AllowJoin(c.addr, now); !ok {
+		s.refuseJoin(c, rid, "too many joins from your address", "address_rate", retry)
+		return
+	}
+	grant, err := s.joinGrant(c, join.GetAuthToken())
+	if err != nil {
+		s.authFailed(c, rid, err)
+		return
+	}
+	err = s.rooms.Join(c.seat, room.JoinRequest{RequestID: rid, Join: join, Grant: grant})
 	if errors.Is(err, room.ErrSeatBusy) {
 		c.parked = append(c.parked[:0], payload...)
+		c.parkedGrant = grant
 		c.held.Store(true)
 		// The seat may have settled between the Join and the flag: look
 		// again now rather than miss the wake-up.
@@ -108,8 +127,27 @@ func (s *Server) join(c *conn, rid uint32, join *pb.Join, payload []byte) {
 		return
 	}
 	if err != nil {
-		writeError(c, rid, room.ErrorCode(err), err.Error())
+		s.joinError(c, rid, err)
 	}
+}
+
+// joinError answers a Join refused before it reached a room.
+func (s *Server) joinError(c *conn, rid uint32, err error) {
+	if errors.Is(err, room.ErrUnauthorized) {
+		s.access.limits.JoinFailed(c.addr, time.Now())
+	}
+	m := errorMessage(rid, room.ErrorCode(err), err.Error())
+	m.GetError().Reason = room.ErrorReason(err)
+	c.answer(appendServerMessage(nil, m))
+}
+
+// refuseJoin answers a Join refused by the per-address limits.
+func (s *Server) refuseJoin(c *conn, rid uint32, text, reason string, retry time.Duration) {
+	s.stats.addressRefusals.Add(1)
+	m := errorMessage(rid, pb.ErrorCode_ERROR_CODE_RATE_LIMITED, text)
+	m.GetError().Reason = reason
+	m.GetError().RetryAfterMs = uint32(min(retry.Milliseconds()+1, 1<<31))
+	c.answer(appendServerMessage(nil, m))
 }
 
 // unpark retries a parked request; false while the seat is still busy.
@@ -119,13 +157,13 @@ func (s *Server) unpark(c *conn) bool {
 		c.parked = nil // cannot happen: it was decoded before
 		return true
 	}
-	err := s.rooms.Join(c.seat, room.JoinRequest{RequestID: full.GetRequestId(), Join: full.GetJoin()})
+	err := s.rooms.Join(c.seat, room.JoinRequest{RequestID: full.GetRequestId(), Join: full.GetJoin(), Grant: c.parkedGrant})
 	if errors.Is(err, room.ErrSeatBusy) {
 		return false
 	}
-	c.parked = nil
+	c.parked, c.parkedGrant = nil, nil
 	if err != nil {
-		writeError(c, full.GetRequestId(), room.ErrorCode(err), err.Error())
+		s.joinError(c, full.GetRequestId(), err)
 	}
 	return true
 }

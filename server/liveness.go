@@ -40,6 +40,7 @@ func (sw *sweeper) run(period time.Duration) {
 	defer close(sw.done)
 	t := time.NewTicker(period)
 	defer t.Stop()
+	lastLimitSweep := time.Now()
 	for {
 		select {
 		case <-sw.quit:
@@ -47,6 +48,10 @@ func (sw *sweeper) run(period time.Duration) {
 		case now := <-t.C:
 			sw.srv.conns.each(func(c *conn) { sw.check(c, now.UnixNano()) })
 			sw.srv.refreshFileLimit()
+			if now.Sub(lastLimitSweep) > 10*time.Second {
+				lastLimitSweep = now
+				sw.srv.access.limits.Sweep(now) // forget addresses idle long enough
+			}
 		}
 	}
 }

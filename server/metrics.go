@@ -64,6 +64,12 @@ var (
 	descRateLimited    = desc("tickrelay_rate_limited_messages_total", "Client messages dropped by the per-connection rate limits.")
 	descSlowMessages   = desc("tickrelay_message_read_timeouts_total", "Connections closed because a message was not completed within message-read-timeout.")
 	descRefusedNoFD    = desc("tickrelay_accept_refused_no_descriptor_total", "Connections refused because the process was out of file descriptors.")
+	descAuthOK         = desc("tickrelay_auth_accepted_total", "Auth tokens accepted.")
+	descAuthRefused    = desc("tickrelay_auth_refused_total", "Auth tokens refused, by reason (package auth's reasons).", "reason")
+	descAddrTracked    = desc("tickrelay_addresses_tracked", "Client addresses the per-address limits track now.")
+	descAddrUntracked  = desc("tickrelay_addresses_untracked_total", "New addresses not limited because the table was full (ip-max-tracked).")
+	descAddrRefused    = desc("tickrelay_address_refusals_total", "Refusals by the per-address limits, by kind.", "kind")
+	descAddrLockouts   = desc("tickrelay_address_lockouts_total", "Addresses locked out of joining for failed joins.")
 
 	descRooms        = desc("tickrelay_rooms", "Open rooms.")
 	descPlayers      = desc("tickrelay_players", "Players in rooms.")
@@ -86,7 +92,8 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 		descCloses, descSlowConsumers, descIdleTimeouts, descBadMessages, descProtocolErrors, descOutbound,
 		descDraining, descRooms, descPlayers, descMessagesIn, descDropped, descDeliveries, descFrames,
 		descFrameBytes, descTicks, descTickOverruns, descCauses, descRateLimited, descSlowMessages,
-		descRefusedNoFD, descOverBudget, descOverShare, descSuperseded,
+		descRefusedNoFD, descOverBudget, descOverShare, descSuperseded, descAuthOK, descAuthRefused,
+		descAddrTracked, descAddrUntracked, descAddrRefused, descAddrLockouts,
 	} {
 		ch <- d
 	}
@@ -118,6 +125,21 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	if s.acceptor != nil {
 		counter(descRefusedNoFD, s.acceptor.refusedNoFD.Load())
 	}
+	acc := s.access
+	acc.mu.Lock()
+	counter(descAuthOK, acc.granted)
+	for reason, n := range acc.refused {
+		counter(descAuthRefused, n, string(reason))
+	}
+	acc.mu.Unlock()
+	ls := acc.limits.Stats()
+	gauge(descAddrTracked, float64(ls.Tracked))
+	counter(descAddrUntracked, ls.Untracked)
+	counter(descAddrRefused, ls.RefusedConns, "connections")
+	counter(descAddrRefused, ls.RefusedHandshakes, "handshakes")
+	counter(descAddrRefused, ls.RefusedJoins, "joins")
+	counter(descAddrRefused, ls.RefusedLockedOut, "locked_out")
+	counter(descAddrLockouts, ls.Lockouts)
 	for _, cause := range closes.All() {
 		if n := st.closesByCause[cause].Load(); n > 0 {
 			counter(descCauses, n, cause.String())

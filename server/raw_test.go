@@ -310,21 +310,28 @@ func TestRawConnectionFloodIsRefusedAndSurvived(t *testing.T) {
 	for i := range refused {
 		refused[i] = dialRaw(t, srv)
 	}
-	for i, r := range refused {
+	var upgradedRefusals, httpRefusals int
+	for _, r := range refused {
 		r.write([]byte(upgradeRequest)) // may already have been answered
 		resp, err := http.ReadResponse(r.br, nil)
 		require.NoError(t, err)
-		if i < rejectWindow {
+		switch resp.StatusCode {
+		case http.StatusSwitchingProtocols:
 			// Within the window: upgraded, then told with a close.
-			require.Equal(t, http.StatusSwitchingProtocols, resp.StatusCode)
 			code, _ := r.expectClose()
 			require.Equal(t, 4002, code)
-		} else {
+			upgradedRefusals++
+		default:
 			// Far past the limit: 503 before the request was read.
 			require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+			httpRefusals++
 		}
 		r.expectEOF()
 	}
+	// How many land in the window depends on how fast the refused ones are
+	// closed; both kinds are seen when the flood outruns the window.
+	require.Positive(t, upgradedRefusals)
+	require.Positive(t, httpRefusals)
 	require.Eventually(t, func() bool { return srv.OpenConnections() == len(held) }, testTimeout, 10*time.Millisecond)
 
 	// The held connections still work, and a new one is accepted once

@@ -27,6 +27,12 @@ func (s *Server) Reload(next Config) error {
 		return fmt.Errorf("server: rooms: %w", err)
 	}
 	s.drainTimeout.Store(int64(next.DrainTimeout))
+	if s.access.verifier != nil && next.Auth.JWKSFile != "" {
+		// New keys (a rotation): a bad file keeps the old ones.
+		if err := s.access.verifier.Reload(); err != nil {
+			return fmt.Errorf("server: auth keys: %w", err)
+		}
+	}
 	prev := s.policy()
 	s.pol.Store(&livePolicy{gen: prev.gen + 1, rate: next.RateLimits})
 	s.reloadMu.Lock()

@@ -23,6 +23,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,13 +40,14 @@ import (
 type Server struct {
 	gnet.BuiltinEventEngine
 
-	cfg   Config
-	log   *slog.Logger
-	rooms *room.Manager
-	hs    wsproto.HandshakeConfig
-	conns registry
-	stats *counters
-	pol   atomic.Pointer[livePolicy]
+	cfg    Config
+	log    *slog.Logger
+	rooms  *room.Manager
+	hs     wsproto.HandshakeConfig
+	conns  registry
+	stats  *counters
+	pol    atomic.Pointer[livePolicy]
+	access *access
 
 	openConns    atomic.Int64
 	fdLimit      atomic.Int64 // the open-file limit, re-read by the sweeper
@@ -84,6 +87,13 @@ func (s *Server) policy() *livePolicy { return s.pol.Load() }
 // New validates cfg and builds a Server. Start makes it listen.
 func New(cfg Config) (*Server, error) {
 	cfg = cfg.withDefaults()
+	if cfg.AdminTokenFile != "" {
+		token, err := os.ReadFile(cfg.AdminTokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("server: admin-token-file: %w", err)
+		}
+		cfg.AdminToken = strings.TrimSpace(string(token))
+	}
 	if err := cfg.validate(); err != nil {
 		return nil, fmt.Errorf("server: invalid config: %w", err)
 	}
@@ -104,6 +114,16 @@ func New(cfg Config) (*Server, error) {
 			// more; an upgrade closed at once with 4503 tells the page why.
 			OriginRefusalAfterUpgrade: true,
 		},
+	}
+	acc, err := newAccess(&cfg)
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	s.access = acc
+	s.hs.Forwarded = len(cfg.TrustedProxies) > 0
+	if cfg.Auth.Mode == AuthJWT {
+		s.hs.AuthSubprotocolPrefix = authSubprotocolPrefix
+		s.hs.URLTokenParam = cfg.Auth.URLToken
 	}
 	s.conns.init()
 	s.refreshFileLimit()
@@ -169,8 +189,19 @@ func (s *Server) Start() error {
 	}
 	s.log.Info("tickrelay listening",
 		"addr", s.addr, "path", s.cfg.Path, "admin", s.AdminAddr(), "event_loops", s.cfg.EventLoops,
-		"max_connections", s.cfg.MaxConnections)
+		"max_connections", s.cfg.MaxConnections, "auth", s.authMode())
+	if s.cfg.Auth.Mode == "" {
+		s.log.Warn("AUTH IS OFF: anyone who can reach this port can create and join any room. " +
+			"Set auth: jwt (docs/OPERATIONS.md, Authentication) before exposing the relay, or auth: off to say you mean it.")
+	}
 	return nil
+}
+
+func (s *Server) authMode() string {
+	if s.cfg.Auth.Mode == "" {
+		return AuthOff
+	}
+	return s.cfg.Auth.Mode
 }
 
 // fatal records that the relay can no longer serve (its acceptor stopped):
@@ -292,6 +323,7 @@ func (s *Server) stopEngine() {
 	if s.rooms != nil {
 		s.rooms.Close()
 	}
+	s.access.close()
 }
 
 // gnetLogger routes gnet's internal logs to slog.

@@ -13,17 +13,18 @@ import (
 // event (a connection opening or closing, a handshake, an error), never per
 // relayed message; per-message counts live in the rooms' per-worker stats.
 type counters struct {
-	connsOpened    atomic.Uint64
-	connsClosed    atomic.Uint64
-	upgrades       atomic.Uint64
-	plainHTTP      atomic.Uint64
-	slowConsumers  atomic.Uint64
-	idleTimeouts   atomic.Uint64
-	badMessages    atomic.Uint64
-	protocolErrors atomic.Uint64
-	rateLimited    atomic.Uint64 // messages dropped by the per-connection rate limits
-	slowMessages   atomic.Uint64 // connections closed for message-read-timeout
-	closesByCause  [len(closes.Table)]atomic.Uint64
+	connsOpened     atomic.Uint64
+	connsClosed     atomic.Uint64
+	upgrades        atomic.Uint64
+	plainHTTP       atomic.Uint64
+	slowConsumers   atomic.Uint64
+	idleTimeouts    atomic.Uint64
+	badMessages     atomic.Uint64
+	protocolErrors  atomic.Uint64
+	rateLimited     atomic.Uint64 // messages dropped by the per-connection rate limits
+	slowMessages    atomic.Uint64 // connections closed for message-read-timeout
+	addressRefusals atomic.Uint64 // joins refused by the per-address limits
+	closesByCause   [len(closes.Table)]atomic.Uint64
 
 	mu             sync.Mutex
 	handshakeFails map[string]uint64
@@ -37,10 +38,13 @@ type closeKey struct {
 
 // Handshake failure reasons, as reported in metrics.
 const (
-	failServerFull = "server_full"
-	failBadRequest = "bad_request"
-	failTimeout    = "timeout"
-	failOrigin     = "origin_refused"
+	failServerFull   = "server_full"
+	failBadRequest   = "bad_request"
+	failTimeout      = "timeout"
+	failOrigin       = "origin_refused"
+	failAddressLimit = "address_limited"
+	failUnauthorized = "unauthorized"
+	failProxyHeader  = "proxy_header"
 )
 
 func newCounters() *counters {

@@ -11,18 +11,22 @@ type SendView struct {
 	Targets    []uint32
 	Echo       bool
 	LatestOnly bool
+	Seq        uint64 // per-seat input sequence (0: none)
 }
 
-// ClientMessage is a decoded ClientMessage envelope. Only Send is decoded
-// field by field; for the other bodies (rare: Join, Leave, Ping) callers
+// ClientMessage is a decoded ClientMessage envelope. Only Send (and the
+// envelope's ack) is decoded field by field; for the other bodies (rare:
+// Join, Leave, Ping, Authenticate, Resume, Input, Snapshot) callers
 // unmarshal the whole envelope with the generated code.
 //
 // A ClientMessage may be reused across calls to ParseClientMessage; its
 // Targets slice keeps its capacity, so steady-state parsing does not allocate.
 type ClientMessage struct {
 	RequestID uint32
-	Body      Body
-	Send      SendView
+	// Ack is the highest Frame.seq the client holds (0: none).
+	Ack  uint64
+	Body Body
+	Send SendView
 }
 
 // ParseClientMessage decodes b into m with the semantics of proto.Unmarshal:
@@ -30,6 +34,7 @@ type ClientMessage struct {
 // field is merged into the previous one. Views in m borrow from b.
 func ParseClientMessage(b []byte, m *ClientMessage) error {
 	m.RequestID = 0
+	m.Ack = 0
 	m.Body = BodyNone
 	resetSend(&m.Send)
 	for len(b) > 0 {
@@ -59,7 +64,14 @@ func ParseClientMessage(b []byte, m *ClientMessage) error {
 				return err
 			}
 			b = rest
-		case (num == clientJoin || num == clientLeave || num == clientPing) && typ == protowire.BytesType:
+		case num == clientAck && typ == protowire.VarintType:
+			v, rest, err := takeVarint(b, "ack")
+			if err != nil {
+				return err
+			}
+			m.Ack = v
+			b = rest
+		case clientBody(num) != BodyNone && typ == protowire.BytesType:
 			v, rest, err := takeBytes(b, "body")
 			if err != nil {
 				return err
@@ -88,6 +100,7 @@ func ParseClientMessage(b []byte, m *ClientMessage) error {
 func resetSend(s *SendView) {
 	s.Payload = nil
 	s.Kind = 0
+	s.Seq = 0
 	s.Targets = s.Targets[:0]
 	s.Echo = false
 	s.LatestOnly = false
@@ -142,6 +155,13 @@ func parseSend(b []byte, s *SendView) error {
 				packed = packed[k:]
 			}
 			b = b[n:]
+		case num == sendSeq && typ == protowire.VarintType:
+			v, rest, err := takeVarint(b, "send seq")
+			if err != nil {
+				return err
+			}
+			s.Seq = v
+			b = rest
 		case num == sendEcho && typ == protowire.VarintType:
 			v, rest, err := takeVarint(b, "send echo")
 			if err != nil {
@@ -167,15 +187,26 @@ func parseSend(b []byte, s *SendView) error {
 	return nil
 }
 
+// clientBody is the Body of a rare client body field (all but send), or
+// BodyNone for other fields.
 func clientBody(num protowire.Number) Body {
 	switch num {
 	case clientJoin:
 		return BodyJoin
 	case clientLeave:
 		return BodyLeave
-	default:
+	case clientPing:
 		return BodyPing
+	case clientAuthenticate:
+		return BodyAuthenticate
+	case clientResume:
+		return BodyResume
+	case clientInput:
+		return BodyInput
+	case clientSnapshot:
+		return BodySnapshot
 	}
+	return BodyNone
 }
 
 // skipFields checks that b is a well-formed sequence of fields.
@@ -193,11 +224,17 @@ func skipFields(b []byte) error {
 // AppendSend appends a ClientMessage envelope holding one Send to dst.
 // Used by clients on their hot path; equivalent to marshalling the generated
 // types.
-func AppendSend(dst []byte, requestID uint32, s *SendView) []byte {
+func AppendSend(dst []byte, requestID uint32, ack uint64, s *SendView) []byte {
 	body := sendBodySize(s)
 	if requestID != 0 {
 		dst = protowire.AppendTag(dst, clientRequestID, protowire.VarintType)
 		dst = protowire.AppendVarint(dst, uint64(requestID))
+	}
+	if ack != 0 {
+		// Before the body, where the generated code puts it (fields outside
+		// the oneof first), so both encodings are byte for byte the same.
+		dst = protowire.AppendTag(dst, clientAck, protowire.VarintType)
+		dst = protowire.AppendVarint(dst, ack)
 	}
 	dst = protowire.AppendTag(dst, clientSend, protowire.BytesType)
 	dst = protowire.AppendVarint(dst, uint64(body))
@@ -223,6 +260,10 @@ func AppendSend(dst []byte, requestID uint32, s *SendView) []byte {
 	if s.LatestOnly {
 		dst = protowire.AppendTag(dst, sendLatestOnly, protowire.VarintType)
 		dst = protowire.AppendVarint(dst, 1)
+	}
+	if s.Seq != 0 {
+		dst = protowire.AppendTag(dst, sendSeq, protowire.VarintType)
+		dst = protowire.AppendVarint(dst, s.Seq)
 	}
 	return dst
 }
@@ -251,6 +292,9 @@ func sendBodySize(s *SendView) int {
 	}
 	if s.LatestOnly {
 		n += 2
+	}
+	if s.Seq != 0 {
+		n += 1 + protowire.SizeVarint(s.Seq)
 	}
 	return n
 }

@@ -20,21 +20,29 @@ const (
 	clientRequestID protowire.Number = 1
 	clientJoin      protowire.Number = 2
 	clientLeave     protowire.Number = 3
-	clientSend      protowire.Number = 4
-	clientPing      protowire.Number = 5
+	clientSend         protowire.Number = 4
+	clientPing         protowire.Number = 5
+	clientAuthenticate protowire.Number = 6
+	clientResume       protowire.Number = 7
+	clientInput        protowire.Number = 8
+	clientSnapshot     protowire.Number = 9
+	clientAck          protowire.Number = 10
 
 	sendPayload    protowire.Number = 1
 	sendKind       protowire.Number = 2
 	sendTargets    protowire.Number = 3
 	sendEcho       protowire.Number = 4
 	sendLatestOnly protowire.Number = 5
+	sendSeq        protowire.Number = 6
 
 	serverRequestID protowire.Number = 1
 	serverJoined    protowire.Number = 2
 	serverFrame     protowire.Number = 3
 	serverPong      protowire.Number = 4
-	serverError     protowire.Number = 5
-	serverLeft      protowire.Number = 6
+	serverError         protowire.Number = 5
+	serverLeft          protowire.Number = 6
+	serverAuthenticated protowire.Number = 7
+	serverResumed       protowire.Number = 8
 
 	frameTick       protowire.Number = 1
 	frameDeliveries protowire.Number = 2
@@ -69,9 +77,16 @@ const (
 	BodyPong
 	BodyError
 	BodyLeft
+	BodyAuthenticate
+	BodyResume
+	BodyInput
+	BodySnapshot
+	BodyAuthenticated
+	BodyResumed
 )
 
-var bodyNames = [...]string{"none", "join", "leave", "send", "ping", "joined", "frame", "pong", "error", "left"}
+var bodyNames = [...]string{"none", "join", "leave", "send", "ping", "joined", "frame", "pong", "error", "left",
+	"authenticate", "resume", "input", "snapshot", "authenticated", "resumed"}
 
 func (b Body) String() string {
 	if int(b) < len(bodyNames) {

@@ -29,6 +29,14 @@ func TestFieldNumbersMatchDescriptors(t *testing.T) {
 		{&pb.ClientMessage{}, "leave", int(clientLeave)},
 		{&pb.ClientMessage{}, "send", int(clientSend)},
 		{&pb.ClientMessage{}, "ping", int(clientPing)},
+		{&pb.ClientMessage{}, "authenticate", int(clientAuthenticate)},
+		{&pb.ClientMessage{}, "resume", int(clientResume)},
+		{&pb.ClientMessage{}, "input", int(clientInput)},
+		{&pb.ClientMessage{}, "snapshot", int(clientSnapshot)},
+		{&pb.ClientMessage{}, "ack", int(clientAck)},
+		{&pb.Send{}, "seq", int(sendSeq)},
+		{&pb.ServerMessage{}, "authenticated", int(serverAuthenticated)},
+		{&pb.ServerMessage{}, "resumed", int(serverResumed)},
 		{&pb.Send{}, "payload", int(sendPayload)},
 		{&pb.Send{}, "kind", int(sendKind)},
 		{&pb.Send{}, "targets", int(sendTargets)},
@@ -58,28 +66,34 @@ func TestAppendSendMatchesGenerated(t *testing.T) {
 		{},
 		{Payload: []byte("hello"), Kind: 7},
 		{Payload: make([]byte, 300), Kind: 1 << 30, Targets: []uint32{1, 2, 300, 1 << 31}, Echo: true, LatestOnly: true},
+		{Payload: []byte("x"), Seq: 1 << 40},
 	}
 	for _, v := range views {
 		for _, rid := range []uint32{0, 1, 99999} {
-			got := AppendSend(nil, rid, &v)
-			want, err := proto.MarshalOptions{Deterministic: true}.Marshal(&pb.ClientMessage{
-				RequestId: rid,
-				Body: &pb.ClientMessage_Send{Send: &pb.Send{
-					Payload: v.Payload, Kind: v.Kind, Targets: v.Targets, Echo: v.Echo, LatestOnly: v.LatestOnly,
-				}},
-			})
-			require.NoError(t, err)
-			require.Equal(t, want, got)
+			for _, ack := range []uint64{0, 7, 1 << 50} {
+				got := AppendSend(nil, rid, ack, &v)
+				want, err := proto.MarshalOptions{Deterministic: true}.Marshal(&pb.ClientMessage{
+					RequestId: rid,
+					Ack:       ack,
+					Body: &pb.ClientMessage_Send{Send: &pb.Send{
+						Payload: v.Payload, Kind: v.Kind, Targets: v.Targets, Echo: v.Echo, LatestOnly: v.LatestOnly, Seq: v.Seq,
+					}},
+				})
+				require.NoError(t, err)
+				require.Equal(t, want, got)
 
-			var m ClientMessage
-			require.NoError(t, ParseClientMessage(got, &m))
-			require.Equal(t, BodySend, m.Body)
-			require.Equal(t, rid, m.RequestID)
+				var m ClientMessage
+				require.NoError(t, ParseClientMessage(got, &m))
+				require.Equal(t, BodySend, m.Body)
+				require.Equal(t, rid, m.RequestID)
+				require.Equal(t, ack, m.Ack)
+				require.Equal(t, v.Seq, m.Send.Seq)
 			require.Equal(t, len(v.Payload), len(m.Send.Payload))
 			require.Equal(t, v.Kind, m.Send.Kind)
 			require.Equal(t, len(v.Targets), len(m.Send.Targets))
-			require.Equal(t, v.Echo, m.Send.Echo)
-			require.Equal(t, v.LatestOnly, m.Send.LatestOnly)
+				require.Equal(t, v.Echo, m.Send.Echo)
+				require.Equal(t, v.LatestOnly, m.Send.LatestOnly)
+			}
 		}
 	}
 }
@@ -93,6 +107,10 @@ func TestParseClientMessageOtherBodies(t *testing.T) {
 		{&pb.ClientMessage{RequestId: 3, Body: &pb.ClientMessage_Join{Join: &pb.Join{RoomId: "abc"}}}, BodyJoin},
 		{&pb.ClientMessage{Body: &pb.ClientMessage_Leave{Leave: &pb.Leave{}}}, BodyLeave},
 		{&pb.ClientMessage{Body: &pb.ClientMessage_Ping{Ping: &pb.Ping{ClientTime: 42}}}, BodyPing},
+		{&pb.ClientMessage{Body: &pb.ClientMessage_Authenticate{Authenticate: &pb.Authenticate{Token: "t"}}}, BodyAuthenticate},
+		{&pb.ClientMessage{Ack: 9, Body: &pb.ClientMessage_Resume{Resume: &pb.Resume{RoomId: "r", Token: []byte{1}}}}, BodyResume},
+		{&pb.ClientMessage{Body: &pb.ClientMessage_Input{Input: &pb.Input{TargetTick: 3}}}, BodyInput},
+		{&pb.ClientMessage{Body: &pb.ClientMessage_Snapshot{Snapshot: &pb.Snapshot{Tick: 3}}}, BodySnapshot},
 		{&pb.ClientMessage{RequestId: 5}, BodyNone},
 	} {
 		b, err := proto.Marshal(c.msg)
@@ -116,7 +134,7 @@ func TestParseClientMessageRejectsMalformed(t *testing.T) {
 		require.ErrorIs(t, ParseClientMessage(b, &m), ErrMalformed, "%x", b)
 	}
 	targets := make([]uint32, MaxTargets+1)
-	b := AppendSend(nil, 0, &SendView{Targets: targets})
+	b := AppendSend(nil, 0, 0, &SendView{Targets: targets})
 	require.ErrorIs(t, ParseClientMessage(b, &m), ErrTooManyTargets)
 }
 
@@ -169,7 +187,7 @@ func TestFrameEncodingMatchesGenerated(t *testing.T) {
 
 func TestHotPathsDoNotAllocate(t *testing.T) {
 	payload := make([]byte, 64)
-	msg := AppendSend(nil, 9, &SendView{Payload: payload, Kind: 3, Targets: []uint32{1, 2, 3}})
+	msg := AppendSend(nil, 9, 0, &SendView{Payload: payload, Kind: 3, Targets: []uint32{1, 2, 3}})
 	var cm ClientMessage
 	require.NoError(t, ParseClientMessage(msg, &cm)) // warm the Targets capacity
 	buf := make([]byte, 0, 4096)

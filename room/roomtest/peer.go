@@ -24,6 +24,7 @@ type Peer struct {
 	evictions []room.EvictCause
 	details   []string
 	readies   int
+	refusals  []pb.ErrorCode
 	err       error
 	closed    bool
 	notify    chan struct{}
@@ -107,6 +108,23 @@ func (p *Peer) Ready() {
 		p.setErrLocked(fmt.Errorf("roomtest: Ready after Close"))
 	}
 	p.readies++
+}
+
+// JoinRefused records the refusal's code.
+func (p *Peer) JoinRefused(code pb.ErrorCode) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		p.setErrLocked(fmt.Errorf("roomtest: JoinRefused after Close"))
+	}
+	p.refusals = append(p.refusals, code)
+}
+
+// Refusals returns the codes of the JoinRefused calls so far.
+func (p *Peer) Refusals() []pb.ErrorCode {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]pb.ErrorCode(nil), p.refusals...)
 }
 
 // Readies is the number of Ready calls so far.

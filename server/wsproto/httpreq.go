@@ -16,7 +16,15 @@ import (
 // caller's input.
 type request struct {
 	path      []byte
+	query     []byte // after "?", without the fragment; points into the input
 	get, head bool
+	// Forwarding headers, pointing into the input (every X-Forwarded-For
+	// line, in order), recorded only with forwarded.
+	xff     [][]byte
+	xRealIP []byte
+	// authToken: an offered subprotocol with the auth prefix, recorded
+	// only when a prefix is given; points into the input.
+	authToken []byte
 	// wsUpgrade: an Upgrade header lists "websocket". Without one the
 	// request is plain HTTP; with one it goes to the Upgrader, which checks
 	// the rest of the handshake.
@@ -29,7 +37,7 @@ const maxMethodLen = 32
 
 // parseRequest parses a request head b, which ends with "\r\n\r\n". status
 // is 0 when b is well formed, else the HTTP status to answer with.
-func parseRequest(b []byte) (req request, status int, reason string) {
+func parseRequest(b []byte, forwarded bool, authPrefix string) (req request, status int, reason string) {
 	lineEnd := bytes.Index(b, crlf)
 	method, target, status, reason := parseRequestLine(b[:lineEnd])
 	if status != 0 {
@@ -38,6 +46,12 @@ func parseRequest(b []byte) (req request, status int, reason string) {
 	req.get = string(method) == http.MethodGet
 	req.head = string(method) == http.MethodHead
 	req.path = requestPath(target)
+	if q := bytes.IndexByte(target, '?'); q >= 0 {
+		req.query = target[q+1:]
+		if h := bytes.IndexByte(req.query, '#'); h >= 0 {
+			req.query = req.query[:h]
+		}
+	}
 
 	// Header lines, each with its CRLF; the final blank line is left out.
 	hdrs := b[lineEnd+2 : len(b)-2]
@@ -60,8 +74,21 @@ func parseRequest(b []byte) (req request, status int, reason string) {
 		if colon <= 0 || !isToken(line[:colon]) {
 			return req, http.StatusBadRequest, "malformed header line"
 		}
-		if asciiEqualFold("Upgrade", line[:colon]) && hasToken(line[colon+1:], "websocket") {
+		name, value := line[:colon], bytes.Trim(line[colon+1:], " \t")
+		switch {
+		case asciiEqualFold("Upgrade", name) && hasToken(value, "websocket"):
 			req.wsUpgrade = true
+		case forwarded && asciiEqualFold("X-Forwarded-For", name):
+			req.xff = append(req.xff, value)
+		case forwarded && asciiEqualFold("X-Real-IP", name):
+			req.xRealIP = value
+		case authPrefix != "" && asciiEqualFold("Sec-WebSocket-Protocol", name):
+			for _, item := range bytes.Split(value, []byte(",")) {
+				item = bytes.Trim(item, " \t")
+				if len(item) > len(authPrefix) && string(item[:len(authPrefix)]) == authPrefix {
+					req.authToken = item[len(authPrefix):]
+				}
+			}
 		}
 	}
 	return req, 0, ""

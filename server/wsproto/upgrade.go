@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"sync"
 
@@ -44,6 +45,19 @@ type HandshakeConfig struct {
 	// HealthPath answers a plain GET (or HEAD) with 200 "ok\n", for load
 	// balancers. Empty means off.
 	HealthPath string
+	// Forwarded: report the X-Forwarded-For and X-Real-IP headers of an
+	// upgraded request (HandshakeResult.XForwardedFor, XRealIP), for a
+	// caller that trusts the proxy in front of it.
+	Forwarded bool
+	// AuthSubprotocolPrefix, if set: an offered subprotocol starting with it
+	// carries an auth token (browsers cannot set headers on a WebSocket, but
+	// can offer subprotocols): the rest is HandshakeResult.AuthToken, and it
+	// is never selected.
+	AuthSubprotocolPrefix string
+	// URLTokenParam, if set: a query parameter of that name carries an auth
+	// token (HandshakeResult.AuthToken). Off by default: URLs end up in
+	// proxy logs.
+	URLTokenParam string
 	// OriginRefusalAfterUpgrade: a request whose Origin is not allowed is
 	// upgraded anyway and reported as HandshakeResult.OriginRefused, so the
 	// caller can close it with a code and reason the page can read (a
@@ -70,6 +84,13 @@ type HandshakeResult struct {
 	Echo bool
 	// Subprotocol is the negotiated subprotocol, "" when none.
 	Subprotocol string
+	// XForwardedFor (every line, in order) and XRealIP, with
+	// HandshakeConfig.Forwarded; copies.
+	XForwardedFor []string
+	XRealIP       string
+	// AuthToken is a token offered with the handshake
+	// (AuthSubprotocolPrefix, URLTokenParam); a copy, "" when none.
+	AuthToken string
 	// OriginRefused: upgraded although the Origin is not allowed
 	// (HandshakeConfig.OriginRefusalAfterUpgrade); close the connection at
 	// once, reading nothing from it.
@@ -146,7 +167,7 @@ func Handshake(in []byte, w io.Writer, cfg *HandshakeConfig) (HandshakeResult, e
 		return HandshakeResult{NeedMore: true}, nil
 	}
 	n := end + len(crlfcrlf)
-	req, status, reason := parseRequest(in[:n])
+	req, status, reason := parseRequest(in[:n], cfg.Forwarded, cfg.AuthSubprotocolPrefix)
 	if status != 0 {
 		return answer(w, n, req.head, status, reason, "")
 	}
@@ -168,7 +189,30 @@ func Handshake(in []byte, w io.Writer, cfg *HandshakeConfig) (HandshakeResult, e
 	case !req.wsUpgrade:
 		return answer(w, n, req.head, http.StatusUpgradeRequired, "websocket upgrade required", headers426)
 	}
-	return upgrade(in[:n], w, cfg, echo, req.head)
+	res, err := upgrade(in[:n], w, cfg, echo, req.head)
+	if res.Upgraded {
+		if cfg.Forwarded {
+			for _, v := range req.xff {
+				res.XForwardedFor = append(res.XForwardedFor, string(v))
+			}
+			res.XRealIP = string(req.xRealIP)
+		}
+		res.AuthToken = string(req.authToken)
+		if cfg.URLTokenParam != "" && res.AuthToken == "" {
+			res.AuthToken = queryParam(req.query, cfg.URLTokenParam)
+		}
+	}
+	return res, err
+}
+
+// queryParam is the (unescaped) value of parameter name in a query string,
+// "" when absent or malformed.
+func queryParam(query []byte, name string) string {
+	values, err := url.ParseQuery(string(query))
+	if err != nil {
+		return ""
+	}
+	return values.Get(name)
 }
 
 // headers426 tells a plain HTTP client what it must use (RFC 7231 6.5.15,
@@ -206,6 +250,8 @@ func (s *upgradeScratch) Write(p []byte) (int, error) {
 // selectProtocol is called with each token of Sec-WebSocket-Protocol. The
 // Upgrader copies the selected one, so p need not be kept.
 func (s *upgradeScratch) selectProtocol(p []byte) bool {
+	// A token offered as a subprotocol (AuthSubprotocolPrefix) is never
+	// selected: parseRequest takes it from the header.
 	return string(p) == s.cfg.Subprotocol
 }
 
@@ -240,7 +286,7 @@ func upgrade(req []byte, w io.Writer, cfg *HandshakeConfig, echo, head bool) (Ha
 	// One bufio buffer big enough for the whole request, so that no header
 	// line is split and copied (its pool has classes up to 64 KiB).
 	u.ReadBufferSize = max(len(req), 256)
-	if cfg.Subprotocol == "" {
+	if cfg.Subprotocol == "" && cfg.AuthSubprotocolPrefix == "" {
 		u.Protocol = nil
 	}
 	hs, err := u.Upgrade(s)

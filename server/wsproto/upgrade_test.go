@@ -535,3 +535,49 @@ func TestHandshakeConcurrent(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+func TestHandshakeForwardedHeadersAndTokens(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig()
+	cfg.Forwarded = true
+	cfg.AuthSubprotocolPrefix = "tickrelay.auth."
+	var w recWriter
+	res, err := Handshake(wsRequest("/ws?room=a",
+		"X-Forwarded-For: 203.0.113.7, 10.0.0.1",
+		"x-forwarded-for: 10.0.0.2",
+		"X-Real-IP:  198.51.100.9 ",
+		"Sec-WebSocket-Protocol: tickrelay.v1, tickrelay.auth.eyJhbGciOi.eyJzdWIi.c2ln",
+	), &w, cfg)
+	require.NoError(t, err)
+	require.True(t, res.Upgraded)
+	require.Equal(t, []string{"203.0.113.7, 10.0.0.1", "10.0.0.2"}, res.XForwardedFor)
+	require.Equal(t, "198.51.100.9", res.XRealIP)
+	require.Equal(t, "eyJhbGciOi.eyJzdWIi.c2ln", res.AuthToken, "the token may come after the protocol the relay selects")
+	resp, _ := parseAnswer(t, w.all(), http.MethodGet)
+	require.Equal(t, "tickrelay.v1", resp.Header.Get("Sec-WebSocket-Protocol"), "the token subprotocol is never selected")
+
+	// The token alone: upgraded without a subprotocol.
+	w = recWriter{}
+	res, err = Handshake(wsRequest("/ws", "Sec-WebSocket-Protocol: tickrelay.auth.abc"), &w, cfg)
+	require.NoError(t, err)
+	require.True(t, res.Upgraded)
+	require.Equal(t, "abc", res.AuthToken)
+	require.Empty(t, res.Subprotocol)
+
+	// Off by default: nothing captured.
+	w = recWriter{}
+	res, err = Handshake(wsRequest("/ws?token=x", "X-Forwarded-For: 203.0.113.7", "Sec-WebSocket-Protocol: tickrelay.auth.abc"), &w, testConfig())
+	require.NoError(t, err)
+	require.True(t, res.Upgraded)
+	require.Empty(t, res.XForwardedFor)
+	require.Empty(t, res.AuthToken)
+
+	// A URL token only when asked for.
+	cfg = testConfig()
+	cfg.URLTokenParam = "access_token"
+	w = recWriter{}
+	res, err = Handshake(wsRequest("/ws?x=1&access_token=a%2Eb.c#frag"), &w, cfg)
+	require.NoError(t, err)
+	require.True(t, res.Upgraded)
+	require.Equal(t, "a.b.c", res.AuthToken)
+}

@@ -88,9 +88,9 @@ func TestAppendSendMatchesGenerated(t *testing.T) {
 				require.Equal(t, rid, m.RequestID)
 				require.Equal(t, ack, m.Ack)
 				require.Equal(t, v.Seq, m.Send.Seq)
-			require.Equal(t, len(v.Payload), len(m.Send.Payload))
-			require.Equal(t, v.Kind, m.Send.Kind)
-			require.Equal(t, len(v.Targets), len(m.Send.Targets))
+				require.Equal(t, len(v.Payload), len(m.Send.Payload))
+				require.Equal(t, v.Kind, m.Send.Kind)
+				require.Equal(t, len(v.Targets), len(m.Send.Targets))
 				require.Equal(t, v.Echo, m.Send.Echo)
 				require.Equal(t, v.LatestOnly, m.Send.LatestOnly)
 			}

@@ -1,10 +1,11 @@
-# tickrelay — see README.md. Everything here needs only Go (and make).
+# tickrelay — see README.md. `make test` and the Go targets need only Go (and make);
+# the web targets (proto-ts*, ts-test, demo, e2e) also need Node 20 and `npm ci`.
 GO        ?= go
 BUF       := $(GO) run github.com/bufbuild/buf/cmd/buf@v1.75.0
 FUZZTIME  ?= 10s
 PKGS      := ./...
 
-.PHONY: run build test vet proto proto-check fuzz bench bench-quick clean
+.PHONY: run build test vet proto proto-check fuzz bench bench-quick clean proto-ts proto-ts-check ts-test demo demo-build demo-screenshot e2e
 
 ## run: start a relay on the embedded defaults (ws://0.0.0.0:7600/ws)
 run:
@@ -36,6 +37,25 @@ proto-check:
 	  $(BUF) lint && $(BUF) generate --output $$tmp && \
 	  diff -r -x '*.proto' $$tmp/proto/tickrelay proto/tickrelay && \
 	  echo "proto: generated code is up to date"
+
+## proto-ts: regenerate the TypeScript SDK's code (clients/ts/src/gen and closes_gen.ts)
+NPX := npx --no-install
+proto-ts:
+	$(NPX) buf generate --template buf.gen.ts.yaml
+	$(GO) run ./clients/ts/closesgen
+
+## proto-ts-check: fail when the TypeScript SDK's generated code is stale
+proto-ts-check:
+	@tmp=$$(mktemp -d) && trap 'rm -rf $$tmp' EXIT && \
+	  $(NPX) buf generate --template buf.gen.ts.yaml --output $$tmp && \
+	  diff -r $$tmp/clients/ts/src/gen clients/ts/src/gen && \
+	  $(GO) run ./clients/ts/closesgen -o $$tmp/closes_gen.ts && \
+	  diff $$tmp/closes_gen.ts clients/ts/src/closes_gen.ts && \
+	  echo "proto-ts: generated code is up to date"
+
+## ts-test: the TypeScript SDK's tests (node --test) against a relay built from here
+ts-test: proto-ts-check
+	npm test -w clients/ts
 
 ## fuzz: run every fuzz target for FUZZTIME each
 fuzz:

@@ -34,6 +34,7 @@ export class SplitProxy {
   readonly seed: number;
   private readonly server: net.Server;
   private readonly sockets = new Set<net.Socket>();
+  private readonly frozen = new Set<net.Socket>();
   private target: string;
   private connIndex = 0;
   private readonly o: Required<Omit<SplitProxyOptions, "target" | "seed">>;
@@ -70,6 +71,16 @@ export class SplitProxy {
     for (const s of this.sockets) s.destroy();
   }
 
+  /**
+   * Stops forwarding on the connections open now, keeping them open: the
+   * peers see silence, as on a half-open connection. New connections are
+   * forwarded as usual.
+   */
+  freeze(): void {
+    for (const s of this.sockets) s.pause();
+    for (const s of this.sockets) this.frozen.add(s);
+  }
+
   async close(): Promise<void> {
     this.cutAll();
     await new Promise<void>((res) => this.server.close(() => res()));
@@ -83,6 +94,7 @@ export class SplitProxy {
       this.sockets.add(s);
       s.on("close", () => {
         this.sockets.delete(s);
+        this.frozen.delete(s);
         client.destroy();
         upstream.destroy();
       });
@@ -104,7 +116,7 @@ export class SplitProxy {
     };
     const drain = async () => {
       busy = true;
-      while (queue.length > 0 && !to.destroyed) {
+      while (queue.length > 0 && !to.destroyed && !this.frozen.has(to)) {
         let chunk = queue.shift()!;
         while (chunk.length > 0 && !to.destroyed) {
           const n = Math.min(chunk.length, pieceSize());
@@ -115,6 +127,7 @@ export class SplitProxy {
         }
       }
       busy = false;
+      if (this.frozen.has(to)) return;
       if (ended && !to.destroyed) to.end();
       from.resume();
     };

@@ -57,6 +57,29 @@ proto-ts-check:
 ts-test: proto-ts-check
 	npm test -w clients/ts
 
+## demo-build: the SDK and the demo page's bundle (demo/public/app.js)
+demo-build:
+	npm run build -w clients/ts
+	npm run build -w demo
+
+## demo: a relay and the demo page: open http://127.0.0.1:8080/ in two tabs (Ctrl-C stops both)
+DEMO_LISTEN ?= 127.0.0.1:8080
+DEMO_RELAY  ?= 127.0.0.1:7600
+demo: demo-build
+	$(GO) build -o bin/tickrelay .
+	$(GO) build -o bin/demo-serve ./demo/serve
+	@bin/tickrelay -listen $(DEMO_RELAY) -admin-listen off & relay=$$!; \
+	  trap 'kill $$relay 2>/dev/null; wait $$relay 2>/dev/null' EXIT INT TERM; \
+	  bin/demo-serve -listen $(DEMO_LISTEN) -dir demo/public -relay ws://$(DEMO_RELAY)/ws
+
+## demo-screenshot: two demo pages side by side in headless Chromium -> demo/screenshot.png
+demo-screenshot: demo-build
+	npm run screenshot -w e2e
+
+## e2e: browsers and Node through nginx (TLS) to the relay: needs chromium, nginx, openssl
+e2e: demo-build
+	npm test -w e2e
+
 ## fuzz: run every fuzz target for FUZZTIME each
 fuzz:
 	@scripts/fuzz-all.sh $(FUZZTIME)

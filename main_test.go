@@ -3,18 +3,24 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 
 	pb "github.com/tickrelay/tickrelay/proto/tickrelay/v1"
@@ -223,4 +229,136 @@ func TestBinaryReloadDrainAndSignals(t *testing.T) {
 		require.Error(t, err)
 		require.True(t, strings.Contains(string(out), "tick-rate: 5000 is out of range"), "%s", out)
 	})
+}
+
+// A connection flood does not stop the relay, even when its open-file limit
+// is lowered under it and other parts of the process (here idle admin API
+// connections) hold most descriptors: connections are counted against the
+// limit as it is now, accept() that runs out is answered with the reserve
+// descriptor, held connections keep working, and once the flood is gone
+// the relay accepts again.
+func TestBinarySurvivesDescriptorExhaustion(t *testing.T) {
+	t.Parallel()
+	bin := buildBinary(t)
+	p := startRelay(t, bin)
+	held := connect(t, p.addr)
+	require.NotNil(t, held.join("held").GetJoined())
+	other := connect(t, p.addr)
+	require.NotNil(t, other.join("held").GetJoined())
+
+	limit := unix.Rlimit{Cur: 200, Max: 200}
+	require.NoError(t, unix.Prlimit(p.cmd.Process.Pid, unix.RLIMIT_NOFILE, &limit, nil))
+	// Idle admin connections take most of what is left.
+	var idle []net.Conn
+	for range 170 {
+		c, err := net.DialTimeout("tcp", p.admin, testTimeout)
+		require.NoError(t, err)
+		idle = append(idle, c)
+	}
+
+	const flood = 300
+	var wg sync.WaitGroup
+	var answered, refused503 atomic.Int64
+	conns := make(chan net.Conn, flood)
+	for range flood {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := net.DialTimeout("tcp", p.addr, testTimeout)
+			if err != nil {
+				return // the kernel's accept queue may be full: refused is fine
+			}
+			conns <- c
+			_ = c.SetDeadline(time.Now().Add(testTimeout))
+			_, _ = c.Write([]byte("GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"))
+			buf := make([]byte, 12)
+			if _, err := io.ReadFull(c, buf); err == nil {
+				answered.Add(1)
+				if string(buf) == "HTTP/1.1 503" {
+					refused503.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(conns)
+	for c := range conns {
+		_ = c.Close()
+	}
+	for _, c := range idle {
+		_ = c.Close()
+	}
+	t.Logf("flood of %d: %d answered, %d with 503", flood, answered.Load(), refused503.Load())
+	require.Positive(t, refused503.Load(), "the excess is answered 503")
+
+	// Out of descriptors entirely: the limit set to what the relay holds
+	// now, so accept() itself fails with EMFILE; the reserve descriptor
+	// still lets it answer (and drain the kernel's queue, not spin on it).
+	// Wait until the flood's descriptors are all given back, so that the
+	// limit leaves none free.
+	fds := func() int {
+		entries, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", p.cmd.Process.Pid))
+		require.NoError(t, err)
+		return len(entries)
+	}
+	var settled int
+	require.Eventually(t, func() bool {
+		n := fds()
+		stable := n == settled && n < 60
+		settled = n
+		return stable
+	}, testTimeout, 100*time.Millisecond)
+	entries := make([]struct{}, settled)
+	limit = unix.Rlimit{Cur: uint64(settled), Max: 200} // the hard limit cannot be raised again
+	require.NoError(t, unix.Prlimit(p.cmd.Process.Pid, unix.RLIMIT_NOFILE, &limit, nil))
+	for range 20 {
+		c, err := net.DialTimeout("tcp", p.addr, testTimeout)
+		require.NoError(t, err)
+		_ = c.SetDeadline(time.Now().Add(testTimeout))
+		buf := make([]byte, 12)
+		_, err = io.ReadFull(c, buf)
+		require.NoError(t, err, "answered even with no descriptor to spare")
+		require.Equal(t, "HTTP/1.1 503", string(buf), "after %d descriptors", len(entries))
+		_ = c.Close()
+	}
+	limit = unix.Rlimit{Cur: 200, Max: 200}
+	require.NoError(t, unix.Prlimit(p.cmd.Process.Pid, unix.RLIMIT_NOFILE, &limit, nil))
+
+	// Held connections still work, and after the flood the relay accepts
+	// and serves new ones.
+	require.NoError(t, held.conn.WriteMessage(websocket.BinaryMessage, mustMarshal(t, &pb.ClientMessage{
+		Body: &pb.ClientMessage_Send{Send: &pb.Send{Payload: []byte("still here")}}})))
+	require.NoError(t, other.conn.SetReadDeadline(time.Now().Add(testTimeout)))
+	for {
+		_, data, err := other.conn.ReadMessage()
+		require.NoError(t, err)
+		var m pb.ServerMessage
+		require.NoError(t, proto.Unmarshal(data, &m))
+		if d := m.GetFrame().GetDeliveries(); len(d) > 0 {
+			require.Equal(t, "still here", string(d[0].GetPayload()))
+			break
+		}
+	}
+	require.Eventually(t, func() bool {
+		c, _, err := websocket.DefaultDialer.Dial("ws://"+p.addr+"/ws", nil)
+		if err != nil {
+			return false
+		}
+		_ = c.Close()
+		return true
+	}, testTimeout, 50*time.Millisecond, "new connections are accepted after the flood")
+	require.Equal(t, http.StatusOK, httpStatus(t, "http://"+p.admin+"/healthz"))
+	resp, err := (&http.Client{Timeout: testTimeout}).Get("http://" + p.admin + "/metrics")
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	require.Regexp(t, `tickrelay_accept_refused_no_descriptor_total [1-9]`, string(body),
+		"accept() ran out of descriptors and the reserve answered (else this test proves nothing)")
+}
+
+func mustMarshal(t *testing.T, m *pb.ClientMessage) []byte {
+	t.Helper()
+	b, err := proto.Marshal(m)
+	require.NoError(t, err)
+	return b
 }

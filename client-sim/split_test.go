@@ -17,7 +17,7 @@ import (
 func TestThroughSplittingProxyNoLoss(t *testing.T) {
 	t.Parallel()
 	cases := []struct {
-		name                  string
+		name                   string
 		clients, rate, payload int
 	}{
 		{"200 clients 20 msg/s", 200, 20, 64},

@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // acceptor accepts TCP connections and hands them to the event loops.
@@ -132,8 +134,20 @@ type admission struct {
 // it. Runs on the acceptor goroutine.
 func (s *Server) admit(nc *net.TCPConn) {
 	s.stats.connsOpened.Add(1)
+	s.refreshFileLimit() // one getrlimit: the limit may have been lowered under us
+	if !spareDescriptor(nc) {
+		// The process is out of descriptors (other parts hold them too):
+		// enrolling needs one more for gnet's duplicate, and would cut the
+		// connection without an answer. Answer while we still can.
+		s.acceptor.refusedNoFD.Add(1)
+		s.stats.connsClosed.Add(1)
+		s.stats.handshakeFailed(failServerFull)
+		refuseAtAccept(nc)
+		return
+	}
 	open := s.openConns.Add(1)
-	if open > int64(s.cfg.MaxConnections+rejectWindow) || s.shuttingDown.Load() {
+	limit := s.connectionLimit()
+	if open > int64(limit+rejectWindow) || s.shuttingDown.Load() {
 		// Far past the limit (a flood), or shutting down: answer without
 		// waiting for the request.
 		s.openConns.Add(-1)
@@ -142,7 +156,7 @@ func (s *Server) admit(nc *net.TCPConn) {
 		refuseAtAccept(nc)
 		return
 	}
-	adm := &admission{reject: open > int64(s.cfg.MaxConnections)}
+	adm := &admission{reject: open > int64(limit)}
 	// EnrollContext duplicates the descriptor into the event loop and
 	// closes nc; it returns once the loop has run OnOpen.
 	_, err := s.engine.EnrollContext(nc, adm)
@@ -151,8 +165,48 @@ func (s *Server) admit(nc *net.TCPConn) {
 		// engine is stopping): OnClose will not run for it.
 		s.openConns.Add(-1)
 		s.stats.connsClosed.Add(1)
+		if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+			s.acceptor.refusedNoFD.Add(1)
+		}
 		if err != nil {
 			s.log.Debug("enrolling a connection failed", "err", err)
 		}
+	}
+}
+
+// connectionLimit is MaxConnections, lowered when the open-file limit
+// (re-read by the sweeper) no longer leaves room for it: an operator may
+// lower it under a running process (prlimit), and the count must hold
+// whatever the limit is when connections arrive.
+func (s *Server) connectionLimit() int {
+	return max(min(s.cfg.MaxConnections, int(s.fdLimit.Load())-reservedFiles), 1)
+}
+
+// spareDescriptor reports whether the process can still open the
+// descriptor that enrolling nc takes (gnet duplicates it), by duplicating it
+// once and closing the copy: two cheap syscalls per accepted connection, and
+// the only reliable test (descriptor numbers have holes, other parts of the
+// process hold some).
+func spareDescriptor(nc *net.TCPConn) bool {
+	rc, err := nc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	ok := false
+	_ = rc.Control(func(fd uintptr) {
+		if dup, err := unix.Dup(int(fd)); err == nil {
+			_ = unix.Close(dup)
+			ok = true
+		}
+	})
+	return ok
+}
+
+// refreshFileLimit re-reads the open-file limit (per accept, and by the
+// sweeper).
+func (s *Server) refreshFileLimit() {
+	var lim syscall.Rlimit
+	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim) == nil {
+		s.fdLimit.Store(int64(min(lim.Cur, 1<<30)))
 	}
 }

@@ -56,7 +56,9 @@ type Config struct {
 	// FailLinger: after failing a connection (a protocol error or a limit)
 	// the server sends its Close, shuts down its write side once that is
 	// flushed and drops the connection when the client answers (FIN or
-	// Close) or after this long. Zero means 250ms.
+	// Close) or this long after the shutdown; before it, a client that reads
+	// nothing for this long is dropped (one that keeps reading gets up to
+	// CloseTimeout). Zero means 250ms.
 	FailLinger time.Duration
 	// MessageReadTimeout: a message whose first bytes arrived must be
 	// complete within this long, or the connection is closed with 4004 (a

@@ -48,6 +48,9 @@ type conn struct {
 	closing     atomic.Bool  // a Close is on its way (or the connection is gone): no more data
 	failing     atomic.Bool  // the close fails the connection: linger, then drop it
 	shutWrite   bool         // the write side was shut down after a failing close
+	shutAt      atomic.Int64 // unix nanos of that shutdown
+	lingerLeft  atomic.Int64 // unwritten bytes at the last sweep of a failing close
+	progressAt  atomic.Int64 // unix nanos when they last went down
 	closeSentAt atomic.Int64 // unix nanos
 	lastRead    atomic.Int64 // unix nanos of the last inbound bytes
 	lastPing    atomic.Int64 // unix nanos of the last ping the sweeper sent

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"runtime"
 	"syscall"
 	"testing"
@@ -159,4 +160,27 @@ func (c *wsClient) expectCloseNoFail() int {
 		}
 		return -1
 	}
+}
+
+// If the relay can no longer accept (its acceptor failed for good), it says
+// so on /healthz, closes its connections and stops, so that main exits
+// non-zero and a supervisor restarts it: it never keeps answering "ok"
+// while refusing every connection.
+func TestFatalErrorFailsHealthAndStops(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, nil)
+	c := dial(t, srv)
+	admin := newAdminClient(t, srv, "")
+	status, _ := admin.do("GET", "/healthz", "")
+	require.Equal(t, http.StatusOK, status)
+
+	srv.fatal(errors.New("server: accept: test failure"))
+	select {
+	case <-srv.Done():
+	case <-time.After(testTimeout):
+		t.Fatal("the relay did not stop")
+	}
+	require.ErrorContains(t, srv.Err(), "test failure")
+	require.False(t, srv.Healthy())
+	require.Equal(t, 1001, c.expectClose())
 }

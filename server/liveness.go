@@ -46,6 +46,7 @@ func (sw *sweeper) run(period time.Duration) {
 			return
 		case now := <-t.C:
 			sw.srv.conns.each(func(c *conn) { sw.check(c, now.UnixNano()) })
+			sw.srv.refreshFileLimit()
 		}
 	}
 }
@@ -87,29 +88,42 @@ func (sw *sweeper) check(c *conn, now int64) {
 			if ok, _, wake := c.out.push(pingFrame, nil); ok && wake {
 				c.wake()
 			}
-		case c.held.Load():
-			// Input waits for output to drain, which gnet does not
-			// report: look again.
+		case c.held.Load() || c.out.held.Load():
+			// Input or output waits for gnet to drain its buffer, which
+			// it does not report: look again.
 			c.wake()
 		}
 	}
 }
 
-// checkClosing drops a closing connection whose time is up: a failed one
-// after the linger (its write side is shut once our Close is flushed; until
-// then keep trying), a clean one after the close timeout.
+// checkClosing drops a closing connection whose time is up. A failed one:
+// once its Close is flushed and its write side shut, after the fail linger;
+// until then, as long as the client keeps reading (its unwritten bytes go
+// down) up to the close timeout, so a slow reader still gets the Error and
+// Close, but one that reads nothing for a whole linger is dropped. A clean
+// one: after the close timeout.
 func (sw *sweeper) checkClosing(c *conn, now int64) {
 	cfg := &sw.srv.cfg
 	since := now - c.closeSentAt.Load()
-	if c.failing.Load() {
-		if since > int64(cfg.FailLinger) {
+	if !c.failing.Load() {
+		if since > int64(cfg.CloseTimeout) {
 			_ = c.gc.Close()
-			return
 		}
-		c.wake() // flushes, and shuts the write side once everything is out
 		return
 	}
-	if since > int64(cfg.CloseTimeout) {
-		_ = c.gc.Close()
+	if shut := c.shutAt.Load(); shut != 0 {
+		if now-shut > int64(cfg.FailLinger) {
+			_ = c.gc.Close()
+		}
+		return
 	}
+	// Progress: its unwritten bytes went down since the last sweep.
+	if left := c.out.total(); left < c.lingerLeft.Swap(left) || c.progressAt.Load() == 0 {
+		c.progressAt.Store(now)
+	}
+	if since > int64(cfg.CloseTimeout) || now-c.progressAt.Load() > int64(cfg.FailLinger) {
+		c.drop()
+		return
+	}
+	c.wake() // flushes, and shuts the write side once everything is out
 }

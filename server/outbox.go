@@ -3,8 +3,10 @@ package server
 import (
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/gobwas/ws"
+	"github.com/panjf2000/gnet/v2"
 	"golang.org/x/sys/unix"
 
 	"github.com/tickrelay/tickrelay/proto/closes"
@@ -36,6 +38,9 @@ type outbox struct {
 
 	queued atomic.Int64 // bytes in items
 	net    atomic.Int64 // gnet's unwritten outbound bytes, as last seen on the loop
+	// held: frames wait here because gnet's buffer is over gnetBufferCap;
+	// the sweeper wakes the connection to retry.
+	held atomic.Bool
 	// refreshing: a wake to refresh net is in flight (Congested).
 	refreshing atomic.Bool
 }
@@ -109,6 +114,13 @@ func (q *outbox) seal(final []byte, drop bool) (wake bool) {
 	wake = !q.scheduled
 	q.scheduled = true
 	return wake
+}
+
+// requeue puts back, in front, frames the loop took but did not write.
+func (q *outbox) requeue(rest []outItem) {
+	q.mu.Lock()
+	q.items = append(append(make([]outItem, 0, len(rest)+len(q.items)), rest...), q.items...)
+	q.mu.Unlock()
 }
 
 // take hands the queued frames to the loop. Loop only.
@@ -187,6 +199,21 @@ func (c *conn) writeFinal(b []byte) {
 	_, _ = c.gc.Write(b)
 }
 
+// drop closes the connection now, from any goroutine, after handing gnet
+// everything queued (the Error and Close of a failing close included), so
+// that gnet's close writes whatever the kernel still takes.
+func (c *conn) drop() {
+	err := c.gc.Wake(func(gc gnet.Conn, err error) error {
+		if err == nil && c.state.Load() != stateClosed {
+			c.flushOut(true)
+		}
+		return gc.Close()
+	})
+	if err != nil {
+		_ = c.gc.Close()
+	}
+}
+
 // wake asks the connection's event loop to run OnTraffic for it: to flush
 // queued frames, or to look again at input it held back. Goroutine-safe.
 func (c *conn) wake() {
@@ -196,46 +223,72 @@ func (c *conn) wake() {
 	_ = c.gc.Wake(nil)
 }
 
-// flush writes every queued frame: one write for one frame, one writev for
-// several. Loop only.
-func (c *conn) flush() {
-	items := c.out.take()
-	if len(items) == 0 {
-		c.out.giveBack(items)
+// gnetBufferCap is how much unwritten data the relay lets pile up in gnet's
+// outbound buffer (which nothing can take back) before it keeps frames in the
+// outbox instead (where a failing close can drop them, so its Error and Close
+// go out next).
+const gnetBufferCap = 64 << 10
+
+// flush writes the queued frames: one write for one frame, one writev for
+// several. While gnet's own buffer holds more than gnetBufferCap (the kernel
+// is not taking bytes: the client reads slowly), frames stay in the outbox;
+// the sweeper wakes the connection to try again. Loop only.
+func (c *conn) flush() { c.flushOut(false) }
+
+// flushOut is flush; with all, everything queued goes to gnet whatever its
+// buffer holds (the connection is about to be dropped: gnet's close writes
+// what the kernel still takes).
+func (c *conn) flushOut(all bool) {
+	if !all && c.gc.OutboundBuffered() > gnetBufferCap {
+		c.out.held.Store(true)
 		c.afterFlush()
 		return
 	}
+	items := c.out.take()
 	var written int64
+	n := 0 // items handed to gnet
 	closed := c.state.Load() == stateClosed
-	for start := 0; start < len(items) && !closed; {
+	for n < len(items) && !closed {
 		// gnet's Writev fails with EINVAL beyond 1,024 slices (IOV_MAX).
-		end := min(start+1024, len(items))
+		end := min(n+1024, len(items))
 		var err error
-		if end-start == 1 {
-			_, err = c.gc.Write(items[start].b)
+		if end-n == 1 {
+			_, err = c.gc.Write(items[n].b)
 		} else {
 			c.iov = c.iov[:0]
-			for _, it := range items[start:end] {
+			for _, it := range items[n:end] {
 				c.iov = append(c.iov, it.b)
 			}
 			_, err = c.gc.Writev(c.iov)
 			clear(c.iov)
 		}
-		if err != nil {
-			// gnet has closed the connection (OnClose ran).
-			closed = true
+		for _, it := range items[n:end] {
+			written += int64(len(it.b))
+			release(it.o)
 		}
-		start = end
-	}
-	for _, it := range items {
-		written += int64(len(it.b))
-		release(it.o)
+		n = end
+		if err != nil {
+			closed = true // gnet has closed the connection (OnClose ran)
+		} else if !all && n < len(items) && c.gc.OutboundBuffered() > gnetBufferCap {
+			break
+		}
 	}
 	c.out.queued.Add(-written)
-	c.out.giveBack(items)
-	if !closed {
-		c.afterFlush()
+	if closed {
+		for _, it := range items[n:] {
+			release(it.o)
+		}
+		c.out.giveBack(items)
+		return
 	}
+	if n < len(items) {
+		c.out.requeue(items[n:])
+		c.out.held.Store(true)
+	} else {
+		c.out.held.Store(false)
+	}
+	c.out.giveBack(items)
+	c.afterFlush()
 }
 
 // afterFlush refreshes the outbound figure and, for a failing close whose
@@ -249,6 +302,7 @@ func (c *conn) afterFlush() {
 	c.out.refreshing.Store(false)
 	if c.failing.Load() && !c.shutWrite && buffered == 0 && c.out.queued.Load() == 0 && c.out.isSealed() {
 		c.shutWrite = true
+		c.shutAt.Store(time.Now().UnixNano())
 		_ = unix.Shutdown(c.gc.Fd(), unix.SHUT_WR)
 	}
 }

@@ -47,6 +47,7 @@ type Server struct {
 	pol   atomic.Pointer[livePolicy]
 
 	openConns    atomic.Int64
+	fdLimit      atomic.Int64 // the open-file limit, re-read by the sweeper
 	shuttingDown atomic.Bool
 	draining     atomic.Bool
 	killed       atomic.Bool  // Kill: connections closing now are dropped at once
@@ -105,6 +106,7 @@ func New(cfg Config) (*Server, error) {
 		},
 	}
 	s.conns.init()
+	s.refreshFileLimit()
 	s.applied = cfg
 	s.drainTimeout.Store(int64(cfg.DrainTimeout))
 	s.pol.Store(&livePolicy{gen: 1, rate: cfg.RateLimits})

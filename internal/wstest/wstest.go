@@ -77,7 +77,9 @@ func (f Frame) Bytes() []byte {
 func Data(op byte, payload []byte) Frame { return Frame{Fin: true, Op: op, Payload: payload} }
 
 // Fragment is a masked frame of op with fin as given.
-func Fragment(fin bool, op byte, payload []byte) Frame { return Frame{Fin: fin, Op: op, Payload: payload} }
+func Fragment(fin bool, op byte, payload []byte) Frame {
+	return Frame{Fin: fin, Op: op, Payload: payload}
+}
 
 // Close is a Close frame with code (0: empty payload) and reason.
 func Close(code uint16, reason string) Frame {

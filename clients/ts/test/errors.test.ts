@@ -104,3 +104,33 @@ test("the browser entry needs a WebSocket where the platform has none", () => {
   }
   assert.ok(new TickrelayClient({ url: relay.url }), "the Node entry brings ws");
 });
+
+test("authToken goes out in Join.auth_token, a function asked once per join", async () => {
+  // The relay does not check tokens yet: look at what the client sends.
+  const { fromBinary } = await import("@bufbuild/protobuf");
+  const { ClientMessageSchema } = await import("../src/gen/tickrelay/v1/tickrelay_pb.js");
+  const { nodeWebSocket } = await import("../src/node.js");
+  const sent: string[] = [];
+  const open = nodeWebSocket();
+  let asked = 0;
+  const a = newClient({
+    url: relay.url,
+    authToken: () => `token-${++asked}`,
+    createWebSocket: (url, protocols) => {
+      const ws = open(url, protocols);
+      const send = ws.send.bind(ws);
+      ws.send = (data: Uint8Array) => {
+        const m = fromBinary(ClientMessageSchema, data);
+        if (m.body.case === "join") sent.push(m.body.value.authToken);
+        send(data);
+      };
+      return ws;
+    },
+  });
+  await a.connect();
+  const room = roomName();
+  await a.join({ roomId: room, createIfMissing: true });
+  await a.leave();
+  await a.join({ roomId: room, createIfMissing: true, authToken: "explicit" });
+  assert.deepEqual(sent, ["token-1", "explicit"]);
+});

@@ -7,13 +7,15 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { BrowserContext, Page } from "playwright-core";
 import { TickrelayClient, nodeWebSocket, type CloseInfo, type Delivery } from "@tickrelay/client";
-import { eventually, freePort, goBuild, launchChromium, makeCert, repoRoot, startNginx, startRelay, tempDir, type Proc } from "./procs.js";
+import { eventually, freePort, goBuild, launchChromium, makeCert, repoRoot, startHaproxy, startNginx, startRelay, tempDir, type Proc } from "./procs.js";
 
 /** nginx's proxy_read_timeout here; the relay pings silent clients every second. */
 const READ_TIMEOUT_S = 3;
 
 let relay: Proc;
 let nginx: Proc;
+let haproxy: Proc | undefined;
+let haproxyPort = 0;
 let browser: BrowserContext;
 let port: number;
 let cert: ReturnType<typeof makeCert>;
@@ -31,6 +33,8 @@ before(async () => {
   ]);
   relay = r.proc;
   nginx = await startNginx({ port, relayAddr: r.addr, cert: cert.cert, key: cert.key, readTimeout: `${READ_TIMEOUT_S}s`, root: join(repoRoot, "demo/public") });
+  haproxyPort = await freePort();
+  haproxy = await startHaproxy({ port: haproxyPort, relayAddr: r.addr, pem: cert.pem, tunnelTimeout: `${READ_TIMEOUT_S}s` });
   browser = await launchChromium(cert.spki);
 });
 
@@ -38,6 +42,7 @@ after(async () => {
   await Promise.all(clients.map((c) => c.close()));
   await browser?.close();
   await nginx?.stop();
+  await haproxy?.stop();
   await relay?.stop();
 });
 
@@ -63,9 +68,9 @@ async function demo(page: Page): Promise<DemoState> {
   });
 }
 
-function nodeClient(extra: Partial<ConstructorParameters<typeof TickrelayClient>[0]> = {}): TickrelayClient {
+function nodeClient(extra: Partial<ConstructorParameters<typeof TickrelayClient>[0]> = {}, via = port): TickrelayClient {
   const c = new TickrelayClient({
-    url: `wss://127.0.0.1:${port}/ws`,
+    url: `wss://127.0.0.1:${via}/ws`,
     createWebSocket: nodeWebSocket({ ca: readFileSync(cert.cert) }),
     clockSync: false,
     reconnect: false,
@@ -123,7 +128,23 @@ describe("browsers and Node through nginx with TLS", { timeout: 120_000 }, () =>
     }
   });
 
-  test(`an idle connection outlives nginx's ${READ_TIMEOUT_S} s read timeout`, async () => {
+  let viaHaproxy: TickrelayClient | undefined;
+  const haproxyCloses: CloseInfo[] = [];
+  test("a Node client through HAProxy (deploy/haproxy/haproxy.cfg) joins the room too", async (t) => {
+    if (!haproxy) {
+      t.skip("haproxy is not installed");
+      return;
+    }
+    viaHaproxy = nodeClient({}, haproxyPort);
+    viaHaproxy.on("close", (i) => haproxyCloses.push(i));
+    const got = deliveriesOf(viaHaproxy);
+    await viaHaproxy.connect();
+    await viaHaproxy.join({ roomId: "e2e", metadata: { name: "haproxy" } });
+    const a = await demo(ann);
+    await eventually(() => got.some((d) => d.sender === a.playerId), 10_000, "a page's positions through HAProxy");
+  });
+
+  test(`an idle connection outlives the proxies' ${READ_TIMEOUT_S} s timeouts`, async () => {
     await ann.evaluate(() => (window as unknown as { tickrelayDemo: { pause(): void } }).tickrelayDemo.pause());
     await bob.evaluate(() => (window as unknown as { tickrelayDemo: { pause(): void } }).tickrelayDemo.pause());
     // Nothing is sent for longer than the timeout: this wait is the
@@ -139,6 +160,7 @@ describe("browsers and Node through nginx with TLS", { timeout: 120_000 }, () =>
       assert.equal(s.state, "open");
     }
     assert.deepEqual(nodeCloses, []);
+    assert.deepEqual(haproxyCloses, [], "the client through HAProxy kept its tunnel");
     const before = nodeGot.length;
     await ann.evaluate(() => (window as unknown as { tickrelayDemo: { resume(): void } }).tickrelayDemo.resume());
     await eventually(() => nodeGot.length > before, 10_000, "traffic after the idle time, on the same connections");

@@ -237,3 +237,25 @@ export async function launchChromium(spki?: string): Promise<BrowserContext> {
     timeout: 60_000,
   });
 }
+
+/** HAProxy in the foreground, serving deploy/haproxy/haproxy.cfg as substituted; undefined when it is not installed. */
+export async function startHaproxy(opts: { port: number; relayAddr: string; pem: string; tunnelTimeout: string }): Promise<Proc | undefined> {
+  try {
+    execFileSync("haproxy", ["-v"], { stdio: "ignore" });
+  } catch {
+    return undefined;
+  }
+  const dir = tempDir("e2e-haproxy-");
+  const cfg = substitute(readFileSync(join(repoRoot, "deploy/haproxy/haproxy.cfg"), "utf8"), [
+    ["bind :443 ssl crt /etc/ssl/tickrelay/tickrelay.pem", `bind 127.0.0.1:${opts.port} ssl crt ${opts.pem}`],
+    ["server relay1 127.0.0.1:7600 check", `server relay1 ${opts.relayAddr} check`],
+    ["timeout tunnel 75s", `timeout tunnel ${opts.tunnelTimeout}`],
+  ]);
+  writeFileSync(join(dir, "haproxy.cfg"), cfg);
+  const proc = new Proc("haproxy", "haproxy", ["-db", "-f", join(dir, "haproxy.cfg")]);
+  await eventually(async () => {
+    if (!proc.running) throw new Error(`haproxy exited: ${proc.output.join("\n")}`);
+    return canConnect(opts.port);
+  }, 10_000, "haproxy listening");
+  return proc;
+}

@@ -2,6 +2,10 @@ module github.com/tickrelay/tickrelay
 
 go 1.26.8
 
+// The npm workspace (clients/ts, demo, e2e) installs into node_modules,
+// whose packages are no concern of the go command.
+ignore node_modules
+
 require (
 	github.com/HdrHistogram/hdrhistogram-go v1.4.0
 	github.com/centrifugal/protocol v0.19.2

@@ -1,0 +1,204 @@
+// Lost connections and the relay's closes: what the client tells and whether
+// it reconnects, by the close-code table.
+import { after, afterEach, test } from "node:test";
+import assert from "node:assert/strict";
+import {
+  ConnectionClosedError,
+  ErrorCode,
+  LeaveReason,
+  nodeWebSocket,
+  type CloseInfo,
+  type ReconnectedInfo,
+  type ReconnectingInfo,
+} from "../src/node.js";
+import { eventually, startRelay, stopAll } from "./helpers/relay.js";
+import { SplitProxy } from "./helpers/splitproxy.js";
+import { closeClients, newClient, Recorder, roomName, text } from "./helpers/clients.js";
+
+const proxies: SplitProxy[] = [];
+afterEach(async () => {
+  await closeClients();
+  await Promise.all(proxies.splice(0).map((p) => p.close()));
+});
+after(stopAll);
+
+async function proxyTo(addr: string): Promise<SplitProxy> {
+  const p = await SplitProxy.start({ target: addr });
+  proxies.push(p);
+  return p;
+}
+
+/** A short backoff, so tests spend little time waiting. */
+const fast = { initialDelayMs: 20, maxDelayMs: 200 };
+
+function watch(c: ReturnType<typeof newClient>) {
+  const closes: CloseInfo[] = [];
+  const reconnecting: ReconnectingInfo[] = [];
+  const reconnected: ReconnectedInfo[] = [];
+  c.on("close", (i) => closes.push(i));
+  c.on("reconnecting", (i) => reconnecting.push(i));
+  c.on("reconnected", (i) => reconnected.push(i));
+  return { closes, reconnecting, reconnected };
+}
+
+test("a cut connection is replaced and the room rejoined", async () => {
+  const relay = await startRelay();
+  const proxy = await proxyTo(relay.addr);
+  const room = roomName();
+  const a = newClient({ url: `ws://${proxy.addr}/ws`, reconnect: fast });
+  const b = newClient({ url: relay.url });
+  await Promise.all([a.connect(), b.connect()]);
+  const ja = await a.join({ roomId: room, createIfMissing: true, metadata: { name: "ann" } });
+  await b.join({ roomId: room });
+  const wa = watch(a);
+  const rb = new Recorder(b);
+  const left: number[] = [];
+  b.on("playerLeft", (m) => left.push(m.playerId));
+
+  proxy.cutAll();
+  await eventually(() => wa.reconnected.length === 1, 15_000, "a reconnected");
+  assert.equal(wa.closes[0]!.code, 1006);
+  assert.equal(wa.closes[0]!.willReconnect, true);
+  assert.equal(wa.reconnecting[0]!.attempt, 1);
+  const again = wa.reconnected[0]!.rejoined;
+  assert.ok(again, "rejoined the room");
+  assert.equal(again.roomId, room);
+  assert.notEqual(again.playerId, ja.playerId, "a new seat (the relay has no resume yet)");
+  assert.equal(a.state, "open");
+  assert.equal(a.playerId, again.playerId);
+  await eventually(() => left.includes(ja.playerId), 10_000, "the old seat left");
+  await eventually(() => b.members.some((m) => m.playerId === again.playerId && m.metadata.name === "ann"), 10_000, "the new seat at b");
+
+  a.send("back again");
+  await rb.waitFor(1);
+  assert.equal(text(rb.deliveries[0]!.payload), "back again");
+  assert.equal(rb.deliveries[0]!.sender, again.playerId);
+});
+
+test("after the relay is killed the client backs off until one is back", async () => {
+  const first = await startRelay();
+  const proxy = await proxyTo(first.addr);
+  const room = roomName();
+  const a = newClient({ url: `ws://${proxy.addr}/ws`, reconnect: fast });
+  await a.connect();
+  await a.join({ roomId: room, createIfMissing: true, room: { tickRate: 15 } });
+  const wa = watch(a);
+
+  await first.stop(); // SIGKILL: no Close frame, the room is gone
+  // Until a relay is back the attempts fail, and the delays grow.
+  await eventually(() => wa.reconnecting.length >= 4, 15_000, "several attempts");
+  const delays = wa.reconnecting.map((r) => r.delayMs);
+  assert.ok(delays[3]! > delays[0]!, `backoff grows: ${delays.map((d) => d.toFixed(0)).join(", ")}`);
+  assert.equal(a.state, "reconnecting");
+  assert.equal(a.send("lost"), false, "sends are dropped while away");
+
+  const second = await startRelay();
+  proxy.retarget(second.addr);
+  await eventually(() => wa.reconnected.length === 1, 15_000, "reconnected to the new relay");
+  const info = wa.reconnected[0]!;
+  assert.ok(info.attempts >= 4);
+  assert.ok(info.rejoined, "the room was made again: this client created it");
+  assert.equal(info.rejoined.roomId, room);
+  assert.equal(info.rejoined.tickRate, 15, "with its options");
+});
+
+test("drain: close 1001 with the relay's reason, then reconnect elsewhere", async () => {
+  const draining = await startRelay("-drain-timeout", "300ms");
+  const other = await startRelay();
+  const room = roomName();
+  let target = draining.url;
+  const a = newClient({ url: () => target, reconnect: fast });
+  await a.connect();
+  await a.join({ roomId: room, createIfMissing: true });
+  const wa = watch(a);
+  const errors: ErrorCode[] = [];
+  a.on("error", (e) => errors.push(e.code));
+
+  target = other.url; // where a load balancer would send the next connection
+  draining.signal("SIGTERM");
+  await eventually(() => wa.reconnected.length === 1, 15_000, "reconnected elsewhere");
+  const close = wa.closes[0]!;
+  assert.equal(close.code, 1001);
+  assert.equal(close.reason, "server draining: reconnect to resume");
+  assert.equal(close.cause?.name, "draining");
+  assert.equal(close.error?.code, ErrorCode.DRAINING, "the Error sent before the Close explains it");
+  assert.equal(close.mayReconnect, true);
+  assert.ok(errors.includes(ErrorCode.DRAINING));
+  assert.equal(wa.reconnected[0]!.rejoined?.roomId, room);
+  assert.equal(await draining.exited, 0, "the drained relay exits 0");
+});
+
+test("kicked: 4500, and no reconnect", async () => {
+  const relay = await startRelay();
+  const room = roomName();
+  const a = newClient({ url: relay.url, reconnect: fast });
+  await a.connect();
+  const j = await a.join({ roomId: room, createIfMissing: true });
+  const wa = watch(a);
+  const left: LeaveReason[] = [];
+  a.on("left", (l) => left.push(l.reason));
+
+  const res = await relay.adminCall("POST", `/v1/rooms/${room}/players/${j.playerId}/kick`, { reason: "test" });
+  assert.ok(res.ok, `kick: HTTP ${res.status} ${await res.text()}`);
+  await eventually(() => a.state === "closed", 10_000, "closed for good");
+  assert.equal(left[0], LeaveReason.KICKED);
+  assert.equal(wa.closes[0]!.code, 4500);
+  assert.equal(wa.closes[0]!.cause?.name, "kicked");
+  assert.equal(wa.closes[0]!.mayReconnect, false);
+  assert.equal(wa.reconnecting.length, 0);
+});
+
+test("an Origin not on the allow-list: connect() rejects with 4503 and its reason", async () => {
+  const relay = await startRelay("-allowed-origins", "https://game.example");
+  const bad = newClient({ url: relay.url, createWebSocket: nodeWebSocket({ origin: "https://evil.example" }), reconnect: fast });
+  const wb = watch(bad);
+  const err = await bad.connect().then(
+    () => assert.fail("connected"),
+    (e: unknown) => e,
+  );
+  assert.ok(err instanceof ConnectionClosedError);
+  assert.equal(err.close.code, 4503);
+  assert.equal(err.close.reason, "origin not allowed");
+  assert.equal(err.close.cause?.name, "origin_refused");
+  assert.equal(err.close.mayReconnect, false);
+  assert.equal(wb.reconnecting.length, 0, "no attempt after a refusal that would repeat");
+  assert.equal(bad.state, "closed");
+
+  const good = newClient({ url: relay.url, createWebSocket: nodeWebSocket({ origin: "https://GAME.example" }) });
+  await good.connect();
+  assert.equal(good.state, "open");
+});
+
+test("server full: 4002 with retry_after_ms, and the client gets in once there is room", async () => {
+  const relay = await startRelay("-max-connections", "1");
+  const a = newClient({ url: relay.url });
+  await a.connect();
+  const b = newClient({ url: relay.url, reconnect: fast });
+  const wb = watch(b);
+  const connected = b.connect();
+  await eventually(() => wb.reconnecting.length >= 1, 10_000, "a refused attempt");
+  const close = wb.reconnecting[0]!.close;
+  assert.equal(close.code, 4002);
+  assert.equal(close.reason, "server full");
+  assert.equal(close.error?.code, ErrorCode.SERVER_FULL);
+  assert.ok(wb.reconnecting[0]!.delayMs >= close.error!.retryAfterMs, "the backoff honours retry_after_ms");
+  await a.close();
+  await connected;
+  assert.equal(b.state, "open");
+});
+
+test("a relay that stops answering is detected and replaced", async () => {
+  const relay = await startRelay();
+  const proxy = await proxyTo(relay.addr);
+  const a = newClient({ url: `ws://${proxy.addr}/ws`, reconnect: fast, clockSync: { intervalMs: 100 }, deadAfterMs: 500 });
+  await a.connect();
+  const wa = watch(a);
+  // Freeze the path: the TCP connection stays up, nothing gets through (a
+  // network that changed under a phone, a half-open connection).
+  proxy.freeze();
+  await eventually(() => wa.closes.length >= 1, 10_000, "the dead connection noticed");
+  assert.equal(wa.closes[0]!.code, 1006);
+  assert.match(wa.closes[0]!.reason, /nothing from the relay within 500 ms/);
+  proxy.retarget(relay.addr);
+  await eventually(() => a.state === "open", 10_000, "a new connection");
+});

@@ -17,9 +17,9 @@ import (
 // Field numbers of tickrelay.proto used on the hot paths. TestFieldNumbers
 // checks them against the generated descriptors.
 const (
-	clientRequestID protowire.Number = 1
-	clientJoin      protowire.Number = 2
-	clientLeave     protowire.Number = 3
+	clientRequestID    protowire.Number = 1
+	clientJoin         protowire.Number = 2
+	clientLeave        protowire.Number = 3
 	clientSend         protowire.Number = 4
 	clientPing         protowire.Number = 5
 	clientAuthenticate protowire.Number = 6
@@ -35,10 +35,10 @@ const (
 	sendLatestOnly protowire.Number = 5
 	sendSeq        protowire.Number = 6
 
-	serverRequestID protowire.Number = 1
-	serverJoined    protowire.Number = 2
-	serverFrame     protowire.Number = 3
-	serverPong      protowire.Number = 4
+	serverRequestID     protowire.Number = 1
+	serverJoined        protowire.Number = 2
+	serverFrame         protowire.Number = 3
+	serverPong          protowire.Number = 4
 	serverError         protowire.Number = 5
 	serverLeft          protowire.Number = 6
 	serverAuthenticated protowire.Number = 7

@@ -13,6 +13,8 @@ import { eventually, freePort, goBuild, launchChromium, makeCert, repoRoot, star
 const READ_TIMEOUT_S = 3;
 
 let relay: Proc;
+let relayAddr: string;
+let relayAdmin: string;
 let nginx: Proc;
 let haproxy: Proc | undefined;
 let haproxyPort = 0;
@@ -30,8 +32,12 @@ before(async () => {
     "-ping-interval", "1s",
     "-idle-timeout", "5s",
     "-drain-timeout", "1s",
+    // nginx is the trusted edge: its X-Forwarded-For names the client.
+    "-trusted-proxies", "127.0.0.1/32",
   ]);
   relay = r.proc;
+  relayAddr = r.addr;
+  relayAdmin = r.admin;
   nginx = await startNginx({ port, relayAddr: r.addr, cert: cert.cert, key: cert.key, readTimeout: `${READ_TIMEOUT_S}s`, root: join(repoRoot, "demo/public") });
   haproxyPort = await freePort();
   haproxy = await startHaproxy({ port: haproxyPort, relayAddr: r.addr, pem: cert.pem, tunnelTimeout: `${READ_TIMEOUT_S}s` });
@@ -126,6 +132,35 @@ describe("browsers and Node through nginx with TLS", { timeout: 120_000 }, () =>
     for (const page of [ann, bob]) {
       await eventually(async () => (await demo(page)).peers.some(([id, d]) => id === j.playerId && d.tx === 0.1 && d.ty === 0.9), 10_000, "the Node player's dot on a page");
     }
+  });
+
+  test("behind nginx the relay sees the client's address; a forged X-Forwarded-For counts for nothing", async () => {
+    // The client dials from 127.0.0.2 (not a trusted proxy) and forges the
+    // header; nginx, the edge, overwrites it with the address it saw.
+    const forged = { "X-Forwarded-For": "203.0.113.9" };
+    const viaEdge = nodeClient({ createWebSocket: nodeWebSocket({ ca: readFileSync(cert.cert), localAddress: "127.0.0.2", headers: forged }) });
+    await viaEdge.connect();
+    await viaEdge.join({ roomId: "addr-edge", createIfMissing: true });
+    // Straight to the relay from an untrusted peer: the header is ignored.
+    const direct = new TickrelayClient({
+      url: `ws://${relayAddr}/ws`,
+      createWebSocket: nodeWebSocket({ localAddress: "127.0.0.3", headers: forged }),
+      clockSync: false,
+      reconnect: false,
+    });
+    clients.push(direct);
+    await direct.connect();
+    await direct.join({ roomId: "addr-direct", createIfMissing: true });
+    const memberAddress = async (room: string) => {
+      const res = await fetch(`http://${relayAdmin}/v1/rooms/${room}`);
+      assert.equal(res.status, 200);
+      const body = (await res.json()) as { members: { address: string }[] };
+      return body.members[0]!.address;
+    };
+    assert.equal(await memberAddress("addr-edge"), "127.0.0.2");
+    assert.equal(await memberAddress("addr-direct"), "127.0.0.3");
+    await viaEdge.close();
+    await direct.close();
   });
 
   let viaHaproxy: TickrelayClient | undefined;

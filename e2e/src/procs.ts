@@ -101,10 +101,10 @@ export function goBuild(pkg: string, name: string): string {
 }
 
 /** A relay on a free loopback port; resolves with it and its address. */
-export async function startRelay(bin: string, args: string[]): Promise<{ proc: Proc; addr: string }> {
-  const proc = new Proc("relay", bin, ["-log-format", "json", "-listen", "127.0.0.1:0", "-admin-listen", "off", ...args]);
-  const m = await proc.line(/"msg":"tickrelay listening".*"addr":"([^"]+)"/);
-  return { proc, addr: m[1]! };
+export async function startRelay(bin: string, args: string[]): Promise<{ proc: Proc; addr: string; admin: string }> {
+  const proc = new Proc("relay", bin, ["-log-format", "json", "-listen", "127.0.0.1:0", "-admin-listen", "127.0.0.1:0", ...args]);
+  const m = await proc.line(/"msg":"tickrelay listening".*"addr":"([^"]+)".*"admin":"([^"]*)"/);
+  return { proc, addr: m[1]!, admin: m[2]! };
 }
 
 /** A free TCP port on 127.0.0.1, for a program that cannot report the one it bound. */

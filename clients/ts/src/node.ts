@@ -27,6 +27,8 @@ export interface NodeWebSocketOptions {
   origin?: string;
   /** How long the opening handshake may take, ms. */
   handshakeTimeout?: number;
+  /** The local address to connect from (a load generator with several). */
+  localAddress?: string;
 }
 
 /** A WebSocketFactory using the `ws` package with these options. */

@@ -101,6 +101,10 @@ type Options struct {
 	LocalAddr net.Addr
 	// Header holds extra HTTP headers for the handshake request.
 	Header http.Header
+
+	// seatHook, set by Session, sees every Joined and Resumed on the reader
+	// goroutine before the frames that follow it.
+	seatHook func(m *pb.ServerMessage)
 }
 
 func (o Options) withDefaults() Options {
@@ -128,6 +132,10 @@ func (o Options) withDefaults() Options {
 type FrameView struct {
 	// Tick is the room's tick number; it increases from frame to frame.
 	Tick uint64
+	// Seq is the frame's sequence number in this seat: 1 for the first
+	// frame after Joined, then contiguous, across resumes too (zero from a
+	// relay that does not number frames).
+	Seq uint64
 	// Deliveries are the relayed messages, in the order the room received
 	// them. Payloads are views into the read buffer: copy to keep.
 	Deliveries []Delivery
@@ -174,6 +182,13 @@ type Client struct {
 	lastFrames uint64        // frames at the previous keep-alive tick; owned by the keep-alive timer
 	pinged     bool          // a keep-alive ping went out at the previous tick; owned by the timer
 	deadReason atomic.Pointer[string]
+
+	// Frame sequence of the current seat: seq is the highest Frame.seq
+	// received (set by the reader goroutine, which also resets it when a
+	// Joined or Resumed starts a seat's numbering); ackSent the highest
+	// acknowledged to the relay (guarded by writeMu).
+	seq     atomic.Uint64
+	ackSent uint64
 
 	r reader // owned by the reader goroutine
 }
@@ -274,6 +289,10 @@ func (c *Client) Err() error {
 	}
 	return c.closeErr
 }
+
+// LastSeq returns the highest Frame.seq received in the current seat: what
+// a Resume names as last_seq after this connection is lost.
+func (c *Client) LastSeq() uint64 { return c.seq.Load() }
 
 // LocalAddr returns the local address of the connection.
 func (c *Client) LocalAddr() net.Addr { return c.conn.LocalAddr() }

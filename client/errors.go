@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/tickrelay/tickrelay/proto/closes"
 	pb "github.com/tickrelay/tickrelay/proto/tickrelay/v1"
@@ -33,6 +34,7 @@ var (
 	ErrInternal          = errors.New("client: internal server error")
 	ErrTimeout           = errors.New("client: timed out by server")
 	ErrPolicyViolation   = errors.New("client: policy violation")
+	ErrInputTooLate      = errors.New("client: input too late")
 	errUnspecifiedServer = errors.New("client: unspecified server error")
 )
 
@@ -55,6 +57,7 @@ var sentinels = map[pb.ErrorCode]error{
 	pb.ErrorCode_ERROR_CODE_INTERNAL:           ErrInternal,
 	pb.ErrorCode_ERROR_CODE_TIMEOUT:            ErrTimeout,
 	pb.ErrorCode_ERROR_CODE_POLICY_VIOLATION:   ErrPolicyViolation,
+	pb.ErrorCode_ERROR_CODE_INPUT_TOO_LATE:     ErrInputTooLate,
 }
 
 // ServerError is an Error message from the server: the refusal of a request
@@ -64,12 +67,24 @@ type ServerError struct {
 	Code pb.ErrorCode
 	// Message is the server's human-readable detail, for logs only.
 	Message string
+	// Reason is a machine-readable refinement of some codes (UNAUTHORIZED:
+	// "expired", "bad_signature", ...; RATE_LIMITED: "address_rate",
+	// "locked_out"); see docs/PROTOCOL.md.
+	Reason string
+	// RetryAfter is how long to wait before trying again (RATE_LIMITED,
+	// SERVER_FULL, OVERLOADED), zero when not given.
+	RetryAfter time.Duration
 }
 
 func (e *ServerError) Error() string {
 	var b strings.Builder
 	b.WriteString("tickrelay server: ")
 	b.WriteString(strings.ToLower(strings.TrimPrefix(e.Code.String(), "ERROR_CODE_")))
+	if e.Reason != "" {
+		b.WriteString(" (")
+		b.WriteString(e.Reason)
+		b.WriteString(")")
+	}
 	if e.Message != "" {
 		b.WriteString(": ")
 		b.WriteString(e.Message)

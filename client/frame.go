@@ -209,10 +209,17 @@ func (c *Client) dispatch(b []byte) error {
 		return fmt.Errorf("client: parse server message: %w", err)
 	}
 	if r.msg.Body == wire.BodyFrame {
+		if seq := r.msg.Seq; seq != 0 {
+			if seq <= c.seq.Load() {
+				return nil // replayed twice (a resume overlapping what arrived)
+			}
+			c.seq.Store(seq)
+		}
 		if c.opts.OnFrame == nil {
 			return nil
 		}
 		r.frame.Tick = r.msg.Tick
+		r.frame.Seq = r.msg.Seq
 		r.frame.Deliveries = r.msg.Deliveries
 		r.frame.Events = nil
 		if len(r.msg.Events) > 0 {
@@ -241,6 +248,7 @@ func (c *Client) dispatch(b []byte) error {
 	if err := proto.Unmarshal(b, m); err != nil {
 		return fmt.Errorf("client: decode server message: %w", err)
 	}
+	c.startSeat(m)
 	if id := m.GetRequestId(); id != 0 {
 		c.mu.Lock()
 		ch := c.pending[id]
@@ -255,7 +263,7 @@ func (c *Client) dispatch(b []byte) error {
 	case *pb.ServerMessage_Error:
 		if c.opts.OnError != nil {
 			c.inCallback.Store(true)
-			c.opts.OnError(&ServerError{Code: body.Error.GetCode(), Message: body.Error.GetMessage()})
+			c.opts.OnError(serverError(body.Error))
 			c.inCallback.Store(false)
 		}
 	case *pb.ServerMessage_Left:
@@ -267,6 +275,32 @@ func (c *Client) dispatch(b []byte) error {
 	}
 	// Answers to requests that gave up (context done) are dropped.
 	return nil
+}
+
+// startSeat resets the frame numbering when m starts or resumes a seat, on
+// the reader goroutine, so that the frames after m are judged against it.
+func (c *Client) startSeat(m *pb.ServerMessage) {
+	from := uint64(0)
+	switch body := m.GetBody().(type) {
+	case *pb.ServerMessage_Joined:
+	case *pb.ServerMessage_Resumed:
+		if body.Resumed.GetRecovered() {
+			from = body.Resumed.GetReplayFrom() - 1 // the Resume's last_seq
+		} else if body.Resumed.GetSnapshot() == nil {
+			return // no seat
+		}
+	default:
+		return
+	}
+	c.seq.Store(from)
+	c.writeMu.Lock()
+	c.ackSent = from
+	c.writeMu.Unlock()
+	if c.opts.seatHook != nil {
+		c.inCallback.Store(true)
+		c.opts.seatHook(m)
+		c.inCallback.Store(false)
+	}
 }
 
 // writeControl writes one control frame, unless writing has stopped.

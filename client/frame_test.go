@@ -299,7 +299,7 @@ func TestSendAndReceiveDoNotAllocate(t *testing.T) {
 	var frame []byte
 	frame = wire.AppendDelivery(frame, 1, 2, payload)
 	frame = wire.AppendDelivery(frame, 3, 2, payload)
-	msg := wire.AppendFrameStart(nil, 42, len(frame))
+	msg := wire.AppendFrameStart(nil, 42, 0, len(frame))
 	msg = append(msg, frame...)
 	allocs = testing.AllocsPerRun(200, func() {
 		if err := rc.dispatch(msg); err != nil {

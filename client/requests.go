@@ -26,7 +26,8 @@ type JoinOptions struct {
 	Room RoomOptions
 	// Metadata of this player, shown to the other members.
 	Metadata map[string]string
-	// AuthToken is reserved for authentication.
+	// AuthToken is the auth token (JWT) for this join, for a relay with
+	// auth on that has not seen one on this connection (Authenticate).
 	AuthToken string
 }
 
@@ -55,12 +56,20 @@ type Joined struct {
 	MaxPlayers   uint32
 	RoomMetadata map[string]string
 	Immediate    bool
+	// ResumeToken takes this seat back after the connection is lost
+	// (Resume); empty when the relay keeps no seats. SeatGrace is how long
+	// the relay keeps the seat of a lost connection.
+	ResumeToken []byte
+	SeatGrace   time.Duration
 }
 
 // Member is one player of a room.
 type Member struct {
 	PlayerID uint32
+	UserID   string
 	Metadata map[string]string
+	// Away: the member's connection dropped; its seat waits for a resume.
+	Away bool
 }
 
 // SendOptions qualify one Send.
@@ -75,6 +84,10 @@ type SendOptions struct {
 	// LatestOnly marks a state update that a newer one of the same Kind may
 	// replace before delivery.
 	LatestOnly bool
+	// Seq, if set, is the seat's input sequence number: the relay drops a
+	// Send whose Seq is not above the highest it accepted, so that inputs
+	// re-sent after a resume are applied once (Session does this).
+	Seq uint64
 }
 
 type reply struct {
@@ -131,16 +144,23 @@ func newJoined(j *pb.Joined) *Joined {
 		MaxPlayers:   j.GetMaxPlayers(),
 		RoomMetadata: maps.Clone(j.GetRoomMetadata()),
 		Immediate:    j.GetImmediate(),
+		ResumeToken:  j.GetResumeToken(),
+		SeatGrace:    time.Duration(j.GetSeatGraceMs()) * time.Millisecond,
 		Members:      make([]Member, 0, len(j.GetMembers())),
 	}
 	for _, m := range j.GetMembers() {
-		out.Members = append(out.Members, Member{PlayerID: m.GetPlayerId(), Metadata: m.GetMetadata()})
+		out.Members = append(out.Members, Member{PlayerID: m.GetPlayerId(), UserID: m.GetUserId(), Metadata: m.GetMetadata(), Away: m.GetAway()})
 	}
 	return out
 }
 
 func serverError(e *pb.Error) *ServerError {
-	return &ServerError{Code: e.GetCode(), Message: e.GetMessage()}
+	return &ServerError{
+		Code:       e.GetCode(),
+		Message:    e.GetMessage(),
+		Reason:     e.GetReason(),
+		RetryAfter: time.Duration(e.GetRetryAfterMs()) * time.Millisecond,
+	}
 }
 
 // Leave leaves the current room and waits for the server's confirmation.
@@ -255,16 +275,143 @@ func (c *Client) Send(payload []byte, opts SendOptions) error {
 		Targets:    opts.Targets,
 		Echo:       opts.Echo,
 		LatestOnly: opts.LatestOnly,
+		Seq:        opts.Seq,
 	}
 	c.writeMu.Lock()
 	defer c.writeMu.Unlock()
 	if c.writeErr != nil {
 		return fmt.Errorf("client: send: %w", c.writeErr)
 	}
-	buf := wire.AppendSend(c.wbuf[:maxClientHeader], 0, 0, &sv)
+	var ack uint64
+	if seq := c.seq.Load(); seq > c.ackSent {
+		ack, c.ackSent = seq, seq // piggybacked: the relay can trim its replay ring
+	}
+	buf := wire.AppendSend(c.wbuf[:maxClientHeader], 0, ack, &sv)
 	c.wbuf = buf
 	if err := c.writeFrameLocked(ws.OpBinary, buf, c.opts.WriteTimeout); err != nil {
 		return fmt.Errorf("client: send: %w", err)
 	}
 	return nil
+}
+
+// Ack tells the relay which frames this client holds (the highest
+// Frame.seq received), so that it can let go of them: without acks a seat's
+// replay ring fills and a resume must resync from a snapshot. Send
+// piggybacks acks already; Ack is for a player with nothing to send, and
+// writes nothing when every frame received was acknowledged. Session calls
+// it on a timer.
+func (c *Client) Ack() error {
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
+	seq := c.seq.Load()
+	if seq <= c.ackSent {
+		return nil
+	}
+	if c.writeErr != nil {
+		return fmt.Errorf("client: ack: %w", c.writeErr)
+	}
+	c.ackSent = seq
+	buf := wire.AppendAck(c.wbuf[:maxClientHeader], seq)
+	c.wbuf = buf
+	if err := c.writeFrameLocked(ws.OpBinary, buf, c.opts.WriteTimeout); err != nil {
+		return fmt.Errorf("client: ack: %w", err)
+	}
+	return nil
+}
+
+// ResumeOptions name the seat to take back: from the seat's last Joined
+// (or Resumed), and the highest Frame.seq received (Client.LastSeq of the
+// lost connection).
+type ResumeOptions struct {
+	RoomID   string
+	PlayerID uint32
+	Token    []byte
+	LastSeq  uint64
+}
+
+// Resumed is the answer to a Resume.
+type Resumed struct {
+	// Recovered: the seat is back, and the frames after LastSeq
+	// (ReplayFrom..ReplayTo) arrive through OnFrame right after.
+	Recovered bool
+	// Failure says why not, when Recovered is false.
+	Failure pb.ResumeFailure
+	// NewToken is the token for the next Resume (the old one is spent).
+	NewToken []byte
+	// ReplayFrom and ReplayTo bound the frames replayed, inclusive.
+	ReplayFrom, ReplayTo uint64
+	// InputAck is the highest Send.Seq the relay accepted from the seat:
+	// re-send what came after it.
+	InputAck uint64
+	// Snapshot, when the seat was not recovered but the relay seated the
+	// player again (a new player id; or the same seat, resynced, after
+	// RESUME_FAILURE_TOO_OLD), describes the room now, as a Join would.
+	Snapshot *Joined
+}
+
+// Resume takes back a seat whose connection was lost. It must be the first
+// request of this connection (after an Authenticate, if any). A relay that
+// refuses the request itself (e.g. rate limits) answers with an error; the
+// outcomes of a resume, good or bad, are in Resumed.
+func (c *Client) Resume(ctx context.Context, o ResumeOptions) (*Resumed, error) {
+	r, _, err := c.request(ctx, &pb.ClientMessage{Body: &pb.ClientMessage_Resume{Resume: &pb.Resume{
+		RoomId:   o.RoomID,
+		PlayerId: o.PlayerID,
+		Token:    o.Token,
+		LastSeq:  o.LastSeq,
+	}}})
+	if err != nil {
+		return nil, fmt.Errorf("client: resume %q: %w", o.RoomID, err)
+	}
+	switch body := r.msg.GetBody().(type) {
+	case *pb.ServerMessage_Resumed:
+		rb := body.Resumed
+		out := &Resumed{
+			Recovered:  rb.GetRecovered(),
+			Failure:    rb.GetFailure(),
+			NewToken:   rb.GetNewToken(),
+			ReplayFrom: rb.GetReplayFrom(),
+			ReplayTo:   rb.GetReplayTo(),
+			InputAck:   rb.GetInputAck(),
+		}
+		if rb.GetSnapshot() != nil {
+			out.Snapshot = newJoined(rb.GetSnapshot())
+		}
+		return out, nil
+	case *pb.ServerMessage_Error:
+		return nil, fmt.Errorf("client: resume %q: %w", o.RoomID, serverError(body.Error))
+	default:
+		return nil, fmt.Errorf("client: resume %q: %w: %T", o.RoomID, ErrUnexpectedReply, body)
+	}
+}
+
+// Authenticated is the answer to Authenticate.
+type Authenticated struct {
+	// UserID is the token's subject (empty from a relay without auth).
+	UserID string
+	// ExpiresAt is when the token expires (zero: never); joins after it
+	// need a fresh token.
+	ExpiresAt time.Time
+}
+
+// Authenticate presents an auth token for the whole connection, instead of
+// one per Join. A refused token is a *ServerError matching ErrUnauthorized;
+// its Reason says why.
+func (c *Client) Authenticate(ctx context.Context, token string) (*Authenticated, error) {
+	r, _, err := c.request(ctx, &pb.ClientMessage{Body: &pb.ClientMessage_Authenticate{Authenticate: &pb.Authenticate{Token: token}}})
+	if err != nil {
+		return nil, fmt.Errorf("client: authenticate: %w", err)
+	}
+	switch body := r.msg.GetBody().(type) {
+	case *pb.ServerMessage_Authenticated:
+		out := &Authenticated{UserID: body.Authenticated.GetUserId()}
+		if ms := body.Authenticated.GetExpiresAtMs(); ms != 0 {
+			out.ExpiresAt = time.UnixMilli(ms)
+		}
+		return out, nil
+	case *pb.ServerMessage_Error:
+		return nil, fmt.Errorf("client: authenticate: %w", serverError(body.Error))
+	default:
+		return nil, fmt.Errorf("client: authenticate: %w: %T", ErrUnexpectedReply, body)
+	}
 }

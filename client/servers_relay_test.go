@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tickrelay/tickrelay/internal/splitproxy"
+	"github.com/tickrelay/tickrelay/room"
 	"github.com/tickrelay/tickrelay/server"
 )
 
@@ -40,7 +41,10 @@ func startRelay(t *testing.T) (string, func()) {
 	srv, err := server.New(server.Config{
 		Listen:      "127.0.0.1:0",
 		AdminListen: server.AdminOff, // its default is a fixed port
-		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
+		// A dropped player leaves at once: these tests are about rooms
+		// (resume has its own, with a grace).
+		Room:   room.Config{SeatGrace: -1},
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	require.NoError(t, err)
 	require.NoError(t, srv.Start())

@@ -3,6 +3,7 @@ package room
 import (
 	"errors"
 	"net/netip"
+	"sync/atomic"
 	"time"
 
 	pb "github.com/tickrelay/tickrelay/proto/tickrelay/v1"
@@ -132,6 +133,8 @@ const (
 	EvictSlowConsumer EvictCause = iota + 1
 	// EvictKicked: an operator kicked the player.
 	EvictKicked
+	// EvictReplaced: a Resume on another connection took the seat.
+	EvictReplaced
 )
 
 // Outbound is one encoded ServerMessage on its way to a peer. Bytes()
@@ -142,6 +145,11 @@ type Outbound struct {
 	buf      []byte // buf[:headroom] free, buf[headroom:] the message
 	headroom int
 	pool     *outboundPool
+	// refs counts the holders: the peer it is delivered to, plus the
+	// seat's replay ring while it keeps the frame for a resume. The buffer
+	// goes back to its pool with the last Release, so the bytes of a frame
+	// kept for replay stay as they were sent.
+	refs atomic.Int32
 }
 
 // Bytes returns the encoded ServerMessage. Valid until Release.
@@ -152,9 +160,18 @@ func (o *Outbound) Bytes() []byte { return o.buf[o.headroom:] }
 // Valid until Release.
 func (o *Outbound) WithHeader(n int) []byte { return o.buf[o.headroom-n:] }
 
-// Release returns the buffer to its pool. The Outbound must not be used
-// afterwards. Safe to call from any goroutine, once.
-func (o *Outbound) Release() { o.pool.put(o) }
+// Release gives up the caller's hold on the message; the buffer returns to
+// its pool when no one holds it (the room may keep a frame for replay). The
+// caller must not use the Outbound afterwards. Safe to call from any
+// goroutine, once per hold.
+func (o *Outbound) Release() {
+	if o.refs.Add(-1) == 0 {
+		o.pool.put(o)
+	}
+}
+
+// retain adds a hold (the replay ring's).
+func (o *Outbound) retain() { o.refs.Add(1) }
 
 // Clock is the time source of the tick schedule. Tests use a fake clock to
 // run ticks deterministically.
@@ -230,6 +247,19 @@ type Config struct {
 	// CodeLength is the length of server-made room codes, 4 to 16. Zero
 	// means 6.
 	CodeLength int
+	// SeatGrace is how long a member whose connection dropped without a
+	// Leave keeps its seat (away, for a Resume) when its room does not ask
+	// for another value; MaxSeatGrace caps what a room may ask for. Zero
+	// means 15s and 2m; a negative SeatGrace releases seats at once (no
+	// resume).
+	SeatGrace    time.Duration
+	MaxSeatGrace time.Duration
+	// ReplayBytesPerSeat and ReplayBytesPerRoom bound the frames kept for
+	// replay after a resume (until the client acknowledges them): past
+	// them the oldest are dropped, and a Resume that needs them is answered
+	// TOO_OLD. Zero means 256 KiB and 4 MiB.
+	ReplayBytesPerSeat int
+	ReplayBytesPerRoom int
 	// ConcealRooms makes a Join to a full room fail with ROOM_NOT_FOUND,
 	// like one to an unknown code, so that guessing codes tells nothing
 	// about which rooms exist.
@@ -258,6 +288,16 @@ type Config struct {
 type TickPreset struct {
 	Key, Value string
 	Rate       int
+}
+
+// ResumeRequest is a decoded Resume.
+type ResumeRequest struct {
+	RequestID uint32
+	Resume    *pb.Resume
+	// Grant is the connection's auth, as for a Join (nil without auth).
+	// A seat taken back keeps the user id it joined with; the grant
+	// matters when the Resume fails and the player is seated anew.
+	Grant *Grant
 }
 
 // JoinRequest is a decoded Join.
@@ -336,6 +376,9 @@ type MemberInfo struct {
 	Metadata map[string]string
 	// Backlog is the bytes held back because the peer is congested.
 	Backlog int
+	// Away: the player's connection dropped and its seat is kept for a
+	// resume.
+	Away bool
 }
 
 // RoomUpdate changes a live room. Nil fields are left unchanged. Changes
@@ -370,6 +413,21 @@ type Stats struct {
 	// BacklogSuperseded counts latest-only copies dropped from congested
 	// members' backlogs by a newer update (one per recipient).
 	BacklogSuperseded uint64
+	// Resumes counts Resume requests by outcome: "recovered", or the
+	// ResumeFailure name without its prefix ("seat_expired",
+	// "bad_token", "too_old", "room_gone").
+	Resumes map[string]uint64
+	// ReplayedFrames counts frames replayed after resumes.
+	ReplayedFrames uint64
+	// SeatsAway is the members whose connection dropped and whose seat is
+	// kept for a resume, now; SeatsExpired counts those whose grace ran out.
+	SeatsAway    int
+	SeatsExpired uint64
+	// ReplayBytes is the bytes of frames kept for replay, now.
+	ReplayBytes int64
+	// DuplicateInputs counts Sends dropped because their seq was not above
+	// the seat's last accepted one (re-sends after a resume).
+	DuplicateInputs uint64
 }
 
 // Observer receives per-tick measurements (for metrics). Called on worker

@@ -22,6 +22,10 @@ const (
 	defaultSenderTickMsgs    = 512
 	defaultSenderTickBytes   = 256 << 10
 	defaultInboxPerSeat      = 1024
+	defaultSeatGrace         = 15 * time.Second
+	defaultMaxSeatGrace      = 2 * time.Minute
+	defaultReplayPerSeat     = 256 << 10
+	defaultReplayPerRoom     = 4 << 20
 )
 
 // Hard bounds of Config values. They keep arithmetic in range (a period of
@@ -63,6 +67,8 @@ func (c *Config) bounds() []bound {
 		{"SenderTickBytes", &c.SenderTickBytes, defaultSenderTickBytes, maxFrameBytesLimit},
 		{"InboxPerSeat", &c.InboxPerSeat, defaultInboxPerSeat, maxInboxLimit},
 		{"CodeLength", &c.CodeLength, defaultCodeLen, maxCodeLen},
+		{"ReplayBytesPerSeat", &c.ReplayBytesPerSeat, defaultReplayPerSeat, 1 << 30},
+		{"ReplayBytesPerRoom", &c.ReplayBytesPerRoom, defaultReplayPerRoom, 1 << 30},
 	}
 }
 
@@ -78,6 +84,12 @@ func (c Config) WithDefaults() Config {
 		if *b.v == 0 {
 			*b.v = b.def
 		}
+	}
+	if c.SeatGrace == 0 {
+		c.SeatGrace = defaultSeatGrace
+	}
+	if c.MaxSeatGrace == 0 {
+		c.MaxSeatGrace = defaultMaxSeatGrace
 	}
 	if c.Clock == nil {
 		c.Clock = systemClock{}
@@ -101,6 +113,9 @@ func (c Config) resolve() (Config, error) {
 		if *b.v > b.max {
 			return invalid("%s (%d) must be at most %d", b.name, *b.v, b.max)
 		}
+	}
+	if c.MaxSeatGrace < 0 {
+		return invalid("MaxSeatGrace (%v) must not be negative", c.MaxSeatGrace)
 	}
 	if c.CodeLength < minCodeLen {
 		return invalid("CodeLength (%d) must be at least %d", c.CodeLength, minCodeLen)

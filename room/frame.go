@@ -2,6 +2,7 @@ package room
 
 import (
 	"fmt"
+	"math"
 
 	pb "github.com/tickrelay/tickrelay/proto/tickrelay/v1"
 	"github.com/tickrelay/tickrelay/proto/wire"
@@ -46,10 +47,17 @@ func (w *worker) flushMember(r *room, m *member, tick uint64, keepAlive bool) bo
 	if len(m.pending) == 0 && len(m.backlog) == 0 && !keepAlive {
 		return false // checked first: it needs no look at the seat's memory
 	}
-	if m.seat.dead.Load() {
-		// Disconnected; its disconnect command is on the way. Never call
-		// the peer again.
-		w.dropQueued(m)
+	if m.detached() {
+		// The connection is gone (its disconnect may still be on the
+		// way): never call the peer again. With a seat grace its frames
+		// are built all the same, into the replay ring, for a resume.
+		if r.grace == 0 || len(m.pending) == 0 && len(m.backlog) == 0 {
+			w.dropQueued(m)
+			return false
+		}
+		w.moveToBacklog(m)
+		w.writeFrames(r, m, m.backlog, tick, false)
+		w.clearBacklog(m)
 		return false
 	}
 	if len(m.pending) == 0 && len(m.backlog) == 0 {
@@ -121,8 +129,9 @@ func (w *worker) writeFrames(r *room, m *member, items []*record, tick uint64, y
 		if size == 0 && !(first && len(items) == 0) {
 			break // only superseded entries left
 		}
-		out := w.m.outbound.get(wire.FrameSize(tick, size))
-		b := wire.AppendFrameStart(out.buf, tick, size)
+		seq := m.seq + 1
+		out := w.m.outbound.get(wire.FrameSize(tick, seq, size))
+		b := wire.AppendFrameStart(out.buf, tick, seq, size)
 		deliveries := 0
 		for _, rec := range items[start:i] {
 			if rec != nil && !rec.superseded {
@@ -132,13 +141,17 @@ func (w *worker) writeFrames(r *room, m *member, items []*record, tick uint64, y
 				}
 			}
 		}
-		out.buf = b
+		out.buf = wire.AppendFrameEnd(b, seq)
+		m.seq = seq
 		w.count.frames++
-		w.count.frameBytes += uint64(len(b) - out.headroom)
+		w.count.frameBytes += uint64(len(out.buf) - out.headroom)
 		w.count.deliveries += uint64(deliveries)
 		r.deliveries += uint64(deliveries)
+		if r.grace > 0 {
+			w.keepForReplay(r, m, seq, out)
+		}
 		w.deliver(m.seat, out)
-		if yieldWhenCongested && i < len(items) && m.seat.peer.Congested() {
+		if yieldWhenCongested && i < len(items) && !m.detached() && m.seat.peer.Congested() {
 			m.lastSent = w.now
 			return i
 		}
@@ -179,8 +192,9 @@ func (w *worker) releaseBacklogPrefix(m *member, n int) {
 // may hold without its encoding exceeding maxFrame, computed once per frame
 // batch rather than with wire.FrameSize for every record.
 func recordsBudget(tick uint64, maxFrame int) int {
-	n := maxFrame - wire.FrameSize(tick, 0)
-	for n > 0 && wire.FrameSize(tick, n) > maxFrame {
+	const seq = math.MaxUint64 // room for the largest seq
+	n := maxFrame - wire.FrameSize(tick, seq, 0)
+	for n > 0 && wire.FrameSize(tick, seq, n) > maxFrame {
 		n-- // at most a few steps: only the length varint grew
 	}
 	return n
@@ -275,6 +289,39 @@ func (w *worker) clearBacklog(m *member) {
 	clear(m.backlogIdx)
 	m.backlogBytes = 0
 	m.backlogLive = 0
+}
+
+// detached reports whether m has no connection to write to: it is away,
+// or its seat was disconnected and the worker has not processed it yet.
+func (m *member) detached() bool { return m.away || m.seat.dead.Load() }
+
+// keepForReplay puts a frame sent (or built while away) into m's replay
+// ring, after dropping what the client has acknowledged, and keeps the ring
+// within its per-seat and per-room bounds by dropping its oldest frames (a
+// Resume needing them is then answered TOO_OLD).
+func (w *worker) keepForReplay(r *room, m *member, seq uint64, out *Outbound) {
+	if acked := m.seat.acked.Load(); acked > 0 {
+		w.ringBytes(r, -m.ring.ack(acked))
+		if m.prevValid && acked > m.resumeSeq {
+			m.prevValid = false // the client has read its Resumed, new token and all
+		}
+	}
+	w.ringBytes(r, m.ring.push(seq, out))
+	cfg := &w.m.cfg
+	for len(m.ring.frames) > 1 && (m.ring.bytes > cfg.ReplayBytesPerSeat || r.ringBytes > cfg.ReplayBytesPerRoom) {
+		w.ringBytes(r, -m.ring.dropOldest())
+	}
+}
+
+// ringBytes accounts n bytes more (or less) kept for replay in r.
+func (w *worker) ringBytes(r *room, n int) {
+	r.ringBytes += n
+	w.count.replayBytes += int64(n)
+}
+
+// dropRing releases m's replay ring.
+func (w *worker) dropRing(m *member) {
+	w.ringBytes(m.room, -m.ring.clear())
 }
 
 // dropQueued releases everything still queued for m, and what m holds as

@@ -36,6 +36,11 @@ func newHarness(t *testing.T, cfg room.Config) *harness {
 	if cfg.Workers == 0 {
 		cfg.Workers = 2
 	}
+	if cfg.SeatGrace == 0 {
+		// Most tests are about rooms without resume: a dropped connection
+		// leaves at once. Resume tests set a grace.
+		cfg.SeatGrace = -1
+	}
 	m, err := room.New(cfg)
 	require.NoError(t, err)
 	h := &harness{t: t, m: m, clock: clock, period: time.Second / time.Duration(cfg.DefaultTickRate)}

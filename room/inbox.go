@@ -12,6 +12,7 @@ const (
 	cmdJoin                          // control
 	cmdLeave                         // control
 	cmdDisconnect                    // control
+	cmdResume                        // control
 	cmdCall                          // control: an admin function run on the worker
 	cmdSync                          // control: a barrier (tests)
 )
@@ -24,6 +25,7 @@ type command struct {
 	seat      *Seat
 	rec       *record       // cmdSend
 	join      *joinCmd      // cmdJoin
+	resume    *resumeCmd    // cmdResume
 	fn        func(*worker) // cmdCall
 	done      chan struct{} // cmdCall, cmdSync: closed once the batch is processed
 }

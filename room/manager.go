@@ -6,6 +6,7 @@ import (
 	"math"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unicode/utf8"
 
 	"github.com/tickrelay/tickrelay/proto/wire"
@@ -67,8 +68,9 @@ func newManager(cfg Config) (*Manager, error) {
 	m := &Manager{cfg: c, done: make(chan struct{})}
 	m.pol.Store(&c)
 	m.outbound.headroom = c.Headroom
-	// Worst case frame start: tag, 5-byte length, tag, 10-byte tick.
-	m.maxRecord = c.MaxFrameBytes - 17
+	// Worst case frame overhead: tag, 5-byte length, tag and 10-byte
+	// tick, tag and 10-byte seq.
+	m.maxRecord = c.MaxFrameBytes - 28
 	m.workers = make([]*worker, c.Workers)
 	for i := range m.workers {
 		m.workers[i] = newWorker(m, i)
@@ -124,6 +126,7 @@ type joinCmd struct {
 	grantTickRate int
 	grantPlayers  int
 	userID        string
+	seatGrace     time.Duration // asked for by the creator; 0: the default
 }
 
 // Join asks for s to join (or create) a room. Errors found without room
@@ -196,6 +199,7 @@ func (m *Manager) prepareJoin(req JoinRequest) (*joinCmd, error) {
 		rate = m.policy().presetRate(opts.GetMetadata())
 	}
 	cmd := &joinCmd{
+		seatGrace:       time.Duration(opts.GetSeatGraceMs()) * time.Millisecond,
 		requestID:       req.RequestID,
 		roomID:          id,
 		createIfMissing: j.GetCreateIfMissing(),
@@ -385,6 +389,19 @@ func (m *Manager) Stats() Stats {
 		s.SlowConsumers += p.slowConsumers.Load()
 		s.OverBudget += p.overBudget.Load()
 		s.BacklogSuperseded += p.backlogSuperseded.Load()
+		s.SeatsAway += int(p.seatsAway.Load())
+		s.ReplayBytes += p.replayBytes.Load()
+		s.SeatsExpired += p.seatsExpired.Load()
+		s.ReplayedFrames += p.replayed.Load()
+		s.DuplicateInputs += p.dupInputs.Load()
+		for i := range p.resumes {
+			if n := p.resumes[i].Load(); n > 0 {
+				if s.Resumes == nil {
+					s.Resumes = map[string]uint64{}
+				}
+				s.Resumes[resumeOutcomeName(i)] += n
+			}
+		}
 	}
 	s.MessagesDropped += m.seatOverShare.Load()
 	s.OverInboxShare = m.seatOverShare.Load()

@@ -70,22 +70,37 @@ func (w *worker) sendLeft(s *Seat, requestID uint32, roomID string, reason pb.Le
 
 // sendJoined confirms the join of me into r.
 func (w *worker) sendJoined(s *Seat, requestID uint32, r *room, me *member) {
-	members := make([]*pb.Member, len(r.members))
-	for i, m := range r.members {
-		members[i] = &pb.Member{PlayerId: m.id, Metadata: m.metadata, UserId: m.userID}
-	}
 	w.sendMessage(s, &pb.ServerMessage{
 		RequestId: requestID,
-		Body: &pb.ServerMessage_Joined{Joined: &pb.Joined{
-			RoomId:       r.id,
-			PlayerId:     me.id,
-			HostId:       r.members[0].id,
-			TickRate:     uint32(r.rate),
-			Tick:         r.tick,
-			Members:      members,
-			MaxPlayers:   uint32(r.maxPlayers),
-			RoomMetadata: r.metadata,
-			Immediate:    r.immediate,
-		}},
+		Body:      &pb.ServerMessage_Joined{Joined: w.joined(r, me)},
 	})
+}
+
+// joined describes r to its member me, as Joined (and the snapshot of a
+// Resume that could not recover) says, handing out me's resume token.
+func (w *worker) joined(r *room, me *member) *pb.Joined {
+	members := make([]*pb.Member, len(r.members))
+	for i, m := range r.members {
+		members[i] = &pb.Member{PlayerId: m.id, Metadata: m.metadata, UserId: m.userID, Away: m.away}
+	}
+	mode := pb.RoomMode_ROOM_MODE_TICKED
+	if r.immediate {
+		mode = pb.RoomMode_ROOM_MODE_IMMEDIATE
+	}
+	j := &pb.Joined{
+		RoomId:       r.id,
+		PlayerId:     me.id,
+		HostId:       r.members[0].id,
+		TickRate:     uint32(r.rate),
+		Tick:         r.tickAt(w.now),
+		Members:      members,
+		MaxPlayers:   uint32(r.maxPlayers),
+		RoomMetadata: r.metadata,
+		Immediate:    r.immediate,
+		ResumeToken:  me.resumeToken,
+		SeatGraceMs:  uint32(r.grace.Milliseconds()),
+		Mode:         mode,
+	}
+	me.resumeToken = nil // handed out: only its hash stays
+	return j
 }

@@ -45,14 +45,17 @@ func classOf(n int) int {
 func (p *outboundPool) get(size int) *Outbound {
 	n := p.headroom + size
 	c := classOf(n)
+	var o *Outbound
 	if c < 0 {
-		return &Outbound{buf: make([]byte, p.headroom, n), headroom: p.headroom, pool: p}
-	}
-	if o, ok := p.classes[c].Get().(*Outbound); ok {
+		o = &Outbound{buf: make([]byte, p.headroom, n), headroom: p.headroom, pool: p}
+	} else if cached, ok := p.classes[c].Get().(*Outbound); ok {
+		o = cached
 		o.buf = o.buf[:p.headroom]
-		return o
+	} else {
+		o = &Outbound{buf: make([]byte, p.headroom, 1<<(c+minClassShift)), headroom: p.headroom, pool: p}
 	}
-	return &Outbound{buf: make([]byte, p.headroom, 1<<(c+minClassShift)), headroom: p.headroom, pool: p}
+	o.refs.Store(1)
+	return o
 }
 
 // put returns o to the class of its buffer's capacity. A buffer that grew

@@ -29,6 +29,7 @@ type record struct {
 	payloadLen int
 	targets    []uint32
 	requestID  uint32
+	seq        uint64 // Send.seq (0: none)
 	sender     uint32 // player id, set by the worker
 	kind       uint32
 	echo       bool
@@ -76,6 +77,7 @@ func (r *record) fill(requestID uint32, msg *wire.SendView) {
 	r.payloadLen = len(msg.Payload)
 	r.targets = append(r.targets[:0], msg.Targets...)
 	r.requestID = requestID
+	r.seq = msg.Seq
 	r.kind = msg.Kind
 	r.echo = msg.Echo
 	r.latestOnly = msg.LatestOnly

@@ -63,6 +63,14 @@ type room struct {
 
 	messagesIn, deliveries, overruns uint64
 	lastLateness, maxLateness        time.Duration
+
+	// grace is how long a member whose connection dropped keeps its seat
+	// (0: no resume: it leaves at once). away counts such members now;
+	// while any is away the room does not sleep, so that its grace runs
+	// out on time. ringBytes is the frames its members' replay rings hold.
+	grace     time.Duration
+	away      int
+	ringBytes int
 }
 
 // member is one player of a room, owned by the room's worker.
@@ -75,6 +83,9 @@ type member struct {
 	userID   string    // from the auth token, "" without auth
 	lastSent time.Time // last frame handed over, for keep-alives
 	gone     bool      // removed from the room
+	// resumeToken is the token to hand out in the Joined or Resumed being
+	// built (nil once sent: only its hash is kept).
+	resumeToken []byte
 
 	// mark dedupes targets while one message is routed (see worker.epoch).
 	mark uint64
@@ -96,6 +107,31 @@ type member struct {
 	// tick to that record (holding a reference), so the next update of the
 	// kind finds the one it supersedes in constant time.
 	latest map[uint32]*record
+
+	// Resume state. seq is the last Frame.seq sent (frames are numbered per
+	// seat from 1); ring keeps the frames not yet acknowledged. resumable:
+	// the member has a resume token (tokenHash, for this generation);
+	// every resume bumps generation and rotates the token. away: its
+	// connection dropped and its seat is kept until awayUntil; inputSeq is
+	// the highest Send.seq accepted from it.
+	//
+	// A Resumed can be lost with the connection carrying it, taking the new
+	// token along; the client then holds only the token it resumed with.
+	// That one (prevHash, of generation prevGeneration) stays good while
+	// prevValid: until the client acknowledges a frame after resumeSeq,
+	// which proves it read the Resumed before them.
+	seq            uint64
+	ring           replayRing
+	resumable      bool
+	tokenHash      [32]byte
+	generation     uint32
+	prevHash       [32]byte
+	prevGeneration uint32
+	prevValid      bool
+	resumeSeq      uint64
+	away           bool
+	awayUntil      time.Time
+	inputSeq       uint64
 
 	// The member's budget as a sender for the tick budgetTick
 	// (Config.SenderTickMessages, SenderTickBytes).
@@ -189,6 +225,11 @@ func (w *worker) createRoom(id string, j *joinCmd) (*room, error) {
 	if j.maxPlayers == 0 && j.grantPlayers > 0 {
 		r.maxPlayers = min(r.maxPlayers, j.grantPlayers)
 	}
+	r.grace = cfg.SeatGrace
+	if j.seatGrace > 0 {
+		r.grace = min(j.seatGrace, cfg.MaxSeatGrace)
+	}
+	r.grace = max(r.grace, 0)
 	w.rooms[id] = r
 	w.count.rooms++
 	w.scheduleNew(r)
@@ -204,6 +245,10 @@ func (w *worker) addMember(r *room, s *Seat, metadata map[string]string, userID 
 	r.byID[m.id] = m
 	s.member.Store(m)
 	w.count.players++
+	if r.grace > 0 {
+		m.resumable = true
+		m.resumeToken, m.tokenHash = newResumeToken(r.id, m.id, m.generation)
+	}
 	if len(r.members) > 1 {
 		w.queueEvent(r, &pb.RoomEvent{
 			Type:     pb.RoomEventType_ROOM_EVENT_TYPE_PLAYER_JOINED,
@@ -222,6 +267,12 @@ func (w *worker) addMember(r *room, s *Seat, metadata map[string]string, userID 
 func (w *worker) removeMember(m *member, reason pb.LeaveReason) {
 	r := m.room
 	w.dropQueued(m)
+	w.dropRing(m)
+	if m.away {
+		m.away = false
+		r.away--
+		w.count.seatsAway--
+	}
 	m.gone = true
 	i := slices.Index(r.members, m)
 	r.members = slices.Delete(r.members, i, i+1)
@@ -265,6 +316,12 @@ func (w *worker) closeRoom(r *room, reason string) {
 		removing := m.seat.state.CompareAndSwap(stateInRoom, stateLeaving)
 		w.flushLeaver(m)
 		w.dropQueued(m)
+		w.dropRing(m)
+		if m.away {
+			m.away = false
+			r.away--
+			w.count.seatsAway--
+		}
 		m.gone = true
 		m.seat.member.Store(nil)
 		w.count.players--
@@ -341,6 +398,7 @@ func (r *room) detail() RoomDetail {
 	}
 	for i, m := range r.members {
 		d.Members[i] = MemberInfo{
+			Away:     m.away,
 			PlayerID: m.id,
 			UserID:   m.userID,
 			Address:  m.seat.addr,

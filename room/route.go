@@ -64,11 +64,19 @@ func (w *worker) leave(s *Seat, requestID uint32) {
 	s.ready()
 }
 
-// disconnect processes a queued Disconnect: the member leaves silently.
+// disconnect processes a queued Disconnect: the connection dropped without
+// a Leave. With a seat grace the member goes away (its seat is kept for a
+// Resume); without one it leaves.
 func (w *worker) disconnect(s *Seat) {
-	if m := w.memberOf(s); m != nil {
-		w.removeMember(m, pb.LeaveReason_LEAVE_REASON_DISCONNECTED)
+	m := w.memberOf(s)
+	if m == nil || m.seat != s {
+		return // it left already, or a Resume took its seat
 	}
+	if m.room.grace > 0 && m.resumable && !w.m.quiesced.Load() {
+		w.goAway(m)
+		return
+	}
+	w.removeMember(m, pb.LeaveReason_LEAVE_REASON_DISCONNECTED)
 }
 
 // send processes a queued Send: check the sender's budget for this tick,
@@ -89,6 +97,15 @@ func (w *worker) send(s *Seat, rec *record) {
 	if !w.withinBudget(r, from, rec) {
 		w.m.records.put(rec)
 		return
+	}
+	if rec.seq != 0 {
+		// Inputs re-sent after a resume: the relay keeps the first copy.
+		if rec.seq <= from.inputSeq {
+			w.count.dupInputs++
+			w.m.records.put(rec)
+			return
+		}
+		from.inputSeq = rec.seq
 	}
 	r.messagesIn++
 	w.count.messagesIn++

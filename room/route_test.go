@@ -125,7 +125,7 @@ func TestFrameSplitting(t *testing.T) {
 	// goes out whole.
 	v := wire.SendView{Payload: make([]byte, limit), Kind: 1}
 	require.ErrorIs(t, h.m.Send(a.s, 0, &v), room.ErrMessageTooLarge)
-	v.Payload = make([]byte, limit-40)
+	v.Payload = make([]byte, limit-50)
 	require.NoError(t, h.m.Send(a.s, 0, &v))
 	h.tick()
 	msgs = b.p.Take()

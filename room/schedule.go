@@ -169,8 +169,13 @@ func (w *worker) runDue() {
 		r.next = r.base.Add(time.Duration(r.n) * r.period)
 		w.sched.fix(0)
 		if r.immediate {
-			w.flushImmediate(r, true)
-			w.maybeSleep(r)
+			if r.away > 0 {
+				w.expireAway(r)
+			}
+			if !r.closed {
+				w.flushImmediate(r, true)
+				w.maybeSleep(r)
+			}
 			continue
 		}
 		if missed > 0 {
@@ -195,7 +200,7 @@ func (w *worker) runDue() {
 // then costs no wake-up, heap work or tick. Rooms asleep when a reload turns
 // keep-alives on start them at their next message.
 func (w *worker) maybeSleep(r *room) {
-	if r.work || r.closed || w.m.policy().KeepAliveInterval > 0 {
+	if r.work || r.closed || r.away > 0 || w.m.policy().KeepAliveInterval > 0 {
 		return
 	}
 	w.sched.remove(r)
@@ -223,6 +228,12 @@ func (w *worker) wake(r *room) {
 // runTick builds the frames of r's current tick.
 func (w *worker) runTick(r *room) {
 	r.publishClock()
+	if r.away > 0 {
+		w.expireAway(r)
+		if r.closed {
+			return
+		}
+	}
 	w.flushRoom(r, r.tick, true)
 	w.count.ticks++
 }

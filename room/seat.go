@@ -43,11 +43,27 @@ type Seat struct {
 	queued atomic.Int32
 	// addr is the client's address (SetAddress), for the admin API.
 	addr netip.Addr
+	// acked is the highest Frame.seq the client acknowledged
+	// (ClientMessage.ack), set by the transport, read by the worker to
+	// trim the replay ring.
+	acked atomic.Uint64
 }
 
 // SetAddress records the client's address, shown in the admin API's member
 // view. Call it before the seat's first Join.
 func (s *Seat) SetAddress(a netip.Addr) { s.addr = a }
+
+// Ack records the highest Frame.seq the client says it holds, so the room
+// can let go of the frames kept for its replay. Goroutine-safe; acks that
+// go backwards are ignored.
+func (s *Seat) Ack(seq uint64) {
+	for {
+		old := s.acked.Load()
+		if seq <= old || s.acked.CompareAndSwap(old, seq) {
+			return
+		}
+	}
+}
 
 // settle moves s from state from to state to, if it is in from, and tells
 // its peer that it can take requests again. Worker only.

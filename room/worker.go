@@ -49,7 +49,15 @@ type counters struct {
 	frames, frameBytes, ticks, overruns uint64
 	slowConsumers, overBudget           uint64
 	backlogSuperseded                   uint64
+	seatsAway, replayBytes              int64
+	seatsExpired, replayed, dupInputs   uint64
+	// resumes counts Resumes by outcome: index 0 recovered, else the
+	// pb.ResumeFailure.
+	resumes [resumeOutcomes]uint64
 }
+
+// resumeOutcomes is recovered plus every pb.ResumeFailure.
+const resumeOutcomes = 6
 
 // published holds the counters for lock-free reads by Manager.Stats.
 type published struct {
@@ -58,6 +66,9 @@ type published struct {
 	frames, frameBytes, ticks, overruns atomic.Uint64
 	slowConsumers, overBudget           atomic.Uint64
 	backlogSuperseded                   atomic.Uint64
+	seatsAway, replayBytes              atomic.Int64
+	seatsExpired, replayed, dupInputs   atomic.Uint64
+	resumes                             [resumeOutcomes]atomic.Uint64
 }
 
 func newWorker(m *Manager, idx int) *worker {
@@ -140,6 +151,8 @@ func (w *worker) handle(c *command) {
 		w.leave(c.seat, c.requestID)
 	case cmdDisconnect:
 		w.disconnect(c.seat)
+	case cmdResume:
+		w.resume(c.seat, c.resume)
 	case cmdCall:
 		c.fn(w)
 		w.waiters = append(w.waiters, c.done)
@@ -163,4 +176,12 @@ func (w *worker) publish() {
 	p.slowConsumers.Store(c.slowConsumers)
 	p.overBudget.Store(c.overBudget)
 	p.backlogSuperseded.Store(c.backlogSuperseded)
+	p.seatsAway.Store(c.seatsAway)
+	p.replayBytes.Store(c.replayBytes)
+	p.seatsExpired.Store(c.seatsExpired)
+	p.replayed.Store(c.replayed)
+	p.dupInputs.Store(c.dupInputs)
+	for i := range c.resumes {
+		p.resumes[i].Store(c.resumes[i])
+	}
 }

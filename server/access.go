@@ -156,8 +156,8 @@ func (a *access) verify(token string, now time.Time) (*auth.Claims, error) {
 	return claims, err
 }
 
-// grant turns verified claims into what the room system checks.
-func grant(c *auth.Claims) *room.Grant {
+// grantOf turns verified claims into what the room system checks.
+func grantOf(c *auth.Claims) *room.Grant {
 	return &room.Grant{
 		UserID:      c.Subject,
 		Metadata:    c.Meta,
@@ -247,7 +247,7 @@ func (s *Server) joinGrant(c *conn, token string) (*room.Grant, error) {
 		// is needed (a new Authenticate, or Join.auth_token).
 		return nil, authExpired
 	}
-	return grant(claims), nil
+	return grantOf(claims), nil
 }
 
 var (

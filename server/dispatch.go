@@ -54,6 +54,9 @@ func (s *Server) request(c *conn, payload []byte) gnet.Action {
 	if err != nil {
 		return s.badMessage(c, "undecodable envelope: "+err.Error())
 	}
+	if c.msg.Ack != 0 && c.seat != nil {
+		c.seat.Ack(c.msg.Ack) // frames the client holds: the room lets them go
+	}
 	rid := c.msg.RequestID
 	switch c.msg.Body {
 	case wire.BodySend:
@@ -66,7 +69,7 @@ func (s *Server) request(c *conn, payload []byte) gnet.Action {
 			writeError(c, rid, room.ErrorCode(err), err.Error())
 		}
 		return gnet.None
-	case wire.BodyJoin, wire.BodyPing, wire.BodyAuthenticate:
+	case wire.BodyJoin, wire.BodyPing, wire.BodyAuthenticate, wire.BodyResume:
 		// Rare bodies: decoded with the generated code.
 		var full pb.ClientMessage
 		if err := proto.Unmarshal(payload, &full); err != nil {
@@ -78,6 +81,10 @@ func (s *Server) request(c *conn, payload []byte) gnet.Action {
 		}
 		if a := full.GetAuthenticate(); a != nil {
 			s.authenticate(c, rid, a.GetToken())
+			return gnet.None
+		}
+		if r := full.GetResume(); r != nil {
+			s.resume(c, rid, r)
 			return gnet.None
 		}
 		tick, rate, _ := c.seat.Clock()
@@ -92,6 +99,9 @@ func (s *Server) request(c *conn, payload []byte) gnet.Action {
 		}))
 		return gnet.None
 	default:
+		if c.msg.Ack != 0 {
+			return gnet.None // an acknowledgement alone: no answer
+		}
 		return s.badMessage(c, "envelope has no body")
 	}
 }
@@ -127,6 +137,33 @@ func (s *Server) join(c *conn, rid uint32, join *pb.Join, payload []byte) {
 		return
 	}
 	if err != nil {
+		s.joinError(c, rid, err)
+	}
+}
+
+// resume hands a Resume to the rooms, under the same per-address limits as
+// a Join (a resume token cannot be guessed at speed either).
+func (s *Server) resume(c *conn, rid uint32, r *pb.Resume) {
+	now := time.Now()
+	if locked, left := s.access.limits.LockedOut(c.addr, now); locked {
+		s.refuseJoin(c, rid, "too many failed joins from your address: locked out", "locked_out", left)
+		return
+	}
+	if ok, retry := s.access.limits.AllowJoin(c.addr, now); !ok {
+		s.refuseJoin(c, rid, "too many joins from your address", "address_rate", retry)
+		return
+	}
+	var grant *room.Grant
+	if s.access.verifier != nil {
+		// The resume token proves the seat is this client's; the
+		// connection's auth decides whether, failing that, it may be
+		// seated anew.
+		grant = &room.Grant{AllowsRoom: func(string) bool { return false }}
+		if c.claims != nil && (c.claims.ExpiresAt.IsZero() || now.Before(c.claims.ExpiresAt)) {
+			grant = grantOf(c.claims)
+		}
+	}
+	if err := s.rooms.Resume(c.seat, room.ResumeRequest{RequestID: rid, Resume: r, Grant: grant}); err != nil {
 		s.joinError(c, rid, err)
 	}
 }

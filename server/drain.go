@@ -30,7 +30,9 @@ func (s *Server) Drain(timeout time.Duration) {
 		poll := time.NewTicker(50 * time.Millisecond)
 		defer poll.Stop()
 	wait:
-		for s.rooms != nil && s.rooms.Stats().Players > 0 {
+		// Players whose connection is gone (away, seat kept for a
+		// resume) do not hold the drain.
+		for s.rooms != nil && s.playersConnected() > 0 {
 			select {
 			case <-deadline.C:
 				s.log.Info("drain deadline passed", "players", s.rooms.Stats().Players)
@@ -46,6 +48,12 @@ func (s *Server) Drain(timeout time.Duration) {
 			s.log.Warn("shutdown after drain", "err", err)
 		}
 	}()
+}
+
+// playersConnected is the players in rooms with a connection.
+func (s *Server) playersConnected() int {
+	st := s.rooms.Stats()
+	return st.Players - st.SeatsAway
 }
 
 // Draining reports whether Drain or Shutdown has begun.

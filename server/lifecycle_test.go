@@ -86,7 +86,7 @@ func TestOpenCloseManyConnectionsLeaksNothing(t *testing.T) {
 	if testing.Short() {
 		t.Skip("opens 1,000 connections")
 	}
-	srv := startServer(t, nil)
+	srv := startServer(t, func(c *Config) { c.Room.SeatGrace = -1 }) // dropped players leave at once
 	warm := func(n int) {
 		conns := make([]*rawConn, 0, n)
 		for i := 0; i < n; i++ {

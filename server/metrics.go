@@ -70,6 +70,12 @@ var (
 	descAddrUntracked  = desc("tickrelay_addresses_untracked_total", "New addresses not limited because the table was full (ip-max-tracked).")
 	descAddrRefused    = desc("tickrelay_address_refusals_total", "Refusals by the per-address limits, by kind.", "kind")
 	descAddrLockouts   = desc("tickrelay_address_lockouts_total", "Addresses locked out of joining for failed joins.")
+	descResumes        = desc("tickrelay_resumes_total", "Resume requests by result: recovered, or why not.", "result")
+	descReplayed       = desc("tickrelay_replayed_frames_total", "Frames replayed after resumes.")
+	descSeatsAway      = desc("tickrelay_seats_away", "Players whose connection dropped and whose seat is kept for a resume.")
+	descSeatsExpired   = desc("tickrelay_seats_expired_total", "Seats released because their grace ran out.")
+	descReplayBytes    = desc("tickrelay_replay_bytes", "Bytes of frames kept for replay (until acknowledged).")
+	descDupInputs      = desc("tickrelay_duplicate_inputs_total", "Sends dropped as re-sends (their seq not above the seat's last accepted).")
 
 	descRooms        = desc("tickrelay_rooms", "Open rooms.")
 	descPlayers      = desc("tickrelay_players", "Players in rooms.")
@@ -93,7 +99,8 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 		descDraining, descRooms, descPlayers, descMessagesIn, descDropped, descDeliveries, descFrames,
 		descFrameBytes, descTicks, descTickOverruns, descCauses, descRateLimited, descSlowMessages,
 		descRefusedNoFD, descOverBudget, descOverShare, descSuperseded, descAuthOK, descAuthRefused,
-		descAddrTracked, descAddrUntracked, descAddrRefused, descAddrLockouts,
+		descAddrTracked, descAddrUntracked, descAddrRefused, descAddrLockouts, descResumes, descReplayed,
+		descSeatsAway, descSeatsExpired, descReplayBytes, descDupInputs,
 	} {
 		ch <- d
 	}
@@ -182,6 +189,14 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		counter(descOverBudget, rs.OverBudget)
 		counter(descOverShare, rs.OverInboxShare)
 		counter(descSuperseded, rs.BacklogSuperseded)
+		for result, n := range rs.Resumes {
+			counter(descResumes, n, result)
+		}
+		counter(descReplayed, rs.ReplayedFrames)
+		gauge(descSeatsAway, float64(rs.SeatsAway))
+		counter(descSeatsExpired, rs.SeatsExpired)
+		gauge(descReplayBytes, float64(rs.ReplayBytes))
+		counter(descDupInputs, rs.DuplicateInputs)
 	}
 	m.tickDuration.Collect(ch)
 	m.tickLateness.Collect(ch)

@@ -336,6 +336,8 @@ func (c *conn) Evict(cause room.EvictCause, detail string) {
 		c.close(closes.SlowConsumer, detail, false)
 	case room.EvictKicked:
 		c.close(closes.Kicked, detail, false)
+	case room.EvictReplaced:
+		c.close(closes.Replaced, detail, false)
 	default:
 		c.close(closes.Internal, detail, false)
 	}

@@ -162,7 +162,7 @@ func TestRawClientInitiatedCloseHandshake(t *testing.T) {
 
 func TestRawHalfFrameThenDisconnectLeavesRoom(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t, nil)
+	srv := startServer(t, func(c *Config) { c.Room.SeatGrace = -1 })
 	watcher := dial(t, srv)
 	watcher.join("half", 1)
 	r := dialRaw(t, srv)

@@ -106,7 +106,7 @@ func TestRelayTargetsAndEcho(t *testing.T) {
 
 func TestRelayPresenceOnLeaveAndDisconnect(t *testing.T) {
 	forEachPath(t, func(t *testing.T, startServer startFunc) {
-		srv := startServer(t, nil)
+		srv := startServer(t, func(c *Config) { c.Room.SeatGrace = -1 }) // a drop is a leave (resume has its own tests)
 		a, b, c := dial(t, srv), dial(t, srv), dial(t, srv)
 		idA := a.join("presence", 1).GetPlayerId()
 		idB := b.join("presence", 1).GetPlayerId()

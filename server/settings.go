@@ -168,6 +168,11 @@ var settings = []setting{
 	intSetting("tick-budget-messages", "messages one sender may add to one tick of its room; more are dropped with `RATE_LIMITED`", reloadLive, func(c *Config) *int { return &c.Room.SenderTickMessages }, 0, 1<<20),
 	intSetting("tick-budget-bytes", "payload bytes one sender may add to one tick of its room (at least max-message-bytes)", reloadLive, func(c *Config) *int { return &c.Room.SenderTickBytes }, 0, 64<<20),
 	intSetting("inbox-per-connection", "messages one connection may have queued for its room worker; more get `OVERLOADED`", reloadRestart, func(c *Config) *int { return &c.Room.InboxPerSeat }, 0, 1<<24),
+	{Name: "seat-grace", Help: "how long a player whose connection dropped without a Leave keeps its seat for a Resume (a room may ask for less or more, up to max-seat-grace); `off`: players leave at once",
+		Reload: reloadNewRooms, set: setSeatGrace, get: getSeatGrace},
+	durationSetting("max-seat-grace", "the longest seat grace a room may ask for", reloadNewRooms, func(c *Config) *time.Duration { return &c.Room.MaxSeatGrace }),
+	intSetting("replay-bytes-per-seat", "frames kept for replay after a resume, per seat (until acknowledged); past it the oldest are dropped and such a Resume is TOO_OLD", reloadRestart, func(c *Config) *int { return &c.Room.ReplayBytesPerSeat }, 0, 1<<30),
+	intSetting("replay-bytes-per-room", "the same bound for a whole room", reloadRestart, func(c *Config) *int { return &c.Room.ReplayBytesPerRoom }, 0, 1<<30),
 	intSetting("tick-rate", "default room tick rate, Hz", reloadNewRooms, func(c *Config) *int { return &c.Room.DefaultTickRate }, 0, 1000),
 	intSetting("min-tick-rate", "lowest tick rate a room may ask for, Hz", reloadNewRooms, func(c *Config) *int { return &c.Room.MinTickRate }, 0, 1000),
 	intSetting("max-tick-rate", "highest tick rate a room may ask for, Hz", reloadNewRooms, func(c *Config) *int { return &c.Room.MaxTickRate }, 0, 1000),
@@ -211,6 +216,27 @@ var settings = []setting{
 	durationSetting("drain-timeout", "how long a drain lets rooms run on before closing their players", reloadLive, func(c *Config) *time.Duration { return &c.DrainTimeout }),
 	boolSetting("reload-existing-rooms", "on reload, move existing rooms to the new default tick rate (clamped to the new bounds)", reloadLive, func(c *Config) *bool { return &c.ReloadExistingRooms }),
 	intSetting("room-workers", "room worker goroutines", reloadRestart, func(c *Config) *int { return &c.Room.Workers }, 0, 1024).withDefault("one per CPU"),
+}
+
+// setSeatGrace parses a duration or "off" (a negative grace: no resume).
+func setSeatGrace(c *Config, v string) error {
+	if strings.TrimSpace(v) == "off" {
+		c.Room.SeatGrace = -1
+		return nil
+	}
+	d, err := time.ParseDuration(strings.TrimSpace(v))
+	if err != nil || d < 0 {
+		return fmt.Errorf("seat-grace: %q is not a non-negative duration (e.g. 15s) or off", v)
+	}
+	c.Room.SeatGrace = d
+	return nil
+}
+
+func getSeatGrace(c *Config) string {
+	if c.Room.SeatGrace < 0 {
+		return "off"
+	}
+	return c.Room.SeatGrace.String()
 }
 
 // setTickPresets parses "key=value:rate,..." into Room.TickPresets. Rates

@@ -77,7 +77,9 @@ type Proxy struct {
 
 	mu     sync.Mutex
 	conns  map[net.Conn]struct{}
+	pairs  map[*pair]struct{}
 	closed bool
+	refuse bool   // Refuse: reset new connections at once
 	next   uint64 // connection index, for per-connection seeds
 
 	wg sync.WaitGroup
@@ -93,7 +95,7 @@ func Start(cfg Config) (*Proxy, error) {
 	if err != nil {
 		return nil, fmt.Errorf("splitproxy: listen: %w", err)
 	}
-	p := &Proxy{cfg: cfg, ln: ln, conns: make(map[net.Conn]struct{})}
+	p := &Proxy{cfg: cfg, ln: ln, conns: make(map[net.Conn]struct{}), pairs: make(map[*pair]struct{})}
 	p.wg.Add(1)
 	go p.accept()
 	return p, nil
@@ -131,10 +133,19 @@ func (p *Proxy) accept() {
 	}
 }
 
+// Refuse, while on, resets every new connection as soon as it is accepted
+// (the client sees its connect succeed and the connection drop at once), as
+// an unreachable server behind a load balancer looks.
+func (p *Proxy) Refuse(on bool) {
+	p.mu.Lock()
+	p.refuse = on
+	p.mu.Unlock()
+}
+
 func (p *Proxy) track(c net.Conn) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.closed {
+	if p.closed || p.refuse {
 		return false
 	}
 	p.conns[c] = struct{}{}
@@ -151,7 +162,7 @@ func (p *Proxy) untrack(c net.Conn) {
 func (p *Proxy) forward(client net.Conn) {
 	defer p.wg.Done()
 	if !p.track(client) {
-		_ = client.Close()
+		reset(client)
 		return
 	}
 	defer p.untrack(client)
@@ -164,37 +175,104 @@ func (p *Proxy) forward(client net.Conn) {
 		_ = upstream.Close()
 		return
 	}
-	defer p.untrack(upstream)
+	pr := &pair{client: client, upstream: upstream}
+	defer func() {
+		p.mu.Lock()
+		halfOpen := pr.halfOpen
+		p.mu.Unlock()
+		if !halfOpen {
+			p.untrack(upstream)
+		} // else it stays open (and tracked) until Close
+	}()
 
 	p.mu.Lock()
 	idx := p.next
 	p.next++
+	p.pairs[pr] = struct{}{}
 	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		delete(p.pairs, pr)
+		p.mu.Unlock()
+	}()
 	p.logf("splitproxy: connection %d (%s) seed %d", idx, client.RemoteAddr(), p.cfg.Seed)
 
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		p.pipe(upstream, client, rand.New(rand.NewPCG(p.cfg.Seed, 2*idx)))
+		p.pipe(pr, upstream, client, rand.New(rand.NewPCG(p.cfg.Seed, 2*idx)))
 	}()
 	go func() {
 		defer wg.Done()
-		p.pipe(client, upstream, rand.New(rand.NewPCG(p.cfg.Seed, 2*idx+1)))
+		p.pipe(pr, client, upstream, rand.New(rand.NewPCG(p.cfg.Seed, 2*idx+1)))
 	}()
 	wg.Wait()
 }
 
+// pair is one forwarded connection: the client's side and the target's.
+type pair struct {
+	client, upstream net.Conn
+	// halfOpen (set under Proxy.mu before the client side is reset): the
+	// target's side stays open and silent, as after a NAT or Wi-Fi drop.
+	halfOpen bool
+}
+
+// Cut drops every forwarded connection at once, both sides, with a TCP
+// reset: what a crashed middlebox or a lost route looks like to both ends
+// (each sees its connection end without a WebSocket Close). It returns the
+// number of connections cut. New connections are accepted as before.
+func (p *Proxy) Cut() int { return p.cut(false) }
+
+// CutHalfOpen drops every forwarded connection on the client's side only:
+// the client sees a reset, while the target's side stays open, silent and
+// unread until the proxy is closed, so the target learns of the loss only
+// from its own timeouts (or when the client comes back on a new
+// connection).
+func (p *Proxy) CutHalfOpen() int { return p.cut(true) }
+
+func (p *Proxy) cut(halfOpen bool) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for pr := range p.pairs {
+		pr.halfOpen = halfOpen
+		reset(pr.client)
+		if !halfOpen {
+			reset(pr.upstream)
+		}
+		n++
+	}
+	return n
+}
+
+// reset closes c with SO_LINGER 0, which sends a RST instead of a FIN.
+func reset(c net.Conn) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	}
+	_ = c.Close()
+}
+
 // pipe copies src to dst in random pieces. On EOF it half-closes dst, so a
 // peer's FIN travels through; on any error it closes both.
-func (p *Proxy) pipe(dst, src net.Conn, rng *rand.Rand) {
+func (p *Proxy) pipe(pr *pair, dst, src net.Conn, rng *rand.Rand) {
 	buf := make([]byte, 64<<10)
+	closeBoth := func() {
+		p.mu.Lock()
+		halfOpen := pr.halfOpen
+		p.mu.Unlock()
+		for _, c := range []net.Conn{src, dst} {
+			if !halfOpen || c != pr.upstream {
+				_ = c.Close()
+			}
+		}
+	}
 	for {
 		n, err := src.Read(buf)
 		if n > 0 {
 			if werr := p.writeCut(dst, buf[:n], rng); werr != nil {
-				_ = src.Close()
-				_ = dst.Close()
+				closeBoth()
 				return
 			}
 		}
@@ -205,8 +283,7 @@ func (p *Proxy) pipe(dst, src net.Conn, rng *rand.Rand) {
 					return
 				}
 			}
-			_ = dst.Close()
-			_ = src.Close()
+			closeBoth()
 			return
 		}
 	}

@@ -298,3 +298,10 @@ func sendBodySize(s *SendView) int {
 	}
 	return n
 }
+
+// AppendAck appends a ClientMessage envelope holding only an ack: the
+// highest Frame.seq the client holds. The relay does not answer it.
+func AppendAck(dst []byte, ack uint64) []byte {
+	dst = protowire.AppendTag(dst, clientAck, protowire.VarintType)
+	return protowire.AppendVarint(dst, ack)
+}

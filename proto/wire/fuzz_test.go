@@ -74,7 +74,7 @@ func FuzzParseClientMessage(f *testing.F) {
 
 // FuzzParseServerMessage checks the frame parser against the generated code.
 func FuzzParseServerMessage(f *testing.F) {
-	frame := AppendFrameStart(nil, 5, DeliverySize(1, 2, 3))
+	frame := AppendFrameStart(nil, 5, 0, DeliverySize(1, 2, 3))
 	frame = AppendDelivery(frame, 1, 2, []byte("abc"))
 	f.Add(frame)
 	for _, m := range []*pb.ServerMessage{

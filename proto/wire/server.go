@@ -53,16 +53,20 @@ func AppendEventRecord(dst []byte, event []byte) []byte {
 }
 
 // FrameSize is the encoded size of a ServerMessage holding one Frame of the
-// given tick whose delivery and event records take recordsLen bytes.
-func FrameSize(tick uint64, recordsLen int) int {
-	body := frameBodySize(tick, recordsLen)
+// given tick and seat sequence number (0: none) whose delivery and event
+// records take recordsLen bytes.
+func FrameSize(tick, seq uint64, recordsLen int) int {
+	body := frameBodySize(tick, seq, recordsLen)
 	return 1 + protowire.SizeVarint(uint64(body)) + body
 }
 
-func frameBodySize(tick uint64, recordsLen int) int {
+func frameBodySize(tick, seq uint64, recordsLen int) int {
 	n := recordsLen
 	if tick != 0 {
 		n += 1 + protowire.SizeVarint(tick)
+	}
+	if seq != 0 {
+		n += 1 + protowire.SizeVarint(seq)
 	}
 	return n
 }
@@ -70,13 +74,24 @@ func frameBodySize(tick uint64, recordsLen int) int {
 // AppendFrameStart appends the start of a ServerMessage holding one Frame:
 // the envelope's frame tag and length, and the tick. The caller must then
 // append exactly recordsLen bytes of Delivery and RoomEvent records
-// (AppendDelivery, AppendEventRecord) to complete the message.
-func AppendFrameStart(dst []byte, tick uint64, recordsLen int) []byte {
+// (AppendDelivery, AppendEventRecord) and finish with AppendFrameEnd(seq)
+// (the same seq) to complete the message.
+func AppendFrameStart(dst []byte, tick, seq uint64, recordsLen int) []byte {
 	dst = protowire.AppendTag(dst, serverFrame, protowire.BytesType)
-	dst = protowire.AppendVarint(dst, uint64(frameBodySize(tick, recordsLen)))
+	dst = protowire.AppendVarint(dst, uint64(frameBodySize(tick, seq, recordsLen)))
 	if tick != 0 {
 		dst = protowire.AppendTag(dst, frameTick, protowire.VarintType)
 		dst = protowire.AppendVarint(dst, tick)
+	}
+	return dst
+}
+
+// AppendFrameEnd ends a Frame begun with AppendFrameStart: its seq field
+// (after the records, in field-number order like the generated code).
+func AppendFrameEnd(dst []byte, seq uint64) []byte {
+	if seq != 0 {
+		dst = protowire.AppendTag(dst, frameSeq, protowire.VarintType)
+		dst = protowire.AppendVarint(dst, seq)
 	}
 	return dst
 }
@@ -97,8 +112,14 @@ type ServerMessage struct {
 	RequestID  uint32
 	Body       Body
 	Tick       uint64
+	Seq        uint64 // the seat's frame sequence number (0: none)
 	Deliveries []DeliveryView
 	Events     [][]byte
+	// InputSet is the encoded InputSet of a lockstep Frame (nil: none);
+	// InputLeadUs and HasInputLead its input_lead_us.
+	InputSet     []byte
+	InputLeadUs  int64
+	HasInputLead bool
 }
 
 // ParseServerMessage decodes b into m with the semantics of proto.Unmarshal
@@ -134,7 +155,7 @@ func ParseServerMessage(b []byte, m *ServerMessage) error {
 				return err
 			}
 			b = rest
-		case num >= serverJoined && num <= serverLeft && typ == protowire.BytesType:
+		case num >= serverJoined && num <= serverResumed && num != serverFrame && typ == protowire.BytesType:
 			v, rest, err := takeBytes(b, "body")
 			if err != nil {
 				return err
@@ -166,6 +187,10 @@ func serverBody(num protowire.Number) Body {
 		return BodyPong
 	case serverError:
 		return BodyError
+	case serverAuthenticated:
+		return BodyAuthenticated
+	case serverResumed:
+		return BodyResumed
 	default:
 		return BodyLeft
 	}
@@ -173,6 +198,9 @@ func serverBody(num protowire.Number) Body {
 
 func resetFrame(m *ServerMessage) {
 	m.Tick = 0
+	m.Seq = 0
+	m.InputSet = nil
+	m.InputLeadUs, m.HasInputLead = 0, false
 	m.Deliveries = m.Deliveries[:0]
 	m.Events = m.Events[:0]
 }
@@ -191,6 +219,27 @@ func parseFrame(b []byte, m *ServerMessage) error {
 				return err
 			}
 			m.Tick = v
+			b = rest
+		case num == frameSeq && typ == protowire.VarintType:
+			v, rest, err := takeVarint(b, "frame seq")
+			if err != nil {
+				return err
+			}
+			m.Seq = v
+			b = rest
+		case num == frameInputSet && typ == protowire.BytesType:
+			v, rest, err := takeBytes(b, "input set")
+			if err != nil {
+				return err
+			}
+			m.InputSet = v
+			b = rest
+		case num == frameInputLead && typ == protowire.VarintType:
+			v, rest, err := takeVarint(b, "input lead")
+			if err != nil {
+				return err
+			}
+			m.InputLeadUs, m.HasInputLead = protowire.DecodeZigZag(v), true
 			b = rest
 		case num == frameDeliveries && typ == protowire.BytesType:
 			v, rest, err := takeBytes(b, "delivery")

@@ -47,6 +47,9 @@ const (
 	frameTick       protowire.Number = 1
 	frameDeliveries protowire.Number = 2
 	frameEvents     protowire.Number = 3
+	frameSeq        protowire.Number = 4
+	frameInputSet   protowire.Number = 5
+	frameInputLead  protowire.Number = 6
 
 	deliverySender  protowire.Number = 1
 	deliveryKind    protowire.Number = 2

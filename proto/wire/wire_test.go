@@ -149,39 +149,45 @@ func TestFrameEncodingMatchesGenerated(t *testing.T) {
 	eventBytes, err := proto.Marshal(event)
 	require.NoError(t, err)
 	for _, tick := range []uint64{0, 1, 1 << 40} {
-		records := 0
-		for _, d := range deliveries {
-			records += DeliverySize(d.Sender, d.Kind, len(d.Payload))
-		}
-		records += 1 + len(eventBytes) + 1 // tag, one-byte length, body
-		var got []byte
-		got = AppendFrameStart(got, tick, records)
-		for _, d := range deliveries {
-			got = AppendDelivery(got, d.Sender, d.Kind, d.Payload)
-		}
-		got = AppendEventRecord(got, eventBytes)
-		require.Len(t, got, FrameSize(tick, records))
+		for _, seq := range []uint64{0, 1, 1 << 33} {
+			records := 0
+			for _, d := range deliveries {
+				records += DeliverySize(d.Sender, d.Kind, len(d.Payload))
+			}
+			records += 1 + len(eventBytes) + 1 // tag, one-byte length, body
+			var got []byte
+			got = AppendFrameStart(got, tick, seq, records)
+			for _, d := range deliveries {
+				got = AppendDelivery(got, d.Sender, d.Kind, d.Payload)
+			}
+			got = AppendEventRecord(got, eventBytes)
+			got = AppendFrameEnd(got, seq)
+			require.Len(t, got, FrameSize(tick, seq, records))
 
-		want, err := proto.Marshal(&pb.ServerMessage{Body: &pb.ServerMessage_Frame{Frame: &pb.Frame{
-			Tick: tick, Deliveries: deliveries, Events: []*pb.RoomEvent{event},
-		}}})
-		require.NoError(t, err)
-		require.Equal(t, want, got)
+			want, err := proto.Marshal(&pb.ServerMessage{Body: &pb.ServerMessage_Frame{Frame: &pb.Frame{
+				Tick: tick, Deliveries: deliveries, Events: []*pb.RoomEvent{event}, Seq: seq,
+			}}})
+			require.NoError(t, err)
+			require.Equal(t, want, got)
+			var view ServerMessage
+			require.NoError(t, ParseServerMessage(got, &view))
+			require.Equal(t, seq, view.Seq)
 
-		var m ServerMessage
-		require.NoError(t, ParseServerMessage(got, &m))
-		require.Equal(t, BodyFrame, m.Body)
-		require.Equal(t, tick, m.Tick)
-		require.Len(t, m.Deliveries, len(deliveries))
-		for i, d := range deliveries {
-			require.Equal(t, d.Sender, m.Deliveries[i].Sender)
-			require.Equal(t, d.Kind, m.Deliveries[i].Kind)
-			require.Equal(t, len(d.Payload), len(m.Deliveries[i].Payload))
+			var m ServerMessage
+			require.NoError(t, ParseServerMessage(got, &m))
+			require.Equal(t, BodyFrame, m.Body)
+			require.Equal(t, tick, m.Tick)
+			require.Len(t, m.Deliveries, len(deliveries))
+			for i, d := range deliveries {
+				require.Equal(t, d.Sender, m.Deliveries[i].Sender)
+				require.Equal(t, d.Kind, m.Deliveries[i].Kind)
+				require.Equal(t, len(d.Payload), len(m.Deliveries[i].Payload))
+			}
+			require.Len(t, m.Events, 1)
+			var ev pb.RoomEvent
+			require.NoError(t, proto.Unmarshal(m.Events[0], &ev))
+			require.True(t, proto.Equal(event, &ev))
 		}
-		require.Len(t, m.Events, 1)
-		var ev pb.RoomEvent
-		require.NoError(t, proto.Unmarshal(m.Events[0], &ev))
-		require.True(t, proto.Equal(event, &ev))
 	}
 }
 
@@ -192,13 +198,13 @@ func TestHotPathsDoNotAllocate(t *testing.T) {
 	require.NoError(t, ParseClientMessage(msg, &cm)) // warm the Targets capacity
 	buf := make([]byte, 0, 4096)
 	var sm ServerMessage
-	frame := AppendFrameStart(nil, 77, DeliverySize(1, 2, 64))
+	frame := AppendFrameStart(nil, 77, 0, DeliverySize(1, 2, 64))
 	frame = AppendDelivery(frame, 1, 2, payload)
 	require.NoError(t, ParseServerMessage(frame, &sm))
 
 	allocs := testing.AllocsPerRun(200, func() {
 		_ = ParseClientMessage(msg, &cm)
-		b := AppendFrameStart(buf[:0], 12345, DeliverySize(1, 2, len(payload)))
+		b := AppendFrameStart(buf[:0], 12345, 0, DeliverySize(1, 2, len(payload)))
 		b = AppendDelivery(b, 1, 2, payload)
 		_ = ParseServerMessage(b, &sm)
 	})

@@ -219,8 +219,8 @@ func (s *Server) sendFrame(m member, tick uint64) {
 		return
 	}
 	f := s.frames.Get().(*frame)
-	b := t.w.header(f.b[:0], ws.OpBinary, wire.FrameSize(tick, size))
-	b = wire.AppendFrameStart(b, tick, size)
+	b := t.w.header(f.b[:0], ws.OpBinary, wire.FrameSize(tick, 0, size))
+	b = wire.AppendFrameStart(b, tick, 0, size)
 	// Copy runs of consecutive records from others at once.
 	run := -1
 	for i, rec := range t.index[m.from:] {

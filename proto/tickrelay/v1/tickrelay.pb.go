@@ -477,8 +477,9 @@ type ClientMessage struct {
 	//	*ClientMessage_Snapshot
 	Body isClientMessage_Body `protobuf_oneof:"body"`
 	// The highest Frame.seq this client holds for its current seat:
-	// piggybacked on any message (a Ping keeps an idle player acking), it
-	// lets the relay trim the seat's replay ring. Zero means no ack.
+	// piggybacked on any message, or alone in an envelope without a body (an
+	// idle player's acknowledgement, not answered), it lets the relay trim
+	// the seat's replay ring. Zero means no ack.
 	Ack           uint64 `protobuf:"varint,10,opt,name=ack,proto3" json:"ack,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -811,7 +812,11 @@ type RoomOptions struct {
 	// is set.
 	Mode RoomMode `protobuf:"varint,5,opt,name=mode,proto3,enum=tickrelay.v1.RoomMode" json:"mode,omitempty"`
 	// Settings of a LOCKSTEP room; ignored otherwise.
-	Lockstep      *LockstepOptions `protobuf:"bytes,6,opt,name=lockstep,proto3" json:"lockstep,omitempty"`
+	Lockstep *LockstepOptions `protobuf:"bytes,6,opt,name=lockstep,proto3" json:"lockstep,omitempty"`
+	// How long a player's seat is kept after its connection drops without a
+	// Leave, for a Resume, in milliseconds. Zero means the server default;
+	// values above the server's maximum are lowered to it.
+	SeatGraceMs   uint32 `protobuf:"varint,7,opt,name=seat_grace_ms,json=seatGraceMs,proto3" json:"seat_grace_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -886,6 +891,13 @@ func (x *RoomOptions) GetLockstep() *LockstepOptions {
 		return x.Lockstep
 	}
 	return nil
+}
+
+func (x *RoomOptions) GetSeatGraceMs() uint32 {
+	if x != nil {
+		return x.SeatGraceMs
+	}
+	return 0
 }
 
 // LockstepOptions configure a LOCKSTEP room.
@@ -2624,7 +2636,7 @@ const file_tickrelay_v1_tickrelay_proto_rawDesc = "" +
 	"auth_token\x18\x05 \x01(\tR\tauthToken\x1aA\n" +
 	"\x13PlayerMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd2\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xf6\x02\n" +
 	"\vRoomOptions\x12\x1f\n" +
 	"\vmax_players\x18\x01 \x01(\rR\n" +
 	"maxPlayers\x12\x1b\n" +
@@ -2632,7 +2644,8 @@ const file_tickrelay_v1_tickrelay_proto_rawDesc = "" +
 	"\timmediate\x18\x03 \x01(\bR\timmediate\x12C\n" +
 	"\bmetadata\x18\x04 \x03(\v2'.tickrelay.v1.RoomOptions.MetadataEntryR\bmetadata\x12*\n" +
 	"\x04mode\x18\x05 \x01(\x0e2\x16.tickrelay.v1.RoomModeR\x04mode\x129\n" +
-	"\blockstep\x18\x06 \x01(\v2\x1d.tickrelay.v1.LockstepOptionsR\blockstep\x1a;\n" +
+	"\blockstep\x18\x06 \x01(\v2\x1d.tickrelay.v1.LockstepOptionsR\blockstep\x12\"\n" +
+	"\rseat_grace_ms\x18\a \x01(\rR\vseatGraceMs\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"`\n" +

@@ -1,0 +1,133 @@
+package room
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/binary"
+)
+
+// replayRing keeps the frames sent to one seat, as they were sent, until the
+// client acknowledges them (ClientMessage.ack), so that after a lost
+// connection a Resume replays exactly what the client did not get. Frames
+// are held by reference (Outbound.retain): no copy, and the bytes stay as
+// sent. Bounded: past Config.ReplayBytesPerSeat (or the room's
+// ReplayBytesPerRoom) the oldest frames are dropped, and a Resume that needs
+// them is answered TOO_OLD. Worker only.
+type replayRing struct {
+	frames []*Outbound // frames[i] has seq first+i
+	first  uint64      // seq of frames[0]; meaningful when frames is not empty
+	bytes  int
+}
+
+// push keeps o (seq) and returns the bytes it adds.
+func (q *replayRing) push(seq uint64, o *Outbound) int {
+	if len(q.frames) == 0 {
+		q.first = seq
+	}
+	o.retain()
+	q.frames = append(q.frames, o)
+	n := len(o.buf)
+	q.bytes += n
+	return n
+}
+
+// ack releases the frames up to seq (the client has them) and returns the
+// bytes freed.
+func (q *replayRing) ack(seq uint64) int {
+	n := 0
+	for len(q.frames) > 0 && q.first <= seq {
+		n += q.dropOldest()
+	}
+	return n
+}
+
+// dropOldest releases the oldest frame and returns its bytes.
+func (q *replayRing) dropOldest() int {
+	o := q.frames[0]
+	n := len(o.buf)
+	o.Release()
+	q.frames[0] = nil
+	q.frames = q.frames[1:]
+	q.first++
+	q.bytes -= n
+	if len(q.frames) == 0 {
+		q.frames = q.frames[:0:0] // let the backing array go
+	}
+	return n
+}
+
+// since returns the frames after seq, or ok=false when some of them were
+// dropped already. last is the newest seq sent.
+func (q *replayRing) since(seq, last uint64) (frames []*Outbound, ok bool) {
+	if seq >= last {
+		return nil, true
+	}
+	if len(q.frames) == 0 || q.first > seq+1 {
+		return nil, false
+	}
+	return q.frames[seq+1-q.first:], true
+}
+
+// clear releases everything and returns the bytes freed.
+func (q *replayRing) clear() int {
+	n := q.bytes
+	for _, o := range q.frames {
+		o.Release()
+	}
+	*q = replayRing{}
+	return n
+}
+
+// resumeTokenLen is the length of a resume token: 256 bits.
+const resumeTokenLen = 32
+
+// newResumeToken makes a seat's next resume token and returns it with the
+// hash the member keeps (the token itself is never stored).
+func newResumeToken(roomID string, player, generation uint32) (token []byte, hash [32]byte) {
+	token = make([]byte, resumeTokenLen)
+	rand.Read(token) // never fails (Go 1.24+)
+	return token, tokenHash(token, roomID, player, generation)
+}
+
+// tokenHash binds a token to its room, player and seat generation: a token
+// is good for that seat's next Resume only.
+func tokenHash(token []byte, roomID string, player, generation uint32) [32]byte {
+	h := sha256.New()
+	h.Write(token)
+	var b [8]byte
+	binary.BigEndian.PutUint32(b[:4], player)
+	binary.BigEndian.PutUint32(b[4:], generation)
+	h.Write(b[:])
+	h.Write([]byte(roomID))
+	var out [32]byte
+	h.Sum(out[:0])
+	return out
+}
+
+// tokenMatch tells which of m's tokens token is, comparing in constant time.
+type tokenMatch int
+
+const (
+	tokenWrong    tokenMatch = iota
+	tokenCurrent             // the latest handed out
+	tokenPrevious            // the one before, while the client may not have the latest
+)
+
+func matchToken(m *member, token []byte) tokenMatch {
+	if len(token) != resumeTokenLen || !m.resumable {
+		return tokenWrong
+	}
+	got := tokenHash(token, m.room.id, m.id, m.generation)
+	if subtle.ConstantTimeCompare(got[:], m.tokenHash[:]) == 1 {
+		return tokenCurrent
+	}
+	if !m.prevValid {
+		return tokenWrong
+	}
+	got = tokenHash(token, m.room.id, m.id, m.prevGeneration)
+	if subtle.ConstantTimeCompare(got[:], m.prevHash[:]) == 1 {
+		return tokenPrevious
+	}
+	return tokenWrong
+}

@@ -155,7 +155,8 @@ type reader struct {
 	waiters []func(*pb.ServerMessage) bool // each returns true when satisfied
 	done    chan struct{}                  // closed when run returns
 	msg     wire.ServerMessage
-	buf     []byte
+	frame   []byte // the frame being read, reused
+	buf     []byte // a fragmented message being reassembled, reused
 }
 
 func newReader(br *bufio.Reader, rec *Conn) *reader {
@@ -225,7 +226,10 @@ func (r *reader) next() (m *pb.ServerMessage, ended bool) {
 			r.rec.endedBy(errFrameTooLarge)
 			return nil, true
 		}
-		payload := make([]byte, h.Length)
+		if cap(r.frame) < int(h.Length) {
+			r.frame = make([]byte, h.Length)
+		}
+		payload := r.frame[:h.Length]
 		if _, err := io.ReadFull(r.br, payload); err != nil {
 			r.rec.endedBy(err)
 			return nil, true
@@ -246,6 +250,9 @@ func (r *reader) next() (m *pb.ServerMessage, ended bool) {
 			r.rec.countControl(h.OpCode)
 			continue
 		case ws.OpText, ws.OpBinary:
+			if h.Fin {
+				return r.message(payload), false // the usual case: no copy
+			}
 			r.buf = append(r.buf[:0], payload...)
 		case ws.OpContinuation:
 			r.buf = append(r.buf, payload...)

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gobwas/ws"
@@ -261,10 +262,7 @@ func nonReader(a *attacker) {
 		c.finish(a.stopped())
 		return
 	}
-	// Target 0 is never a player: only the echo reaches anyone, and that
-	// is the non-reader itself.
-	pump := sendFrame(0, &wire.SendView{Payload: chaosPayload(nonReaderEcho), Kind: Kind, Targets: []uint32{0}, Echo: true})
-	a.writeUntilEnded(nc, c, pump, nonReaderEvery)
+	a.writeUntilEnded(nc, c, nonReaderPump(), nonReaderEvery)
 	if !a.stopped() {
 		readAvailable(nc, r.br, c, afterBound)
 	}
@@ -302,14 +300,7 @@ func pingFlood(a *attacker) {
 	defer a.record(c)
 	defer abort(nc)
 	defer unwatch()
-	var batch []byte
-	outside := sendFrame(7, &wire.SendView{Payload: chaosPayload(8), Kind: Kind})
-	ping := pingFrame([]byte("chaos!!!"))
-	for range floodBatch {
-		batch = append(batch, ping...)
-		batch = append(batch, outside...)
-	}
-	a.writeUntilEnded(nc, c, batch, floodEvery)
+	a.writeUntilEnded(nc, c, pingFloodBatch(), floodEvery)
 	if !a.stopped() {
 		readAvailable(nc, br, c, afterBound)
 	}
@@ -372,30 +363,63 @@ func (a *attacker) readingAttack(room string, period time.Duration, next func(i 
 	c.finish(a.stopped())
 }
 
+// The attacks' bytes are built once and shared by every chaos client
+// (writes only read them): a few dozen bursters rebuilding 2.3 MB each
+// time would spend client-sim's share of the cores, and its honest
+// clients' latency with it.
+var (
+	burstBytes = sync.OnceValue(func() []byte {
+		big := sendFrame(0, &wire.SendView{Payload: chaosPayload(burstPayload), Kind: Kind})
+		b := make([]byte, 0, burstCount*len(big))
+		for range burstCount {
+			b = append(b, big...)
+		}
+		return b
+	})
+	kindFloodBatches = sync.OnceValue(func() [][]byte {
+		batches := make([][]byte, kindFloodKinds/kindFloodBatch)
+		for k := range kindFloodKinds {
+			i := k / kindFloodBatch
+			batches[i] = append(batches[i], sendFrame(0, &wire.SendView{
+				Payload: chaosPayload(8), Kind: uint32(k + 1), LatestOnly: true,
+			})...)
+		}
+		return batches
+	})
+	// A masked binary frame announcing trickleLength bytes: the header
+	// and the payload go out one byte at a time, and it never completes.
+	trickleFrame = sync.OnceValue(func() []byte {
+		return ws.MustCompileFrame(ws.MaskFrame(ws.NewBinaryFrame(make([]byte, trickleLength))))
+	})
+	nonReaderPump = sync.OnceValue(func() []byte {
+		// Target 0 is never a player: only the echo reaches anyone, and
+		// that is the non-reader itself.
+		return sendFrame(0, &wire.SendView{Payload: chaosPayload(nonReaderEcho), Kind: Kind, Targets: []uint32{0}, Echo: true})
+	})
+	pingFloodBatch = sync.OnceValue(func() []byte {
+		var batch []byte
+		outside := sendFrame(7, &wire.SendView{Payload: chaosPayload(8), Kind: Kind})
+		ping := pingFrame([]byte("chaos!!!"))
+		for range floodBatch {
+			batch = append(batch, ping...)
+			batch = append(batch, outside...)
+		}
+		return batch
+	})
+)
+
 func burst(a *attacker) {
-	big := sendFrame(0, &wire.SendView{Payload: chaosPayload(burstPayload), Kind: Kind})
-	var b []byte
-	for range burstCount {
-		b = append(b, big...)
-	}
+	b := burstBytes()
 	a.readingAttack(a.home, burstEvery, func(int) []byte { return b })
 }
 
 func kindFlood(a *attacker) {
-	batches := make([][]byte, kindFloodKinds/kindFloodBatch)
-	for k := range kindFloodKinds {
-		i := k / kindFloodBatch
-		batches[i] = append(batches[i], sendFrame(0, &wire.SendView{
-			Payload: chaosPayload(8), Kind: uint32(k + 1), LatestOnly: true,
-		})...)
-	}
+	batches := kindFloodBatches()
 	a.readingAttack(a.own, kindFloodEvery, func(i int) []byte { return batches[i%len(batches)] })
 }
 
 func trickle(a *attacker) {
-	// A masked binary frame announcing trickleLength bytes: the header and
-	// the payload go out one byte at a time, and it never completes.
-	frame := ws.MustCompileFrame(ws.MaskFrame(ws.NewBinaryFrame(make([]byte, trickleLength))))
+	frame := trickleFrame()
 	a.readingAttack("", trickleEvery, func(i int) []byte {
 		if i >= len(frame) {
 			return nil

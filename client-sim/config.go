@@ -12,6 +12,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/tickrelay/tickrelay/client-sim/chaos"
 	"github.com/tickrelay/tickrelay/client-sim/report"
 )
 
@@ -42,6 +43,13 @@ type Config struct {
 	ServerPID  int           `yaml:"server-pid"`  // sample this process's CPU and memory; 0: off
 	Shards     int           `yaml:"shards"`      // send scheduler goroutines; 0: 2 x GOMAXPROCS
 	CPUProfile string        `yaml:"cpuprofile"`  // write a CPU profile of the whole run here
+	// Chaos is the number of chaos clients beside the honest ones (package
+	// chaos): bad clients whose answers from the server are checked against
+	// the documented ones. 0: none.
+	Chaos int `yaml:"chaos"`
+	// ChaosPersonas are given to the chaos clients round-robin
+	// (comma-separated names of chaos.Personas); empty: all of them.
+	ChaosPersonas string `yaml:"chaos-personas"`
 
 	// Progress receives the per-second progress line and the connect log.
 	// Nil means none.
@@ -96,6 +104,8 @@ func bindFlags(fs *flag.FlagSet, cfg *Config) {
 	fs.IntVar(&cfg.ServerPID, "server-pid", cfg.ServerPID, "also report CPU and memory of this server process (Linux /proc)")
 	fs.IntVar(&cfg.Shards, "shards", cfg.Shards, "send scheduler goroutines (0: 2 x GOMAXPROCS)")
 	fs.StringVar(&cfg.CPUProfile, "cpuprofile", cfg.CPUProfile, "write a CPU profile of client-sim to this file")
+	fs.IntVar(&cfg.Chaos, "chaos", cfg.Chaos, "chaos clients beside the honest ones: bad clients whose answers are checked against docs/PROTOCOL.md (0: none)")
+	fs.StringVar(&cfg.ChaosPersonas, "chaos-personas", cfg.ChaosPersonas, "comma-separated chaos personas, given to the chaos clients round-robin (default all: "+strings.Join(chaos.Names(), ",")+")")
 }
 
 // parseArgs builds the Config of a command line: defaults, then the
@@ -181,6 +191,15 @@ func (c *Config) validate() error {
 	}
 	if _, err := c.localAddrs(); err != nil {
 		errs = append(errs, err)
+	}
+	if c.Chaos < 0 {
+		errs = append(errs, fmt.Errorf("chaos must not be negative (got %d)", c.Chaos))
+	}
+	if _, err := chaos.ParsePersonas(c.ChaosPersonas); err != nil {
+		errs = append(errs, err)
+	}
+	if c.Chaos > 0 && c.Protocol != report.ProtocolTickrelay {
+		errs = append(errs, fmt.Errorf("chaos clients speak the tickrelay protocol only (got -protocol %s)", c.Protocol))
 	}
 	if c.RunID != "" && !validRunID(c.RunID) {
 		errs = append(errs, fmt.Errorf("run-id must be 1-40 bytes of [A-Za-z0-9_.:-] (got %q)", c.RunID))

@@ -23,6 +23,8 @@ warmup: 5s
 local-addrs: 127.0.0.1,127.0.0.2
 immediate: true
 max-loss: 0.001
+chaos: 100
+chaos-personas: burst,trickle
 `), 0o644))
 
 	cfg, err := parseArgs([]string{"-scenario", path, "-clients", "10", "-json", "-"}, &bytes.Buffer{})
@@ -36,6 +38,8 @@ max-loss: 0.001
 	require.Equal(t, 0.001, cfg.MaxLoss)
 	require.Equal(t, "-", cfg.JSON)
 	require.Equal(t, 64, cfg.Payload, "keys absent from the file keep their defaults")
+	require.Equal(t, 100, cfg.Chaos)
+	require.Equal(t, "burst,trickle", cfg.ChaosPersonas)
 	addrs, err := cfg.localAddrs()
 	require.NoError(t, err)
 	require.Len(t, addrs, 2)

@@ -147,13 +147,57 @@ func writeSummary(w io.Writer, r report.Report) {
 	}
 	if len(r.Errors) == 0 {
 		fmt.Fprintln(w, "  errors    none")
+	} else {
+		fmt.Fprintf(w, "  errors    %s\n", counts(r.Errors))
+	}
+	writeChaosSummary(w, r.Chaos)
+}
+
+// writeChaosSummary prints the chaos section: per persona, its connections
+// and what the server answered them.
+func writeChaosSummary(w io.Writer, c *report.Chaos) {
+	if c == nil {
 		return
 	}
-	var parts []string
-	for _, k := range sortedKeys(r.Errors) {
-		parts = append(parts, fmt.Sprintf("%s=%d", k, r.Errors[k]))
+	ok, problems := c.Verdict()
+	verdict := "every finished connection got its documented answer"
+	if !ok {
+		verdict = "UNDOCUMENTED ANSWERS: " + strings.Join(problems, "; ")
 	}
-	fmt.Fprintf(w, "  errors    %s\n", strings.Join(parts, " "))
+	fmt.Fprintf(w, "  chaos     %d clients, %d connections: %s\n", c.Clients, c.Connections, verdict)
+	for _, p := range c.Personas {
+		if p.Clients == 0 {
+			continue
+		}
+		answered := ""
+		if p.AnsweredAfterHist != "" {
+			answered = fmt.Sprintf("; answered after p50 %.0fms max %.0fms", p.AnsweredAfterMs.P50, p.AnsweredAfterMs.Max)
+		}
+		fmt.Fprintf(w, "    %-11s %d clients, %d conns: %d documented, %d undocumented, %d unfinished%s\n",
+			p.Persona, p.Clients, p.Connections, p.Documented, p.Undocumented, p.Unfinished, answered)
+		line := "outcomes " + counts(p.Outcomes)
+		if len(p.Errors) > 0 {
+			line += "; errors " + counts(p.Errors)
+		}
+		if r := p.RetryAfterMs; r != nil {
+			line += fmt.Sprintf("; retry_after_ms %d-%d", r.Min, r.Max)
+		}
+		if r := p.CloseRetryAfterMs; r != nil {
+			line += fmt.Sprintf(" (with the Close %d-%d)", r.Min, r.Max)
+		}
+		fmt.Fprintf(w, "                %s\n", line)
+		for _, v := range p.Violations {
+			fmt.Fprintf(w, "                ! %s\n", v)
+		}
+	}
+}
+
+func counts(m map[string]int64) string {
+	var parts []string
+	for _, k := range sortedKeys(m) {
+		parts = append(parts, fmt.Sprintf("%s=%d", k, m[k]))
+	}
+	return strings.Join(parts, " ")
 }
 
 // percentileX maps a percentile to the x axis of the latency plot: the

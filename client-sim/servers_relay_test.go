@@ -38,11 +38,24 @@ func startReference(t *testing.T) string {
 
 func startRelay(t *testing.T) string {
 	t.Helper()
-	srv, err := server.New(server.Config{
+	url, _ := startRelayWith(t, nil)
+	return url
+}
+
+// startRelayWith starts the relay with its test configuration changed by
+// mutate (nil: none); its admin API, if mutate turns it on, is at
+// srv.AdminAddr().
+func startRelayWith(t *testing.T, mutate func(*server.Config)) (string, *server.Server) {
+	t.Helper()
+	cfg := server.Config{
 		Listen:      "127.0.0.1:0",
 		AdminListen: server.AdminOff, // its default is a fixed port
 		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
+	}
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	srv, err := server.New(cfg)
 	require.NoError(t, err)
 	require.NoError(t, srv.Start())
 	t.Cleanup(func() {
@@ -50,5 +63,5 @@ func startRelay(t *testing.T) string {
 		defer cancel()
 		_ = srv.Shutdown(ctx)
 	})
-	return "ws://" + srv.Addr() + "/ws"
+	return "ws://" + srv.Addr() + "/ws", srv
 }

@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"net"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/tickrelay/tickrelay/client-sim/chaos"
 	"github.com/tickrelay/tickrelay/client-sim/report"
 )
 
@@ -40,6 +42,12 @@ type sim struct {
 	connected atomic.Int64
 	stopping  atomic.Bool // client-sim is closing the connections itself
 	phase     atomic.Pointer[string]
+
+	// roomCapacity is the max_players honest clients create their rooms
+	// with: room-size, plus seats for the chaos clients that join honest
+	// rooms.
+	roomCapacity int
+	swarm        *chaos.Swarm // nil without -chaos
 }
 
 func newSim(cfg Config) (*sim, error) {
@@ -57,6 +65,34 @@ func newSim(cfg Config) (*sim, error) {
 	s.clients = make([]*simClient, cfg.Clients)
 	for i := range s.clients {
 		s.clients[i] = &simClient{idx: i, room: i / cfg.RoomSize, sim: s, shard: s.hists[i%histShards]}
+	}
+	rooms := (cfg.Clients + cfg.RoomSize - 1) / cfg.RoomSize
+	s.roomCapacity = cfg.RoomSize
+	if cfg.Chaos > 0 {
+		personas, err := chaos.ParsePersonas(cfg.ChaosPersonas)
+		if err != nil {
+			return nil, err
+		}
+		s.roomCapacity += chaos.ExtraSeats(cfg.Chaos, personas, rooms)
+		ids := make([]string, rooms)
+		for i := range ids {
+			ids[i] = s.roomID(i)
+		}
+		locals, err := cfg.localAddrs()
+		if err != nil {
+			return nil, err
+		}
+		var addrs []net.Addr
+		for _, l := range locals {
+			addrs = append(addrs, l)
+		}
+		s.swarm, err = chaos.New(chaos.Config{
+			URL: cfg.URL, Clients: cfg.Chaos, Personas: personas, Rooms: ids, RunID: s.runID, LocalAddrs: addrs,
+			RoomOptions: chaos.RoomOptions{MaxPlayers: uint32(s.roomCapacity), TickRate: uint32(cfg.TickRate), Immediate: cfg.Immediate},
+		})
+		if err != nil {
+			return nil, err
+		}
 	}
 	n := cfg.Shards
 	if n <= 0 {
@@ -88,8 +124,8 @@ func run(ctx context.Context, cfg Config) (result, error) {
 	if err := cfg.validate(); err != nil {
 		return result{}, fmt.Errorf("config: %w", err)
 	}
-	if limit, err := raiseOpenFileLimit(); err == nil && uint64(cfg.Clients)+64 > limit {
-		return result{}, fmt.Errorf("%d clients need more than the open-file limit %d allows: run several client-sim processes", cfg.Clients, limit)
+	if limit, err := raiseOpenFileLimit(); err == nil && uint64(cfg.Clients+cfg.Chaos*chaos.MaxConnsPerClient)+64 > limit {
+		return result{}, fmt.Errorf("%d clients and %d chaos clients need more than the open-file limit %d allows: run several client-sim processes", cfg.Clients, cfg.Chaos, limit)
 	}
 	locals, err := cfg.localAddrs()
 	if err != nil {
@@ -134,6 +170,13 @@ func run(ctx context.Context, cfg Config) (result, error) {
 	if cfg.Rate > 0 {
 		s.startSenders(ctx, &sendWG, start, int64(cfg.Warmup+cfg.Duration))
 	}
+	if s.swarm != nil {
+		// Beside the honest load from its first send to the end of the
+		// window: the warm-up lets the attacks reach their stride.
+		s.logf("client-sim %s: %d chaos clients (%s)", s.runID, cfg.Chaos, strings.Join(s.chaosPersonas(), ","))
+		s.swarm.Start(ctx)
+		defer s.swarm.Stop()
+	}
 
 	if err := sleepUntil(ctx, winStart); err != nil {
 		sendWG.Wait()
@@ -155,6 +198,9 @@ func run(ctx context.Context, cfg Config) (result, error) {
 	}
 	cpu1 := selfCPU()
 	srv.sampleCPU(&srv.cpuEnd)
+	if s.swarm != nil {
+		s.swarm.Stop() // connections still attacking count as unfinished
+	}
 	sendWG.Wait()
 
 	// Drain: deliveries of sends from the end of the window are in flight.
@@ -175,7 +221,19 @@ func run(ctx context.Context, cfg Config) (result, error) {
 	s.closeAll()
 	rep.Errors = s.errors.snapshot()
 	rep.finishReceiverStats(s)
+	if s.swarm != nil {
+		rep.Chaos = s.swarm.Report()
+	}
 	return rep, nil
+}
+
+// chaosPersonas are the personas the chaos clients play.
+func (s *sim) chaosPersonas() []string {
+	ps, _ := chaos.ParsePersonas(s.cfg.ChaosPersonas)
+	if len(ps) == 0 {
+		return chaos.Names()
+	}
+	return ps
 }
 
 // connectAll dials and joins every client, Ramp per second, at most
@@ -333,9 +391,14 @@ func (s *sim) startProgress() (stop func()) {
 				recv += c.received.Load()
 			}
 			p99 := float64(mergeShards(s.hists).ValueAtQuantile(99)) / 1000
-			fmt.Fprintf(s.cfg.Progress, "[%4.0fs] %-7s connected %d/%d  sends/s %d  deliveries/s %d  p99 %.2fms  errors %d\n",
+			chaosPart := ""
+			if s.swarm != nil {
+				n, bad := s.swarm.Connections()
+				chaosPart = fmt.Sprintf("  chaos %d conns %d undocumented", n, bad)
+			}
+			fmt.Fprintf(s.cfg.Progress, "[%4.0fs] %-7s connected %d/%d  sends/s %d  deliveries/s %d  p99 %.2fms  errors %d%s\n",
 				time.Since(start).Seconds(), *s.phase.Load(), s.connected.Load(), s.cfg.Clients,
-				sent-lastSent, recv-lastRecv, p99, s.errors.total())
+				sent-lastSent, recv-lastRecv, p99, s.errors.total(), chaosPart)
 			lastSent, lastRecv = sent, recv
 		}
 	}()

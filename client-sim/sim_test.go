@@ -301,6 +301,9 @@ func TestMainRejectsBadFlags(t *testing.T) {
 		{"-protocol", "mqtt"},
 		{"-protocol", "centrifugo", "-payload", "16"}, // no room for the sender's number
 		{"-protocol", "centrifugo", "-immediate"},
+		{"-chaos", "-1"},
+		{"-chaos", "2", "-chaos-personas", "burst,nosuch"},
+		{"-protocol", "centrifugo", "-payload", "24", "-chaos", "2"}, // chaos clients speak tickrelay
 		{"extra-arg"},
 	} {
 		var stderr bytes.Buffer

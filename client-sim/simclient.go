@@ -13,6 +13,7 @@ import (
 
 	"github.com/tickrelay/tickrelay/client"
 	"github.com/tickrelay/tickrelay/client-sim/centrifugo"
+	"github.com/tickrelay/tickrelay/client-sim/chaos"
 	"github.com/tickrelay/tickrelay/client-sim/report"
 	pb "github.com/tickrelay/tickrelay/proto/tickrelay/v1"
 )
@@ -107,7 +108,7 @@ func (sc *simClient) connect(ctx context.Context, local net.Addr) {
 		RoomID:          s.roomID(sc.room),
 		CreateIfMissing: true,
 		Room: client.RoomOptions{
-			MaxPlayers: uint32(s.cfg.RoomSize),
+			MaxPlayers: uint32(s.roomCapacity),
 			TickRate:   uint32(s.cfg.TickRate),
 			Immediate:  s.cfg.Immediate,
 		},
@@ -143,16 +144,23 @@ func (sc *simClient) connectCentrifugo(ctx context.Context, local net.Addr) {
 // onFrame runs on the client's reader goroutine for every frame: latency of
 // each delivery from the timestamp in its payload, duplicates and order from
 // its sequence number. One time.Now and at most one shard lock per frame.
+// Deliveries from chaos clients (chaos.Kind) are left out: the honest
+// figures are the honest clients' alone.
 func (sc *simClient) onFrame(f *client.FrameView) {
 	if len(f.Deliveries) == 0 {
 		return
 	}
 	rec := sc.startFrame()
+	n := 0
 	for i := range f.Deliveries {
 		d := &f.Deliveries[i]
+		if d.Kind == chaos.Kind {
+			continue
+		}
 		rec.observe(sc, d.Sender, d.Payload)
+		n++
 	}
-	rec.finish(sc, len(f.Deliveries))
+	rec.finish(sc, n)
 }
 
 // onPublications is onFrame for Centrifugo: the publications of one

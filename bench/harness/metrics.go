@@ -29,3 +29,27 @@ func gauge(body, name string) (v float64, ok bool, err error) {
 	}
 	return 0, false, nil
 }
+
+// labelled returns the samples of the counter name in a Prometheus text
+// exposition by the value of label (a relay's closes by cause, say); an
+// empty map when there are none yet.
+func labelled(body, name, label string) (map[string]float64, error) {
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := p.TextToMetricFamilies(strings.NewReader(body))
+	if err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	out := map[string]float64{}
+	f, found := families[name]
+	if !found || f.GetType() != dto.MetricType_COUNTER {
+		return out, nil
+	}
+	for _, m := range f.GetMetric() {
+		for _, l := range m.GetLabel() {
+			if l.GetName() == label {
+				out[l.GetValue()] += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return out, nil
+}

@@ -28,3 +28,22 @@ func TestGauge(t *testing.T) {
 	_, _, err = gauge("tickrelay_x{ 1\n", "tickrelay_x")
 	require.Error(t, err, "not an exposition")
 }
+
+func TestLabelled(t *testing.T) {
+	t.Parallel()
+	body := "# TYPE tickrelay_server_closes_total counter\n" +
+		"tickrelay_server_closes_total{cause=\"rate_limited\"} 16\n" +
+		"tickrelay_server_closes_total{cause=\"slow_message\"} 2\n" +
+		"# TYPE tickrelay_connections_open gauge\ntickrelay_connections_open 3\n"
+	m, err := labelled(body, "tickrelay_server_closes_total", "cause")
+	require.NoError(t, err)
+	require.Equal(t, map[string]float64{"rate_limited": 16, "slow_message": 2}, m)
+	m, err = labelled(body, "tickrelay_handshake_failures_total", "reason")
+	require.NoError(t, err)
+	require.Empty(t, m, "none yet")
+	m, err = labelled(body, "tickrelay_connections_open", "cause")
+	require.NoError(t, err)
+	require.Empty(t, m, "a gauge is not a counter")
+	_, err = labelled("x{ 1\n", "x", "cause")
+	require.Error(t, err)
+}

@@ -46,6 +46,7 @@ var allSystems = []System{
 	{Name: "relay-60hz", Desc: "relay, -tick-rate 60, admin on and scraped", Kind: kindRelay, ServerArgs: []string{"-tick-rate", "60"}, Admin: true},
 	{Name: "relay-imm", Desc: "relay, immediate rooms (-allow-immediate; client-sim -immediate), admin on and scraped", Kind: kindRelay, ServerArgs: []string{"-allow-immediate=true"}, SimArgs: []string{"-immediate"}, Admin: true},
 	{Name: "relay-30hz-noadmin", Desc: "relay, 30 Hz, -admin-listen off: no metrics, no tick observer (the metrics-cost control)", Kind: kindRelay, ServerArgs: []string{"-admin-listen", "off"}},
+	{Name: "relay-30hz-nochaos", Desc: "relay-30hz with client-sim -chaos 0: the soak's clean control (the same honest load, no chaos clients)", Kind: kindRelay, SimArgs: []string{"-chaos", "0"}, Admin: true},
 }
 
 func systemByName(name string) (System, error) {
@@ -70,6 +71,7 @@ type Load struct {
 	Drain      time.Duration
 	Ramp       float64
 	LocalAddrs string
+	Chaos      int // chaos clients beside the honest ones
 }
 
 // set applies one client-sim key; keys the harness does not use are left
@@ -95,6 +97,8 @@ func (l *Load) set(key, value string) error {
 		l.Ramp, err = strconv.ParseFloat(value, 64)
 	case "local-addrs":
 		l.LocalAddrs = value
+	case "chaos":
+		l.Chaos, err = strconv.Atoi(value)
 	}
 	if err != nil {
 		return fmt.Errorf("%s: %w", key, err)
@@ -139,6 +143,10 @@ type Scenario struct {
 	Overrides map[string]string
 	Systems   []string
 	Load      Load // File + Overrides, filled by Plan.load
+	// RelayArgs are relay flags for this scenario, given to every relay
+	// system's server (quick mode's soak shortens the relay's time limits
+	// so that every chaos persona is answered within its short window).
+	RelayArgs []string
 
 	// Reach makes this the S4 run: HoldProcs client-sim processes with
 	// HoldClients between them, one loopback source address each, then
@@ -180,7 +188,7 @@ func fullPlan() Plan {
 		Rounds: 3,
 		Scenarios: []Scenario{
 			// relay-10hz and relay-60hz are left to -systems: they answer
-			// no target and the full run must stay under ~45 minutes.
+			// no target and the full run must stay under ~50 minutes.
 			{ID: "s1", Title: "S1 small rooms", File: "bench/scenarios/s1.yaml",
 				Systems: append(slices.Clone(sideBySide), "relay-imm", "relay-30hz-noadmin")},
 			{ID: "s2", Title: "S2 big rooms", File: "bench/scenarios/s2.yaml", Systems: sideBySide},
@@ -189,6 +197,9 @@ func fullPlan() Plan {
 				Reach: true, HoldProcs: 4, HoldClients: 19000, OverLimit: 300},
 			{ID: "s5", Title: "S5 low load", File: "bench/scenarios/s5.yaml",
 				Systems: []string{"relay-30hz", "reference-30hz", "centrifugo", "baseline-30hz"}},
+			// The relay at its defaults beside 10% chaos clients, and the
+			// same honest load without them, in the same rounds.
+			{ID: "soak", Title: "Soak: S1 beside chaos clients", File: "bench/scenarios/soak.yaml", Systems: soakPair},
 		},
 		Settle:         3 * time.Second,
 		Micro:          true,
@@ -222,6 +233,12 @@ func quickPlan() Plan {
 			// Not run unless asked for: at 200 clients a short window says
 			// little.
 			{ID: "s5", Title: "S5 low load", File: "bench/scenarios/s5.yaml", Systems: pair, Overrides: short},
+			// A small soak: 200 honest clients and 20 chaos clients for 6 s,
+			// the relay's grace and timeouts shortened (in both runs) so that
+			// every persona is answered within it.
+			{ID: "soak", Title: "Soak: S1 beside chaos clients", File: "bench/scenarios/soak.yaml", Systems: soakPair,
+				Overrides: map[string]string{"clients": "200", "chaos": "20", "warmup": "1s", "duration": "5s", "drain": "2s"},
+				RelayArgs: quickSoakRelayArgs},
 		},
 		Settle:         time.Second,
 		MicroCount:     1,
@@ -233,12 +250,24 @@ func quickPlan() Plan {
 	}
 }
 
+// soakPair: the relay beside the chaos clients of the soak's scenario
+// file, and its clean control.
+var soakPair = []string{refRelay, refNoChaos}
+
+// quickSoakRelayArgs shorten the relay's rate-limit grace, message read
+// timeout and handshake timeout (defaults 5 s, 10 s, 5 s) for quick
+// mode's 6-second soak. The message read timeout stays at 2 s: shorter,
+// a relay bug (its clock runs from the moment the input was last empty,
+// and on while the relay holds a congested client's input) closes busy
+// bursters with 4004 on a loaded machine.
+var quickSoakRelayArgs = []string{"-rate-limit-grace", "1s", "-message-read-timeout", "2s", "-handshake-timeout", "2s"}
+
 // defaultScenarios is what a mode runs when -scenarios is not given.
 func defaultScenarios(mode string) []string {
 	if mode == "quick" {
-		return []string{"s1", "s2", "s3"}
+		return []string{"s1", "s2", "s3", "soak"}
 	}
-	return []string{"s1", "s2", "s3", "s4", "s5"}
+	return []string{"s1", "s2", "s3", "s4", "s5", "soak"}
 }
 
 // filter keeps the scenarios asked for, in the plan's order; a non-empty
@@ -295,6 +324,15 @@ func (p Plan) uses(system string) bool {
 	return false
 }
 
+// serverArgsFor are the scenario's extra server flags for sys: RelayArgs
+// for the relay's systems, none for the others.
+func (sc Scenario) serverArgsFor(sys System) []string {
+	if sys.Kind != kindRelay {
+		return nil
+	}
+	return sc.RelayArgs
+}
+
 // overrideArgs is sc.Overrides as client-sim flags, in a stable order.
 func (sc Scenario) overrideArgs() []string {
 	var args []string
@@ -321,7 +359,7 @@ func comparisons(systems []string) []Comparison {
 		}
 	}
 	for _, n := range systems {
-		if !strings.HasPrefix(n, "relay") || n == "relay-30hz-noadmin" {
+		if !strings.HasPrefix(n, "relay") || n == refNoAdmin || n == refNoChaos {
 			continue
 		}
 		for _, d := range systems {
@@ -332,6 +370,9 @@ func comparisons(systems []string) []Comparison {
 	}
 	if has("relay-30hz") && has("relay-30hz-noadmin") {
 		out = append(out, Comparison{Num: "relay-30hz", Den: "relay-30hz-noadmin"})
+	}
+	if has(refRelay) && has(refNoChaos) {
+		out = append(out, Comparison{Num: refRelay, Den: refNoChaos})
 	}
 	return out
 }

@@ -34,8 +34,14 @@ func TestPlans(t *testing.T) {
 	full := fullPlan()
 	require.Equal(t, 3, full.Rounds)
 	require.NoError(t, full.filter(defaultScenarios("full"), nil))
-	require.Equal(t, "s1,s2,s3,s4,s5", scenarioIDs(full.Scenarios))
+	require.Equal(t, "s1,s2,s3,s4,s5,soak", scenarioIDs(full.Scenarios))
 	for _, sc := range full.Scenarios {
+		if sc.ID == soakID {
+			require.Equal(t, []string{refRelay, refNoChaos}, sc.Systems, "the relay beside the chaos and its clean control")
+			require.Empty(t, sc.RelayArgs, "the full soak runs the relay at its defaults")
+			require.Empty(t, sc.Overrides)
+			continue
+		}
 		require.Subset(t, sc.Systems, []string{refRelay, base30}, sc.ID)
 		if !sc.Reach {
 			// Side by side: the relay, its floor, Centrifugo, the baseline.
@@ -49,17 +55,38 @@ func TestPlans(t *testing.T) {
 	require.Subset(t, full.Scenarios[0].Systems, []string{refImm, refNoAdmin, baseImm})
 	require.True(t, full.uses(refCentrifugo))
 	require.NoError(t, full.load("../.."), "the scenario files of the repository")
+	soak := full.Scenarios[len(full.Scenarios)-1]
+	require.Equal(t, 1000, soak.Load.Clients)
+	require.Equal(t, 100, soak.Load.Chaos, "10% chaos clients beside S1")
+	s1 := full.Scenarios[0].Load
+	s1.Chaos = soak.Load.Chaos
+	require.Equal(t, s1, soak.Load, "the soak's honest load is S1's")
 	est := full.estimate()
 	t.Logf("full plan: about %s", est.Round(time.Minute))
 	require.Greater(t, est, 30*time.Minute)
-	require.Less(t, est, 45*time.Minute, "make bench stays within its time")
+	require.Less(t, est, 50*time.Minute, "make bench stays within its time (the soak added ~5 minutes to ~42)")
 
 	quick := quickPlan()
 	require.NoError(t, quick.filter(defaultScenarios("quick"), nil))
-	require.Equal(t, "s1,s2,s3", scenarioIDs(quick.Scenarios))
+	require.Equal(t, "s1,s2,s3,soak", scenarioIDs(quick.Scenarios))
 	for _, sc := range quick.Scenarios {
+		if sc.ID == soakID {
+			require.Equal(t, soakPair, sc.Systems)
+			continue
+		}
 		require.Equal(t, []string{refRelay, refFloor, base30}, sc.Systems)
 	}
+	require.NoError(t, quick.load("../.."))
+	qs := quick.Scenarios[3]
+	require.Equal(t, 200, qs.Load.Clients)
+	require.Equal(t, 20, qs.Load.Chaos)
+	require.Equal(t, 5*time.Second, qs.Load.Duration)
+	relay, _ := systemByName(refRelay)
+	require.Equal(t, quickSoakRelayArgs, qs.serverArgsFor(relay), "both soak runs get the shortened limits")
+	base, _ := systemByName(base30)
+	require.Empty(t, qs.serverArgsFor(base))
+	require.Less(t, quick.estimate(), 2*time.Minute, "make bench-quick stays under ~2 minutes")
+	t.Logf("quick plan: about %s", quick.estimate().Round(time.Second))
 	require.False(t, quick.uses(refCentrifugo), "quick mode does not build Centrifugo unless asked")
 
 	p := fullPlan()
@@ -80,6 +107,7 @@ func TestComparisons(t *testing.T) {
 		{"relay-imm", baseImm}, {"relay-imm", base30},
 		{refRelay, refNoAdmin},
 	}, got)
+	require.Equal(t, []Comparison{{refRelay, refNoChaos}}, comparisons(soakPair))
 	require.Empty(t, comparisons([]string{base30}))
 }
 
@@ -91,6 +119,12 @@ func TestCommandLines(t *testing.T) {
 	require.Equal(t, []string{"-listen", "127.0.0.1:40001", "-log-level", "warn", "-admin-listen", "127.0.0.1:40002", "-allow-immediate=true"}, args)
 	require.Equal(t, "tickrelay -listen 127.0.0.1:PORT -log-level warn -admin-listen 127.0.0.1:PORT -allow-immediate=true",
 		commandLine("/tmp/x/bin/tickrelay", args))
+
+	require.Equal(t, []string{"-listen", "127.0.0.1:40001", "-log-level", "warn", "-admin-listen", "127.0.0.1:40002", "-allow-immediate=true", "-rate-limit-grace", "1s"},
+		serverArgs(sys, 40001, 40002, "-rate-limit-grace", "1s"), "a scenario's relay flags come last")
+	nochaos, _ := systemByName(refNoChaos)
+	require.Equal(t, []string{"-chaos", "0"}, nochaos.SimArgs)
+	require.True(t, nochaos.Admin)
 
 	noAdmin, _ := systemByName(refNoAdmin)
 	require.Equal(t, []string{"-listen", "127.0.0.1:1", "-log-level", "warn", "-admin-listen", "off"}, serverArgs(noAdmin, 1, 0))

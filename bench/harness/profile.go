@@ -70,7 +70,8 @@ func (h *harness) runProfile(ctx context.Context, sc Scenario, sys System) Profi
 		perr = fetchProfile(ctx, "http://"+srv.adminAddr+"/debug/pprof/profile", pr.Seconds, file)
 	}
 	run := Run{Scenario: sc.ID, System: sys.Name, Start: time.Now()}
-	rep, probe, _, err := h.serveAndSim(ctx, sc, sys, tag, during)
+	sr, err := h.serveAndSim(ctx, sc, sys, tag, during)
+	rep, probe := sr.rep, sr.probe
 	run.Report, run.Probe, run.WallS = rep, probe, time.Since(run.Start).Seconds()
 	if err != nil {
 		run.Err = err.Error()

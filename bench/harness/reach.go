@@ -84,7 +84,7 @@ func (h *harness) runReach(ctx context.Context, sc Scenario, sys System, round, 
 		run.Err = err.Error()
 		return run
 	}
-	srv, err := h.startServer(ctx, sys, tag)
+	srv, err := h.startServer(ctx, sys, tag, sc.serverArgsFor(sys))
 	if err != nil {
 		return fail(err)
 	}

@@ -153,6 +153,9 @@ func loadLine(sc Scenario) string {
 		}
 		fmt.Fprintf(&b, ", %g msg/s each, %d-byte payload, %s warm-up + %s measured: %s deliveries/s expected",
 			l.Rate, l.Payload, l.Warmup, l.Duration, commas(float64(l.Clients)*l.Rate*members, 0))
+		if l.Chaos > 0 {
+			fmt.Fprintf(&b, "; beside them %d chaos clients (client-sim `-chaos`, every persona round-robin) from the first send to the end of the window, the control system without them", l.Chaos)
+		}
 	} else {
 		fmt.Fprintf(&b, ", idle (no traffic), settle %s (client-sim's warm-up) then a %s window", l.Warmup, l.Duration)
 	}
@@ -167,7 +170,11 @@ func writeScenario(b *strings.Builder, r *Results, sc Scenario) {
 	if len(sc.Overrides) > 0 {
 		fmt.Fprintf(b, " with %s", strings.Join(sc.overrideArgs(), " "))
 	}
-	b.WriteString(").\n\n")
+	b.WriteString(")")
+	if len(sc.RelayArgs) > 0 {
+		fmt.Fprintf(b, "; every relay system of it runs with `%s`", strings.Join(sc.RelayArgs, " "))
+	}
+	b.WriteString(".\n\n")
 
 	var rows [][]string
 	for _, sys := range sc.Systems {
@@ -238,6 +245,7 @@ func writeScenario(b *strings.Builder, r *Results, sc Scenario) {
 	if sc.Reach {
 		writeReach(b, r, sc)
 	}
+	writeSoak(b, r, sc)
 	b.WriteString("\n")
 }
 

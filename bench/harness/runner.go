@@ -29,11 +29,29 @@ type Run struct {
 	Report   report.Report `json:"report"`
 	// Probe is the harness's own reading of the server's /proc, taken
 	// around the client-sim process: a cross-check of -server-pid.
-	Probe        Probe         `json:"probe"`
-	Scrapes      int64         `json:"scrapes,omitempty"`
-	ScrapeErrors int64         `json:"scrape_errors,omitempty"`
-	Reach        *ReachFigures `json:"reach,omitempty"`
-	Err          string        `json:"error,omitempty"`
+	Probe        Probe `json:"probe"`
+	Scrapes      int64 `json:"scrapes,omitempty"`
+	ScrapeErrors int64 `json:"scrape_errors,omitempty"`
+	// Relay is the relay's own account of the run, from its /metrics once
+	// client-sim has exited (relay systems with the admin API on).
+	Relay *RelayFigures `json:"relay,omitempty"`
+	Reach *ReachFigures `json:"reach,omitempty"`
+	Err   string        `json:"error,omitempty"`
+}
+
+// RelayFigures are counters the relay keeps of a run, read from GET
+// /metrics after client-sim exited.
+type RelayFigures struct {
+	// Closes is tickrelay_server_closes_total by cause (the names of the
+	// close-code table: rate_limited, slow_consumer, slow_message, ...).
+	Closes map[string]float64 `json:"closes,omitempty"`
+	// HandshakeFailures is tickrelay_handshake_failures_total by reason.
+	HandshakeFailures map[string]float64 `json:"handshake_failures,omitempty"`
+	// ConnsOpen is tickrelay_connections_open once every client is gone:
+	// 0 when the relay let every connection go; ReleasedS how long after
+	// client-sim's exit it read 0 (-1: not within releaseWait).
+	ConnsOpen float64 `json:"conns_open"`
+	ReleasedS float64 `json:"released_s"`
 }
 
 // Probe is what the harness read from /proc itself.
@@ -56,6 +74,11 @@ type Probe struct {
 	// Check is empty when client-sim's -server-pid figures agree with
 	// these, else what disagreed.
 	Check string `json:"check,omitempty"`
+	// RSSTimelineKiB is the server's RSS every RSSEveryS seconds from
+	// client-sim's start to its exit; RSSPeakKiB its largest value.
+	RSSEveryS      float64 `json:"rss_every_s,omitempty"`
+	RSSTimelineKiB []int64 `json:"rss_timeline_kib,omitempty"`
+	RSSPeakKiB     int64   `json:"rss_peak_kib,omitempty"`
 }
 
 // ok says whether the run produced figures.
@@ -173,10 +196,10 @@ func (h *harness) runOne(ctx context.Context, sc Scenario, sys System, round, or
 	tag := fmt.Sprintf("%s-%s-r%d", sc.ID, sys.Name, round)
 	run := Run{Scenario: sc.ID, System: sys.Name, Round: round, Order: order, Start: time.Now()}
 	defer func() { run.WallS = time.Since(run.Start).Seconds() }()
-	rep, probe, scr, err := h.serveAndSim(ctx, sc, sys, tag, nil)
-	run.Report, run.Probe = rep, probe
-	if scr != nil {
-		run.Scrapes, run.ScrapeErrors = scr.ok.Load(), scr.failed.Load()
+	sr, err := h.serveAndSim(ctx, sc, sys, tag, nil)
+	run.Report, run.Probe, run.Relay = sr.rep, sr.probe, sr.relay
+	if sr.scr != nil {
+		run.Scrapes, run.ScrapeErrors = sr.scr.ok.Load(), sr.scr.failed.Load()
 	}
 	if err != nil {
 		run.Err = err.Error()
@@ -184,34 +207,54 @@ func (h *harness) runOne(ctx context.Context, sc Scenario, sys System, round, or
 	return run
 }
 
+// simRun is what serveAndSim measured.
+type simRun struct {
+	rep   report.Report
+	probe Probe
+	scr   *scraper
+	relay *RelayFigures
+}
+
+// rssEvery is how often the harness reads the server's RSS during a run.
+const rssEvery = 500 * time.Millisecond
+
+// releaseWait bounds the wait for the relay to let every connection go
+// once client-sim has exited (its close timeout is 3 s).
+const releaseWait = 10 * time.Second
+
 // serveAndSim starts sys, runs client-sim against it with -server-pid and
 // the harness's own /proc readings around it, and stops the server. during,
 // if not nil, runs alongside client-sim (profiles).
-func (h *harness) serveAndSim(ctx context.Context, sc Scenario, sys System, tag string, during func(ctx context.Context, srv *server)) (report.Report, Probe, *scraper, error) {
-	var probe Probe
-	srv, err := h.startServer(ctx, sys, tag)
+func (h *harness) serveAndSim(ctx context.Context, sc Scenario, sys System, tag string, during func(ctx context.Context, srv *server)) (simRun, error) {
+	var out simRun
+	probe := &out.probe
+	extra := sc.serverArgsFor(sys)
+	srv, err := h.startServer(ctx, sys, tag, extra)
 	if err != nil {
-		return report.Report{}, probe, nil, err
+		return out, err
 	}
 	defer srv.stop()
-	h.res.Commands["server "+sys.Name] = commandLine(h.bins.binOf(sys), srv.args)
+	// A scenario's extra flags are shown with the scenario; the command of
+	// record is the system's own, unless no other scenario ran it.
+	if _, seen := h.res.Commands["server "+sys.Name]; len(extra) == 0 || !seen {
+		h.res.Commands["server "+sys.Name] = commandLine(h.bins.binOf(sys), srv.args)
+	}
 	// A freshly started Go runtime is still growing its heap for a moment:
 	// let it settle so that "RSS before" is the idle server, not start-up.
 	sleepCtx(ctx, 300*time.Millisecond)
 	pid := srv.pid()
 	mem, err := h.proc.Memory(pid)
 	if err != nil {
-		return report.Report{}, probe, nil, err
+		return out, err
 	}
 	probe.RSSBeforeKiB = mem.RSSKiB
-	var scr *scraper
 	if srv.adminAddr != "" {
-		scr = startScraper(ctx, srv.adminAddr, time.Second)
-		defer scr.stop()
+		out.scr = startScraper(ctx, srv.adminAddr, time.Second)
+		defer out.scr.stop()
 	}
 	cpu0, err := h.proc.CPU(pid)
 	if err != nil {
-		return report.Report{}, probe, scr, err
+		return out, err
 	}
 	t0 := time.Now()
 	args := h.simArgs(sc, sys, srv.url, tag, []string{"-server-pid", strconv.Itoa(pid)})
@@ -219,9 +262,11 @@ func (h *harness) serveAndSim(ctx context.Context, sc Scenario, sys System, tag 
 	simCtx, cancel := context.WithTimeout(ctx, simTimeout(sc.Load))
 	defer cancel()
 	split := &cpuSplit{pid: pid, proc: h.proc}
+	rss := startRSSSampler(h.proc, pid, rssEvery)
+	defer rss.stop()
 	p, err := h.procs.spawn(simCtx, "client-sim "+tag, h.bins.sim, args, filepath.Join(h.logDir, tag+"-sim.log"), split.onLine)
 	if err != nil {
-		return report.Report{}, probe, scr, err
+		return out, err
 	}
 	duringDone := make(chan struct{})
 	if during != nil {
@@ -237,23 +282,97 @@ func (h *harness) serveAndSim(ctx context.Context, sc Scenario, sys System, tag 
 	cpu1, cerr := h.proc.CPU(pid)
 	probe.SimWallS = time.Since(t0).Seconds()
 	probe.CPUWholeS = cpu1.Sub(cpu0).Total().Seconds()
+	probe.RSSEveryS = rssEvery.Seconds()
+	probe.RSSTimelineKiB, probe.RSSPeakKiB = rss.stop()
 	if m, err := h.proc.Memory(pid); err == nil {
 		probe.RSSEndKiB, probe.HWMKiB = m.RSSKiB, m.HWMKiB
 	}
-	scr.stop()
+	out.scr.stop()
 	if werr != nil {
-		return report.Report{}, probe, scr, werr
+		return out, werr
 	}
 	if cerr != nil {
-		return report.Report{}, probe, scr, fmt.Errorf("server died during the run: %w", cerr)
+		return out, fmt.Errorf("server died during the run: %w", cerr)
+	}
+	if srv.adminAddr != "" && ctx.Err() == nil {
+		out.relay = relayFigures(ctx, srv.adminAddr)
 	}
 	rep, err := report.ReadFile(filepath.Join(h.runDir, tag+".json"))
+	out.rep = rep
 	if err != nil {
-		return rep, probe, scr, err
+		return out, err
 	}
 	probe.WindowUserS, probe.WindowSysS, probe.MachineBusyCores = split.result()
-	probe.Check = checkProbe(rep, probe)
-	return rep, probe, scr, nil
+	probe.Check = checkProbe(rep, *probe)
+	return out, nil
+}
+
+// relayFigures reads the relay's own counters once every client is gone,
+// waiting (up to releaseWait) for its connections_open gauge to reach 0;
+// nil when /metrics cannot be read.
+func relayFigures(ctx context.Context, adminAddr string) *RelayFigures {
+	start := time.Now()
+	for {
+		body, err := scrapeNow(ctx, adminAddr)
+		if err != nil {
+			return nil
+		}
+		f := &RelayFigures{ReleasedS: time.Since(start).Seconds()}
+		f.Closes, _ = labelled(body, "tickrelay_server_closes_total", "cause")
+		f.HandshakeFailures, _ = labelled(body, "tickrelay_handshake_failures_total", "reason")
+		open, ok, _ := gauge(body, "tickrelay_connections_open")
+		if !ok {
+			return nil
+		}
+		f.ConnsOpen = open
+		if open == 0 {
+			return f
+		}
+		if time.Since(start) > releaseWait || ctx.Err() != nil {
+			f.ReleasedS = -1
+			return f
+		}
+		sleepCtx(ctx, 100*time.Millisecond)
+	}
+}
+
+// rssSampler reads a process's RSS every period on its own goroutine.
+type rssSampler struct {
+	quit chan struct{}
+	done chan struct{}
+	kib  []int64 // owned by the goroutine until done
+	once sync.Once
+}
+
+func startRSSSampler(proc procstat.Reader, pid int, every time.Duration) *rssSampler {
+	s := &rssSampler{quit: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			if m, err := proc.Memory(pid); err == nil {
+				s.kib = append(s.kib, m.RSSKiB)
+			}
+			select {
+			case <-s.quit:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return s
+}
+
+// stop ends the sampling and returns the samples and their peak. Safe to
+// call more than once.
+func (s *rssSampler) stop() (kib []int64, peak int64) {
+	s.once.Do(func() { close(s.quit) })
+	<-s.done
+	for _, v := range s.kib {
+		peak = max(peak, v)
+	}
+	return s.kib, peak
 }
 
 // cpuSplit samples the server's user and kernel CPU when client-sim's

@@ -28,8 +28,8 @@ type server struct {
 const centrifugoConfig = "bench/centrifugo/config.json"
 
 // serverArgs is the command line of sys listening on port (and adminPort
-// when the system has its admin API on).
-func serverArgs(sys System, port, adminPort int) []string {
+// when the system has its admin API on), then the scenario's extra flags.
+func serverArgs(sys System, port, adminPort int, extra ...string) []string {
 	listen := "127.0.0.1:" + strconv.Itoa(port)
 	var args []string
 	switch sys.Kind {
@@ -44,7 +44,8 @@ func serverArgs(sys System, port, adminPort int) []string {
 		// The port on the command line wins over the file's.
 		args = []string{"--config", centrifugoConfig, "--http_server.port", strconv.Itoa(port)}
 	}
-	return append(args, sys.ServerArgs...)
+	args = append(args, sys.ServerArgs...)
+	return append(args, extra...)
 }
 
 // wsURL is the WebSocket endpoint of sys at addr.
@@ -67,10 +68,10 @@ func healthURL(sys System, addr string) string {
 	return ""
 }
 
-// startServer starts sys on free ports and returns once it accepts
-// connections (and, for the relay, answers its health check on the
-// WebSocket port).
-func (h *harness) startServer(ctx context.Context, sys System, tag string) (*server, error) {
+// startServer starts sys on free ports with the scenario's extra flags
+// and returns once it accepts connections (and, for the relay, answers its
+// health check on the WebSocket port).
+func (h *harness) startServer(ctx context.Context, sys System, tag string, extra []string) (*server, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -85,7 +86,7 @@ func (h *harness) startServer(ctx context.Context, sys System, tag string) (*ser
 	if bin == "" {
 		return nil, fmt.Errorf("%s: no binary: %s", sys.Name, h.bins.missing[sys.Kind])
 	}
-	args := serverArgs(sys, port, adminPort)
+	args := serverArgs(sys, port, adminPort, extra...)
 	p, err := h.procs.spawn(ctx, sys.Name, bin, args, filepath.Join(h.logDir, tag+"-server.log"), nil)
 	if err != nil {
 		return nil, err

@@ -50,6 +50,9 @@ func fakeResults(t *testing.T) *Results {
 		if sc.ID == "s5" {
 			sc.Load.Clients, sc.Load.Rate = 200, 10
 		}
+		if sc.ID == soakID {
+			sc.Load.Chaos = 100
+		}
 		r.Scenarios = append(r.Scenarios, sc)
 	}
 	for round := 1; round <= 3; round++ {
@@ -77,6 +80,7 @@ func fakeResults(t *testing.T) *Results {
 			fakeRun(t, "s5", refCentrifugo, round, 20, 2, 40),
 			fakeRun(t, "s5", base30, round, 6.0, 36, 30),
 		)
+		r.Runs = append(r.Runs, fakeSoakRun(t, refRelay, round, 36, 40_000), fakeSoakRun(t, refNoChaos, round, 34, 30_000))
 		s4 := fakeRun(t, "s4", refRelay, round, 0, 0, 1.6)
 		s4.Reach = &ReachFigures{HoldProcs: 4, Attempted: 19000, Held: 19000, JoinS: 2, JoinRate: 9500, KiBPerConn: 1.6, KiBPerConnSettled: 1.7,
 			RSSBeforeKiB: 12800, OpenFileLimit: 20000, MaxConnections: 19872, IdleCores: 0.004, KernelKiBPerSocket: 4.1,
@@ -84,6 +88,28 @@ func fakeResults(t *testing.T) *Results {
 		r.Runs = append(r.Runs, s4)
 	}
 	return r
+}
+
+// fakeSoakRun is a soak run: with chaos clients (refRelay) or without.
+func fakeSoakRun(t *testing.T, sys string, round int, p99 float64, hwmKiB int64) Run {
+	run := fakeRun(t, soakID, sys, round, 2.5, p99, 4)
+	run.Probe.HWMKiB = hwmKiB
+	run.Probe.RSSBeforeKiB, run.Probe.RSSPeakKiB, run.Probe.RSSEveryS = 12_000, hwmKiB-500, 0.5
+	run.Probe.RSSTimelineKiB = []int64{12_000, hwmKiB - 2000, hwmKiB - 500, hwmKiB - 1000}
+	run.Relay = &RelayFigures{Closes: map[string]float64{}, ReleasedS: 0.2}
+	if sys == refRelay {
+		run.Relay.Closes = map[string]float64{"rate_limited": 40, "slow_message": 9, "protocol_error": 55, "slow_consumer": 30}
+		run.Relay.HandshakeFailures = map[string]float64{"timeout": 20, "http_400": 56}
+		run.Report.Chaos = &report.Chaos{Clients: 100, Connections: 20_000, AllDocumented: true, Personas: []report.ChaosPersona{
+			{Persona: "burst", Clients: 13, Connections: 60, Finished: 47, Documented: 47, Unfinished: 13,
+				Outcomes: map[string]int64{"error:rate_limited+close:4003": 47, "unfinished": 13}, Errors: map[string]int64{"rate_limited": 900},
+				RetryAfterMs: &report.Range{Min: 1, Max: 33}, CloseRetryAfterMs: &report.Range{}, AnsweredAfterMs: report.Percentiles{P50: 6000, Max: 6500},
+				AnsweredAfterHist: encodedHist(t, 6_000_000, 6_500_000)},
+			{Persona: "trickle", Clients: 12, Connections: 36, Finished: 24, Documented: 24, Unfinished: 12,
+				Outcomes: map[string]int64{"error:timeout+close:4004": 24, "unfinished": 12}},
+		}}
+	}
+	return run
 }
 
 func targetByPrefix(t *testing.T, ts []Target, prefix string) Target {
@@ -145,6 +171,20 @@ func TestEvaluateTargets(t *testing.T) {
 	require.Equal(t, statusMet, mc.Status)
 	require.Contains(t, mc.Measured, "+2.5%")
 	require.Equal(t, statusMet, targetByPrefix(t, ts, "S1 relay 30 Hz: delivery").Status)
+
+	// The soak: 36/34 = 1.059 <= 1.10; every chaos connection documented;
+	// +10,000 KiB against a bound of 100 x 5.1 MiB.
+	require.Equal(t, statusMet, targetByPrefix(t, ts, "SOAK honest clients").Status)
+	lat := targetByPrefix(t, ts, "Soak honest latency p99")
+	require.Equal(t, statusMet, lat.Status)
+	require.Equal(t, "1.059 (rounds 1.059–1.059)", lat.Measured)
+	ch := targetByPrefix(t, ts, "Soak chaos clients")
+	require.Equal(t, statusMet, ch.Status, ch.Margin)
+	require.Equal(t, "3 rounds: 60,000 chaos connections, 213 finished, 0 undocumented, 75 still waiting at the end (not judged)", ch.Measured)
+	mem := targetByPrefix(t, ts, "Soak relay memory")
+	require.Equal(t, statusMet, mem.Status)
+	require.Contains(t, mem.Required, "+512 MiB")
+	require.Contains(t, mem.Measured, "39.1 MiB beside chaos, 29.3 MiB clean")
 }
 
 func TestTargetsFailuresAndGaps(t *testing.T) {
@@ -161,6 +201,17 @@ func TestTargetsFailuresAndGaps(t *testing.T) {
 		case run.Scenario == "s4" && run.Round == 1:
 			run.Reach.Over.Refused503 = 400 // 28 refused some other way
 			run.Reach.Over.OtherErrors = map[string]int64{"dial:reset": 28}
+		case run.Scenario == soakID && run.System == refRelay && run.Round == 1:
+			// One burster closed with the wrong code, and the memory far
+			// over the caps.
+			p := &run.Report.Chaos.Personas[0]
+			p.Documented, p.Undocumented = 46, 1
+			p.Violations = []string{"burst: error:timeout+close:4004 after 2s: not closed with Error RATE_LIMITED and 4003"}
+			run.Probe.HWMKiB = 900_000
+		case run.Scenario == soakID && run.System == refRelay && run.Round == 2:
+			run.Relay.ConnsOpen, run.Relay.ReleasedS = 3, -1
+		case run.Scenario == soakID && run.System == refRelay && run.Round == 3:
+			run.Report.Chaos.Personas[1].Finished, run.Report.Chaos.Personas[1].Documented = 0, 0
 		}
 	}
 	// A scenario that did not run at all.
@@ -183,6 +234,14 @@ func TestTargetsFailuresAndGaps(t *testing.T) {
 	require.Equal(t, statusMissed, over.Status)
 	require.Contains(t, over.Margin, "1256 of 1284 refusals were 503s")
 	require.Equal(t, statusNotRun, targetByPrefix(t, ts, "S1 metrics cost").Status)
+	ch := targetByPrefix(t, ts, "Soak chaos clients")
+	require.Equal(t, statusMissed, ch.Status)
+	require.Contains(t, ch.Margin, "round 1: burst: 1 of 47 finished connections got an undocumented answer")
+	require.Contains(t, ch.Margin, "round 2: 3 connections still open")
+	require.Contains(t, ch.Margin, "round 3: trickle: no connection finished")
+	mem := targetByPrefix(t, ts, "Soak relay memory")
+	require.Equal(t, statusMissed, mem.Status)
+	require.Equal(t, "1 round(s) over the bound", mem.Margin)
 
 	// The failed S2 round drops out of its medians instead of counting
 	// as zero.
@@ -205,6 +264,13 @@ func TestRenderAndPublish(t *testing.T) {
 		"### Side by side", "### S5 low load", "`relay-30hz` / `reference-30hz`", "`relay-30hz` / `centrifugo`",
 		"| S1 small rooms | server µs/delivery | 2.02 | 1.90 | 25.00 | 4.60 | 1.063 (1.058–1.068) |",
 		"| S3 idle | server KiB per connection | 2.50 | 1.00 | 60.00 | 33.00 | 2.500 | 0.042 | 0.076 |",
+		"### Soak: S1 beside chaos clients", "beside them 100 chaos clients",
+		"Chaos clients beside `relay-30hz`, 3 round(s) together: 300 clients, 60,000 connections; every finished chaos connection got its documented answer",
+		"| `burst` | 39 | 180 | 141 | 0 | 39 | error:rate_limited+close:4003 141, unfinished 39 | rate_limited 2,700 | 1–33 | 0–0 |",
+		"| `relay-30hz` | 1 | protocol_error 55, rate_limited 40, slow_consumer 30, slow_message 9 | http_400 56, timeout 20 | 0 after 0.2 s |",
+		"| `relay-30hz-nochaos` | 1 | none | none | 0 after 0.2 s |",
+		"| `relay-30hz` | 1 | 11.7 | 38.6 | 38.6 | 38.1 | 39.1 | 4 every 0.5 s |",
+		"`relay-30hz` / `relay-30hz-nochaos`",
 	} {
 		require.Contains(t, md, want)
 	}

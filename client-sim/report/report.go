@@ -74,6 +74,10 @@ type Report struct {
 	ClientRSSKiB int64   `json:"client_rss_kib"` // after joining
 
 	Server *Server `json:"server,omitempty"` // with -server-pid
+
+	// Chaos is what the chaos connections (-chaos) got from the server;
+	// nil without them. Every figure above is the honest clients' alone.
+	Chaos *Chaos `json:"chaos,omitempty"`
 }
 
 // Percentiles of a distribution, in milliseconds.
@@ -209,7 +213,7 @@ func Encode(r Report) ([]byte, error) {
 // Merge combines the reports of client-sim processes that ran side by side
 // against one server (S4 spreads clients over several processes): sums for
 // counts and client CPU, the slowest connect time, merged latency, the
-// worst send lag. The server figures are left out: each process sampled
+// worst send lag, the chaos sections combined. The server figures are left out: each process sampled
 // the server at its own moments, so a harness takes its own samples for
 // such runs. The inputs are not modified.
 func Merge(rs []Report) (Report, error) {
@@ -267,6 +271,15 @@ func Merge(rs []Report) (Report, error) {
 			out.SendLagMs.Max = max(out.SendLagMs.Max, r.SendLagMs.Max)
 		}
 	}
+	chaos := make([]*Chaos, 0, len(rs))
+	for _, r := range rs {
+		chaos = append(chaos, r.Chaos)
+	}
+	c, err := mergeChaos(chaos)
+	if err != nil {
+		return Report{}, err
+	}
+	out.Chaos = c
 	out.LossRatio = 0
 	if out.Expected > 0 {
 		out.LossRatio = max(0, 1-float64(out.Delivered)/float64(out.Expected))

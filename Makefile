@@ -41,13 +41,13 @@ proto-check:
 ## proto-ts: regenerate the TypeScript SDK's code (clients/ts/src/gen and closes_gen.ts)
 NPX := npx --no-install
 proto-ts:
-	$(NPX) buf generate --template buf.gen.ts.yaml
+	$(NPX) buf generate --template buf.gen.ts.yaml --path proto/tickrelay/v1
 	$(GO) run ./clients/ts/closesgen
 
 ## proto-ts-check: fail when the TypeScript SDK's generated code is stale
 proto-ts-check:
 	@tmp=$$(mktemp -d) && trap 'rm -rf $$tmp' EXIT && \
-	  $(NPX) buf generate --template buf.gen.ts.yaml --output $$tmp && \
+	  $(NPX) buf generate --template buf.gen.ts.yaml --path proto/tickrelay/v1 --output $$tmp && \
 	  diff -r $$tmp/clients/ts/src/gen clients/ts/src/gen && \
 	  $(GO) run ./clients/ts/closesgen -o $$tmp/closes_gen.ts && \
 	  diff $$tmp/closes_gen.ts clients/ts/src/closes_gen.ts && \

@@ -281,6 +281,8 @@ type Config struct {
 
 	// Observer receives tick measurements. Nil means none.
 	Observer Observer
+	// Hooks connect the rooms to a cluster layer. Nil means a single node.
+	Hooks Hooks
 }
 
 // TickPreset maps a room metadata entry to a tick rate (see

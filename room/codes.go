@@ -66,6 +66,25 @@ const (
 // newRoomCode returns a fresh code, from crypto/rand so codes cannot be
 // guessed from earlier ones, that hashes to w and names no room of w (and so
 // no room at all: every room lives on the worker its id hashes to).
+// randomCode makes a code of n characters of the code alphabet.
+func randomCode(n int) (string, error) {
+	var random [64]byte
+	code := make([]byte, 0, n)
+	for len(code) < n {
+		rand.Read(random[:]) // never fails (Go 1.24+)
+		for _, b := range random {
+			if int(b) >= codeRejectAt {
+				continue
+			}
+			code = append(code, codeAlphabet[int(b)%len(codeAlphabet)])
+			if len(code) == n {
+				break
+			}
+		}
+	}
+	return string(code), nil
+}
+
 func (w *worker) newRoomCode() (string, error) {
 	var random [64]byte
 	var buf [maxCodeLen]byte

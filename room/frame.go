@@ -28,6 +28,13 @@ func (w *worker) flushRoom(r *room, tick uint64, keepAlive bool) bool {
 		}
 		w.endLatestWindow(m)
 	}
+	if w.m.cfg.Hooks != nil {
+		// After every frame of the tick: an input is acknowledged only
+		// once the frames carrying it are out.
+		for _, m := range r.members {
+			w.ackInputs(m)
+		}
+	}
 	// Evictions change r.members, so they wait until the loop is done.
 	if len(w.evictions) > 0 {
 		for _, m := range w.evictions {
@@ -151,6 +158,7 @@ func (w *worker) writeFrames(r *room, m *member, items []*record, tick uint64, y
 			w.keepForReplay(r, m, seq, out)
 		}
 		w.deliver(m.seat, out)
+		w.framesDelivered(r)
 		if yieldWhenCongested && i < len(items) && !m.detached() && m.seat.peer.Congested() {
 			m.lastSent = w.now
 			return i

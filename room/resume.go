@@ -102,6 +102,7 @@ func (w *worker) resume(s *Seat, c *resumeCmd) {
 	m.prevValid = true
 	m.generation++
 	m.resumeToken, m.tokenHash = newResumeToken(r.id, m.id, m.generation)
+	defer w.roomChanged(r) // after the token is handed out and resumeSeq set
 	m.seat = s
 	s.member.Store(m)
 	s.acked.Store(c.lastSeq)
@@ -143,6 +144,9 @@ func (w *worker) resume(s *Seat, c *resumeCmd) {
 	for _, o := range replay {
 		o.retain() // the ring keeps its hold until the client acknowledges
 		w.deliver(s, o)
+	}
+	if len(replay) > 0 {
+		w.framesDelivered(r)
 	}
 	m.lastSent = w.now
 	s.settle(stateJoining, stateInRoom)
@@ -186,6 +190,7 @@ func (w *worker) goAway(m *member) {
 	if r.asleep {
 		w.wake(r) // a sleeping room must tick to see the grace run out
 	}
+	w.roomChanged(r)
 }
 
 // expireAway removes the away members of r whose grace ran out.

@@ -71,6 +71,10 @@ type room struct {
 	grace     time.Duration
 	away      int
 	ringBytes int
+
+	// touched: the room delivered frames in the worker's current round
+	// (it is in worker.touched, for Hooks.FramesDone).
+	touched bool
 }
 
 // member is one player of a room, owned by the room's worker.
@@ -129,9 +133,11 @@ type member struct {
 	prevGeneration uint32
 	prevValid      bool
 	resumeSeq      uint64
-	away           bool
-	awayUntil      time.Time
-	inputSeq       uint64
+	// inputSeqAcked is the inputSeq last told to an InputAcker peer.
+	inputSeqAcked uint64
+	away          bool
+	awayUntil     time.Time
+	inputSeq      uint64
 
 	// The member's budget as a sender for the tick budgetTick
 	// (Config.SenderTickMessages, SenderTickBytes).
@@ -195,6 +201,9 @@ func (w *worker) roomForJoin(j *joinCmd) (*room, error) {
 
 // createRoom creates room id with the joiner's options (already validated).
 func (w *worker) createRoom(id string, j *joinCmd) (*room, error) {
+	if h := w.m.cfg.Hooks; h != nil && !h.MayCreate(id) {
+		return nil, fmt.Errorf("%w: no room %q on this node", ErrRoomNotFound, id)
+	}
 	if n := w.m.roomCount.Add(1); n > int64(w.m.policy().MaxRooms) {
 		w.m.roomCount.Add(-1)
 		return nil, fmt.Errorf("%w: %d rooms", ErrRoomLimit, w.m.policy().MaxRooms)
@@ -257,6 +266,7 @@ func (w *worker) addMember(r *room, s *Seat, metadata map[string]string, userID 
 			UserId:   m.userID,
 		}, m)
 	}
+	w.roomChanged(r)
 	return m
 }
 
@@ -294,6 +304,7 @@ func (w *worker) removeMember(m *member, reason pb.LeaveReason) {
 			PlayerId: r.members[0].id,
 		}, nil)
 	}
+	w.roomChanged(r)
 }
 
 // destroyRoom forgets r (its last member is gone, or it was closed).
@@ -303,6 +314,9 @@ func (w *worker) destroyRoom(r *room) {
 	delete(w.rooms, r.id)
 	w.m.roomCount.Add(-1)
 	w.count.rooms--
+	if h := w.m.cfg.Hooks; h != nil {
+		h.RoomClosed(r.id)
+	}
 }
 
 // closeRoom removes every member of r with Left{ROOM_CLOSED, reason}, after

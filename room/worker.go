@@ -35,6 +35,7 @@ type worker struct {
 	dirty     []*room         // immediate rooms to flush at the end of the batch
 	waiters   []chan struct{} // closed at the end of the batch
 	evictions []*member       // slow consumers found during a flush
+	touched   []*room         // rooms that delivered frames this round (Hooks only)
 	epoch     uint64          // routing epoch, see member.mark
 
 	count counters // plain, worker-only
@@ -118,6 +119,9 @@ func (w *worker) step() {
 	w.now = w.m.cfg.Clock.Now()
 	w.runDue()
 	w.flushDirty() // events of evictions during ticks of immediate rooms
+	if len(w.touched) > 0 {
+		w.framesDone()
+	}
 	w.publish()
 	for _, ch := range w.waiters {
 		close(ch)

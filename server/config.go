@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tickrelay/tickrelay/cluster"
 	"github.com/tickrelay/tickrelay/iplimit"
 	"github.com/tickrelay/tickrelay/room"
 )
@@ -134,6 +135,10 @@ type Config struct {
 
 	// Room configures rooms, ticks and routing; see room.Config.
 	Room room.Config
+
+	// Cluster, when its NATSURL is set, runs the relay as a node of a
+	// cluster (package cluster). Zero means a single node.
+	Cluster cluster.Config
 
 	// Logger receives the server's logs. Nil means slog.Default().
 	Logger *slog.Logger

@@ -14,6 +14,7 @@ import (
 
 	"github.com/tickrelay/tickrelay/auth"
 	"github.com/tickrelay/tickrelay/clientip"
+	"github.com/tickrelay/tickrelay/cluster"
 
 	"github.com/tickrelay/tickrelay/proto/closes"
 	"github.com/tickrelay/tickrelay/proto/wire"
@@ -60,6 +61,9 @@ type conn struct {
 	// processed until the seat is ready, so requests keep their order.
 	parked []byte
 	iov    [][]byte // scratch for Writev
+	// remote is set while the connection is in a room another node of the
+	// cluster owns (cluster.go).
+	remote atomic.Pointer[cluster.Remote]
 
 	state       atomic.Int32
 	closing     atomic.Bool  // a Close is on its way (or the connection is gone): no more data
@@ -126,6 +130,9 @@ func (s *Server) OnClose(gc gnet.Conn, _ error) gnet.Action {
 	s.stats.connsClosed.Add(1)
 	if c.seat != nil {
 		s.rooms.Disconnect(c.seat)
+	}
+	if r := c.remote.Swap(nil); r != nil {
+		r.Gone()
 	}
 	if c.addrCounted {
 		s.access.limits.CloseConn(c.addr)

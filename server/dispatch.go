@@ -54,10 +54,22 @@ func (s *Server) request(c *conn, payload []byte) gnet.Action {
 	if err != nil {
 		return s.badMessage(c, "undecodable envelope: "+err.Error())
 	}
+	rid := c.msg.RequestID
+	if r := c.remote.Load(); r != nil {
+		switch c.msg.Body {
+		case wire.BodyJoin, wire.BodyResume, wire.BodyAuthenticate:
+			// Routed (or answered) here, below.
+		default:
+			// In a room of another node: its owner answers (acks too).
+			if !r.Forward(payload, &c.msg) {
+				c.close(closes.Restart, "the relay's link to the room's node is congested: resume", false)
+			}
+			return gnet.None
+		}
+	}
 	if c.msg.Ack != 0 && c.seat != nil {
 		c.seat.Ack(c.msg.Ack) // frames the client holds: the room lets them go
 	}
-	rid := c.msg.RequestID
 	switch c.msg.Body {
 	case wire.BodySend:
 		if err := s.rooms.Send(c.seat, rid, &c.msg.Send); err != nil {
@@ -84,7 +96,7 @@ func (s *Server) request(c *conn, payload []byte) gnet.Action {
 			return gnet.None
 		}
 		if r := full.GetResume(); r != nil {
-			s.resume(c, rid, r)
+			s.resume(c, rid, r, payload)
 			return gnet.None
 		}
 		tick, rate, _ := c.seat.Clock()
@@ -126,14 +138,23 @@ func (s *Server) join(c *conn, rid uint32, join *pb.Join, payload []byte) {
 		s.authFailed(c, rid, err)
 		return
 	}
-	err = s.rooms.Join(c.seat, room.JoinRequest{RequestID: rid, Join: join, Grant: grant})
+	s.joinRoute(c, rid, join, payload, grant)
+}
+
+// joinRoute hands an admitted Join to the room that takes it: on this node,
+// or (in a cluster) through the room's owner. It parks the Join while the
+// seat is busy or the owner is being looked up.
+func (s *Server) joinRoute(c *conn, rid uint32, join *pb.Join, payload []byte, grant *room.Grant) {
+	if s.cluster != nil {
+		done, b := s.clusterJoin(c, rid, join, payload, grant)
+		if done {
+			return
+		}
+		payload = b
+	}
+	err := s.rooms.Join(c.seat, room.JoinRequest{RequestID: rid, Join: join, Grant: grant})
 	if errors.Is(err, room.ErrSeatBusy) {
-		c.parked = append(c.parked[:0], payload...)
-		c.parkedGrant = grant
-		c.held.Store(true)
-		// The seat may have settled between the Join and the flag: look
-		// again now rather than miss the wake-up.
-		s.unpark(c)
+		s.park(c, payload, grant)
 		return
 	}
 	if err != nil {
@@ -141,9 +162,29 @@ func (s *Server) join(c *conn, rid uint32, join *pb.Join, payload []byte) {
 	}
 }
 
+// park holds a request the connection cannot take yet (its seat is busy
+// with an earlier one); input waits behind it, so requests keep their
+// order. The room wakes the connection when the seat is ready.
+func (s *Server) park(c *conn, payload []byte, grant *room.Grant) {
+	s.parkFor(c, payload, grant)
+	if !c.seat.Busy() {
+		// The seat settled between the request and the flag: look again
+		// rather than miss the wake-up.
+		c.wake()
+	}
+}
+
+// parkFor holds a request until something else wakes the connection (a
+// route found, a remote seat released).
+func (s *Server) parkFor(c *conn, payload []byte, grant *room.Grant) {
+	c.parked = append(c.parked[:0], payload...)
+	c.parkedGrant = grant
+	c.held.Store(true)
+}
+
 // resume hands a Resume to the rooms, under the same per-address limits as
 // a Join (a resume token cannot be guessed at speed either).
-func (s *Server) resume(c *conn, rid uint32, r *pb.Resume) {
+func (s *Server) resume(c *conn, rid uint32, r *pb.Resume, payload []byte) {
 	now := time.Now()
 	if locked, left := s.access.limits.LockedOut(c.addr, now); locked {
 		s.refuseJoin(c, rid, "too many failed joins from your address: locked out", "locked_out", left)
@@ -163,7 +204,20 @@ func (s *Server) resume(c *conn, rid uint32, r *pb.Resume) {
 			grant = grantOf(c.claims)
 		}
 	}
-	if err := s.rooms.Resume(c.seat, room.ResumeRequest{RequestID: rid, Resume: r, Grant: grant}); err != nil {
+	s.resumeRoute(c, rid, r, payload, grant)
+}
+
+// resumeRoute hands an admitted Resume to the room's node.
+func (s *Server) resumeRoute(c *conn, rid uint32, r *pb.Resume, payload []byte, grant *room.Grant) {
+	if s.cluster != nil && s.clusterResume(c, rid, r, payload, grant) {
+		return
+	}
+	err := s.rooms.Resume(c.seat, room.ResumeRequest{RequestID: rid, Resume: r, Grant: grant})
+	if errors.Is(err, room.ErrSeatBusy) {
+		s.park(c, payload, grant)
+		return
+	}
+	if err != nil {
 		s.joinError(c, rid, err)
 	}
 }
@@ -190,17 +244,22 @@ func (s *Server) refuseJoin(c *conn, rid uint32, text, reason string, retry time
 // unpark retries a parked request; false while the seat is still busy.
 func (s *Server) unpark(c *conn) bool {
 	var full pb.ClientMessage
-	if err := proto.Unmarshal(c.parked, &full); err != nil || full.GetJoin() == nil {
+	if err := proto.Unmarshal(c.parked, &full); err != nil || full.GetJoin() == nil && full.GetResume() == nil {
 		c.parked = nil // cannot happen: it was decoded before
 		return true
 	}
-	err := s.rooms.Join(c.seat, room.JoinRequest{RequestID: full.GetRequestId(), Join: full.GetJoin(), Grant: c.parkedGrant})
-	if errors.Is(err, room.ErrSeatBusy) {
-		return false
-	}
+	parked, grant := c.parked, c.parkedGrant
 	c.parked, c.parkedGrant = nil, nil
-	if err != nil {
-		s.joinError(c, full.GetRequestId(), err)
+	// Routed again as it was admitted (limits and auth are not charged
+	// twice); it parks itself again if it still cannot go.
+	if j := full.GetJoin(); j != nil {
+		s.joinRoute(c, full.GetRequestId(), j, parked, grant)
+	} else {
+		s.resumeRoute(c, full.GetRequestId(), full.GetResume(), parked, grant)
+	}
+	if c.parked != nil {
+		c.parked = append(parked[:0], c.parked...) // keep the buffer
+		return false
 	}
 	return true
 }

@@ -25,6 +25,13 @@ func (s *Server) Drain(timeout time.Duration) {
 		s.rooms.SetDraining(true)
 	}
 	go func() {
+		if s.cluster != nil {
+			// Rooms this node owns go on elsewhere, with all their
+			// state; its own players resume there after the close.
+			ctx, cancel := context.WithTimeout(context.Background(), timeout)
+			s.cluster.Drain(ctx)
+			cancel()
+		}
 		deadline := time.NewTimer(timeout)
 		defer deadline.Stop()
 		poll := time.NewTicker(50 * time.Millisecond)
@@ -92,5 +99,12 @@ func (c *conn) kill() {
 	c.close(closes.GoingAway, "", false)
 	// Close is low priority on the loop, like the wake that flushes the
 	// Close frame: it runs after it.
+	_ = c.gc.Close()
+}
+
+// abort drops the connection with a TCP reset and no Close frame (Abort).
+func (c *conn) abort() {
+	c.closing.Store(true)
+	_ = c.gc.SetLinger(0)
 	_ = c.gc.Close()
 }

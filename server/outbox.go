@@ -338,6 +338,8 @@ func (c *conn) Evict(cause room.EvictCause, detail string) {
 		c.close(closes.Kicked, detail, false)
 	case room.EvictReplaced:
 		c.close(closes.Replaced, detail, false)
+	case room.EvictMoved:
+		c.close(closes.Restart, detail, false)
 	default:
 		c.close(closes.Internal, detail, false)
 	}

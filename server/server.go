@@ -31,6 +31,7 @@ import (
 
 	"github.com/panjf2000/gnet/v2"
 
+	"github.com/tickrelay/tickrelay/cluster"
 	"github.com/tickrelay/tickrelay/proto/closes"
 	"github.com/tickrelay/tickrelay/room"
 	"github.com/tickrelay/tickrelay/server/wsproto"
@@ -40,14 +41,17 @@ import (
 type Server struct {
 	gnet.BuiltinEventEngine
 
-	cfg    Config
-	log    *slog.Logger
-	rooms  *room.Manager
-	hs     wsproto.HandshakeConfig
-	conns  registry
-	stats  *counters
-	pol    atomic.Pointer[livePolicy]
-	access *access
+	cfg   Config
+	log   *slog.Logger
+	rooms *room.Manager
+	// cluster is this node's membership of a cluster; nil on a single
+	// node.
+	cluster *cluster.Node
+	hs      wsproto.HandshakeConfig
+	conns   registry
+	stats   *counters
+	pol     atomic.Pointer[livePolicy]
+	access  *access
 
 	openConns    atomic.Int64
 	fdLimit      atomic.Int64 // the open-file limit, re-read by the sweeper
@@ -146,11 +150,29 @@ const Subprotocol = "tickrelay.v1"
 // Start starts the rooms, the event loops and the listener, and returns once
 // the relay accepts connections.
 func (s *Server) Start() error {
-	rooms, err := room.New(s.cfg.Room)
+	roomCfg := s.cfg.Room
+	if s.cfg.Cluster.Enabled() {
+		node, err := cluster.New(s.cfg.Cluster, s.log)
+		if err != nil {
+			return fmt.Errorf("server: %w", err)
+		}
+		s.cluster = node
+		roomCfg.Hooks = node.Hooks()
+	}
+	rooms, err := room.New(roomCfg)
 	if err != nil {
 		return fmt.Errorf("server: rooms: %w", err)
 	}
 	s.rooms = rooms
+	if s.cluster != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := s.cluster.Start(ctx, rooms)
+		cancel()
+		if err != nil {
+			rooms.Close()
+			return fmt.Errorf("server: %w", err)
+		}
+	}
 	ln, err := net.Listen("tcp", s.cfg.Listen)
 	if err != nil {
 		rooms.Close()
@@ -261,6 +283,9 @@ func (s *Server) shutdown(ctx context.Context, cause closes.Cause) error {
 		if s.acceptor != nil {
 			s.acceptor.close()
 		}
+		if s.cluster != nil && !s.killed.Load() && !s.draining.Load() {
+			s.cluster.Drain(ctx) // hand the owned rooms over first
+		}
 		if s.rooms != nil {
 			s.rooms.SetDraining(true)
 			// What rooms accepted goes out before the Close frames: a
@@ -323,8 +348,36 @@ func (s *Server) stopEngine() {
 	if s.rooms != nil {
 		s.rooms.Close()
 	}
+	if s.cluster != nil {
+		s.cluster.Close()
+	}
 	s.access.close()
 }
+
+// Abort stops the relay at once, as a crashed process would look to the
+// others: connections are dropped without a Close, the cluster is left
+// without a handover (its leases run out), nothing is flushed. For fault
+// tests; Shutdown and Drain are the ways to stop a relay.
+func (s *Server) Abort() {
+	s.stopOnce.Do(func() {
+		s.shuttingDown.Store(true)
+		s.killed.Store(true)
+		if s.cluster != nil {
+			s.cluster.Close()
+		}
+		s.conns.each(func(c *conn) { c.abort() })
+		s.stopEngine()
+		if s.admin != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			s.admin.close(ctx)
+			cancel()
+		}
+		close(s.done)
+	})
+}
+
+// Cluster is this node's cluster membership, nil on a single node.
+func (s *Server) Cluster() *cluster.Node { return s.cluster }
 
 // gnetLogger routes gnet's internal logs to slog.
 type gnetLogger struct{ log *slog.Logger }

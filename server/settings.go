@@ -216,6 +216,15 @@ var settings = []setting{
 	durationSetting("drain-timeout", "how long a drain lets rooms run on before closing their players", reloadLive, func(c *Config) *time.Duration { return &c.DrainTimeout }),
 	boolSetting("reload-existing-rooms", "on reload, move existing rooms to the new default tick rate (clamped to the new bounds)", reloadLive, func(c *Config) *bool { return &c.ReloadExistingRooms }),
 	intSetting("room-workers", "room worker goroutines", reloadRestart, func(c *Config) *int { return &c.Room.Workers }, 0, 1024).withDefault("one per CPU"),
+	stringSetting("cluster-nats-url", "NATS server(s) of the cluster (`nats://host:4222`, comma-separated); set, the relay runs as a node of a cluster (see *Cluster*)", reloadRestart, func(c *Config) *string { return &c.Cluster.NATSURL }).withDefault("off"),
+	stringSetting("cluster-nats-credentials", "NATS credentials file (JWT and seed)", reloadRestart, func(c *Config) *string { return &c.Cluster.NATSCredentials }).withDefault("none"),
+	stringSetting("cluster-name", "the cluster's name: prefix of its NATS subjects and buckets; nodes with the same name on one NATS form one cluster", reloadRestart, func(c *Config) *string { return &c.Cluster.Name }).withDefault("tickrelay"),
+	stringSetting("cluster-node-id", "this node's id, unique in the cluster (`[A-Za-z0-9_-]`)", reloadRestart, func(c *Config) *string { return &c.Cluster.NodeID }).withDefault("the host name"),
+	stringSetting("cluster-advertise", "the WebSocket URL clients reach this node at, shown to operators", reloadRestart, func(c *Config) *string { return &c.Cluster.Advertise }).withDefault("none"),
+	durationSetting("cluster-lease-ttl", "how long a room's ownership lasts unrenewed: after a node dies its rooms move after about this long", reloadRestart, func(c *Config) *time.Duration { return &c.Cluster.LeaseTTL }).withDefault("3s"),
+	durationSetting("cluster-fence-margin", "an owner stops serving a room this long before its lease could run out without a renewal", reloadRestart, func(c *Config) *time.Duration { return &c.Cluster.FenceMargin }).withDefault("500ms"),
+	durationSetting("cluster-handover-wait", "how long a node taking over a room waits for the other nodes' reports", reloadRestart, func(c *Config) *time.Duration { return &c.Cluster.HandoverWait }).withDefault("500ms"),
+	intSetting("cluster-replicas", "replicas of the cluster's JetStream buckets (a clustered NATS)", reloadRestart, func(c *Config) *int { return &c.Cluster.Replicas }, 0, 5).withDefault("1"),
 }
 
 // setSeatGrace parses a duration or "off" (a negative grace: no resume).

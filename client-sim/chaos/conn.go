@@ -141,7 +141,7 @@ func leaveFrame(rid uint32) []byte {
 }
 
 func sendFrame(rid uint32, s *wire.SendView) []byte {
-	return binaryFrame(wire.AppendSend(nil, rid, s))
+	return binaryFrame(wire.AppendSend(nil, rid, 0, s))
 }
 
 // reader reads a chaos connection's input, records what matters on rec and

@@ -133,6 +133,14 @@ func (p *Proxy) accept() {
 	}
 }
 
+// SetTarget makes new connections go to target (a load balancer moving
+// clients to another server); connections already forwarded stay.
+func (p *Proxy) SetTarget(target string) {
+	p.mu.Lock()
+	p.cfg.Target = target
+	p.mu.Unlock()
+}
+
 // Refuse, while on, resets every new connection as soon as it is accepted
 // (the client sees its connect succeed and the connection drop at once), as
 // an unreachable server behind a load balancer looks.
@@ -166,9 +174,12 @@ func (p *Proxy) forward(client net.Conn) {
 		return
 	}
 	defer p.untrack(client)
-	upstream, err := net.Dial("tcp", p.cfg.Target)
+	p.mu.Lock()
+	target := p.cfg.Target
+	p.mu.Unlock()
+	upstream, err := net.Dial("tcp", target)
 	if err != nil {
-		p.logf("splitproxy: dial %s: %v", p.cfg.Target, err)
+		p.logf("splitproxy: dial %s: %v", target, err)
 		return
 	}
 	if !p.track(upstream) {

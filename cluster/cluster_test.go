@@ -1,0 +1,173 @@
+package cluster_test
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tickrelay/tickrelay/client"
+)
+
+// sendN sends n messages at once.
+func (p *player) sendN(n int) {
+	p.t.Helper()
+	for range n {
+		p.mu.Lock()
+		i := p.sentCount
+		p.sentCount++
+		p.mu.Unlock()
+		require.NoError(p.t, p.s.Send([]byte(fmt.Sprintf("%s:%d", p.name, i)), client.SendOptions{Kind: 1}))
+	}
+}
+
+// streamFrom sends from p every interval until the returned stop is called;
+// stop returns how many were sent.
+func streamFrom(p *player, every time.Duration) func() int {
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				p.mu.Lock()
+				i := p.sentCount
+				p.sentCount++
+				p.mu.Unlock()
+				if err := p.s.Send([]byte(fmt.Sprintf("%s:%d", p.name, i)), client.SendOptions{Kind: 1}); err != nil {
+					p.t.Errorf("%s: send: %v", p.name, err)
+					return
+				}
+			}
+		}
+	}()
+	return func() int {
+		close(stop)
+		<-done
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return p.sentCount
+	}
+}
+
+// fromSender returns the indexes of the deliveries from sender, in order.
+func fromSender(got []string, sender string) []int {
+	var out []int
+	for _, g := range got {
+		name, idx, ok := strings.Cut(g, ":")
+		if !ok || name != sender {
+			continue
+		}
+		i, _ := strconv.Atoi(idx)
+		out = append(out, i)
+	}
+	return out
+}
+
+func upTo(n int) []int {
+	out := make([]int, n)
+	for i := range out {
+		out[i] = i
+	}
+	return out
+}
+
+// checkExact asserts that recv got every message of sender (0..sent-1)
+// exactly once and in order, and that its frames were numbered without a
+// gap.
+func checkExact(t *testing.T, recv *player, sender string, sent int) {
+	t.Helper()
+	got, seqs := recv.snapshot()
+	require.Equal(t, upTo(sent), fromSender(got, sender), "%s's messages at %s: each once, in order", sender, recv.name)
+	for i := 1; i < len(seqs); i++ {
+		require.Equal(t, seqs[i-1]+1, seqs[i], "%s: frame seqs contiguous", recv.name)
+	}
+}
+
+func waitAll(t *testing.T, recv *player, sender string, n int) {
+	t.Helper()
+	recv.waitCount(func(got []string) bool { return len(fromSender(got, sender)) >= n })
+}
+
+// A room spans three nodes: its players connect to different nodes, one
+// owns it, and every delivery keeps the single-node guarantees.
+func TestClusterRoomAcrossNodes(t *testing.T) {
+	t.Parallel()
+	_, nodes := startCluster(t, 3)
+	p1 := joinPlayer(t, "p1", nodes[0].url(), "across")
+	p2 := joinPlayer(t, "p2", nodes[1].url(), "across")
+	p3 := joinPlayer(t, "p3", nodes[2].url(), "across")
+	require.Len(t, p3.s.Joined().Members, 3, "the room is one room across the nodes")
+	require.Equal(t, "n1", nodes[1].srv.Cluster().Owner("across"))
+
+	const n = 100
+	for _, p := range []*player{p1, p2, p3} {
+		p.sendN(n)
+	}
+	for _, recv := range []*player{p1, p2, p3} {
+		for _, from := range []*player{p1, p2, p3} {
+			if recv != from {
+				waitAll(t, recv, from.name, n)
+				checkExact(t, recv, from.name, n)
+			}
+		}
+	}
+}
+
+// The owner dies (its process stops at once: sockets dropped, no handover).
+// The players on the other nodes keep their connections; after about a
+// lease, a surviving node owns the room, and they lose nothing: every
+// message each of them sent reaches the other exactly once, in order, with
+// frames numbered on from where they were. The dead node's player resumes
+// on another node.
+func TestClusterOwnerDies(t *testing.T) {
+	t.Parallel()
+	_, nodes := startCluster(t, 3)
+	lb := newBalancer(t, nodes[0]) // the dead node's player comes back through it
+	p1 := joinPlayer(t, "p1", lb.url(), "failover")
+	p2 := joinPlayer(t, "p2", nodes[1].url(), "failover")
+	p3 := joinPlayer(t, "p3", nodes[2].url(), "failover")
+	require.Equal(t, "n1", nodes[2].srv.Cluster().Owner("failover"))
+
+	stop2 := streamFrom(p2, 5*time.Millisecond)
+	stop3 := streamFrom(p3, 5*time.Millisecond)
+	waitAll(t, p3, "p2", 20)
+	waitAll(t, p2, "p3", 20)
+
+	killed := time.Now()
+	nodes[0].srv.Abort()
+	lb.retarget(nodes[1])
+	// Sends go on through the blackout; wait for deliveries after it.
+	p2.mu.Lock()
+	before := len(fromSender(p2.got, "p3"))
+	p2.mu.Unlock()
+	waitAll(t, p2, "p3", before+50)
+	t.Logf("blackout (kill to deliveries flowing again): at most %v", time.Since(killed))
+	sent2, sent3 := stop2(), stop3()
+	waitAll(t, p3, "p2", sent2)
+	waitAll(t, p2, "p3", sent3)
+	checkExact(t, p3, "p2", sent2)
+	checkExact(t, p2, "p3", sent3)
+	for _, p := range []*player{p2, p3} {
+		p.mu.Lock()
+		require.Zero(t, p.reconns, "%s is on a surviving node: it never reconnects", p.name)
+		require.Zero(t, p.resyncs, p.name)
+		p.mu.Unlock()
+	}
+	owner := nodes[1].srv.Cluster().Owner("failover")
+	require.Contains(t, []string{"n2", "n3"}, owner)
+
+	// The dead node's player resumed elsewhere and is in the game again.
+	p2.sendN(1)
+	p1.waitCount(func(got []string) bool {
+		s := fromSender(got, "p2")
+		return len(s) > 0 && s[len(s)-1] == sent2
+	})
+}

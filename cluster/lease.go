@@ -1,0 +1,153 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
+
+	cpb "github.com/tickrelay/tickrelay/proto/tickrelay/cluster/v1"
+)
+
+// errTaken: another node holds the room's lease.
+var errTaken = errors.New("cluster: the room is owned by another node")
+
+// leaseValue is this node's lease value.
+func (n *Node) leaseValue() []byte {
+	b, _ := proto.Marshal(&cpb.Lease{Node: n.cfg.NodeID, Run: n.run})
+	return b
+}
+
+// acquire takes the lease of room id and makes the node its owner, with
+// restoring set when the room is to be rebuilt (a takeover) before it
+// takes requests. errTaken when another node has it.
+func (n *Node) acquire(ctx context.Context, id string, restoring bool) (*owned, error) {
+	sent := time.Now()
+	rev, err := n.leases.Create(ctx, roomKey(id), n.leaseValue())
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		return nil, errTaken
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cluster: acquire room %q: %w", id, err)
+	}
+	o := n.newOwned(id, rev, sent)
+	o.restoring = restoring
+	if err := n.own(o); err != nil {
+		_ = n.leases.Delete(context.WithoutCancel(ctx), roomKey(id), jetstream.LastRevision(rev))
+		return nil, err
+	}
+	return o, nil
+}
+
+// own subscribes to the room's uplinks and records it as owned.
+func (n *Node) own(o *owned) error {
+	sub, err := n.nc.ChanSubscribe(n.names.roomIn(o.id), n.up)
+	if err != nil {
+		return fmt.Errorf("cluster: subscribe to room %q: %w", o.id, err)
+	}
+	o.sub = sub
+	n.mu.Lock()
+	n.owned[o.id] = o
+	n.leaseView[o.id] = leaseView{node: n.cfg.NodeID, run: n.run, rev: o.rev}
+	n.mu.Unlock()
+	return nil
+}
+
+// disown forgets o: no more uplinks, no more downlinks.
+func (n *Node) disown(o *owned) {
+	o.mu.Lock()
+	o.fenced = true
+	o.pending = nil
+	o.mu.Unlock()
+	if o.sub != nil {
+		_ = o.sub.Unsubscribe()
+	}
+	n.mu.Lock()
+	if n.owned[o.id] == o {
+		delete(n.owned, o.id)
+	}
+	n.mu.Unlock()
+}
+
+// release gives up the lease of a room that closed.
+func (n *Node) release(o *owned) {
+	n.disown(o)
+	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.LeaseTTL)
+	defer cancel()
+	if err := n.leases.Delete(ctx, roomKey(o.id), jetstream.LastRevision(o.rev)); err != nil && n.ctx.Err() == nil {
+		// The lease runs out by itself; a new owner may hold it already.
+		n.log.Debug("cluster: releasing a lease", "room", o.id, "err", err)
+	}
+}
+
+// fence stops serving o at once: its lease is lost or about to be.
+func (n *Node) fence(o *owned, why string) {
+	n.stats.fenced.Add(1)
+	n.log.Warn("cluster: fenced: no longer serving a room", "room", o.id, "why", why)
+	n.disown(o)
+	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.LeaseTTL)
+	defer cancel()
+	_ = n.rooms.Abandon(ctx, o.id)
+}
+
+// leaseLoop renews the leases of owned rooms, and fences those whose last
+// successful renewal is too old: the node then stops serving them before
+// the lease can have run out (the grantor's clock runs its TTL from the
+// renewal's arrival, which is after its sending).
+func (n *Node) leaseLoop() {
+	t := time.NewTicker(min(n.cfg.RenewEvery/4, 100*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-t.C:
+		}
+		n.mu.Lock()
+		rooms := make([]*owned, 0, len(n.owned))
+		for _, o := range n.owned {
+			rooms = append(rooms, o)
+		}
+		n.mu.Unlock()
+		for _, o := range rooms {
+			if n.ctx.Err() != nil {
+				return
+			}
+			n.renew(o)
+		}
+	}
+}
+
+// renew renews o's lease when due, or fences it when it is too late.
+func (n *Node) renew(o *owned) {
+	o.mu.Lock()
+	skip := o.fenced || o.leaving
+	o.mu.Unlock()
+	if skip {
+		return
+	}
+	now := time.Now()
+	if now.Sub(o.renewedAt) > n.cfg.LeaseTTL-n.cfg.FenceMargin {
+		n.fence(o, "no successful lease renewal in time")
+		return
+	}
+	if now.Sub(o.triedAt) < n.cfg.RenewEvery {
+		return
+	}
+	o.triedAt = now
+	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.RenewEvery)
+	rev, err := n.leases.Update(ctx, roomKey(o.id), n.leaseValue(), o.rev)
+	cancel()
+	switch {
+	case err == nil:
+		o.rev, o.renewedAt = rev, now
+	case errors.Is(err, jetstream.ErrKeyRevisionMismatch), errors.Is(err, jetstream.ErrKeyNotFound), errors.Is(err, jetstream.ErrKeyDeleted):
+		n.stats.leaseLosses.Add(1)
+		n.fence(o, "the lease is gone: "+err.Error())
+	default:
+		n.stats.renewFailures.Add(1) // retried at the next tick, until the fence
+	}
+}

@@ -2,6 +2,7 @@ package cluster_test
 
 import (
 	"fmt"
+	"net"
 	"strconv"
 	"strings"
 	"testing"
@@ -10,6 +11,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tickrelay/tickrelay/client"
+	"github.com/tickrelay/tickrelay/internal/splitproxy"
+	"github.com/tickrelay/tickrelay/server"
 )
 
 // sendN sends n messages at once.
@@ -42,7 +45,7 @@ func streamFrom(p *player, every time.Duration) func() int {
 				p.sentCount++
 				p.mu.Unlock()
 				if err := p.s.Send([]byte(fmt.Sprintf("%s:%d", p.name, i)), client.SendOptions{Kind: 1}); err != nil {
-					p.t.Errorf("%s: send: %v", p.name, err)
+					p.t.Errorf("%s: send: %v (session: %v)", p.name, err, p.s.Err())
 					return
 				}
 			}
@@ -169,5 +172,163 @@ func TestClusterOwnerDies(t *testing.T) {
 	p1.waitCount(func(got []string) bool {
 		s := fromSender(got, "p2")
 		return len(s) > 0 && s[len(s)-1] == sent2
+	})
+}
+
+// An edge dies: its player's seat waits on the owner for a resume, which
+// it gets through another node, recovered; the others notice nothing but
+// the player away and back.
+func TestClusterEdgeDies(t *testing.T) {
+	t.Parallel()
+	_, nodes := startCluster(t, 3)
+	p1 := joinPlayer(t, "p1", nodes[0].url(), "edge")
+	lb := newBalancer(t, nodes[1])
+	p2 := joinPlayer(t, "p2", lb.url(), "edge")
+	p3 := joinPlayer(t, "p3", nodes[2].url(), "edge")
+
+	stop1 := streamFrom(p1, 5*time.Millisecond)
+	stop3 := streamFrom(p3, 5*time.Millisecond)
+	waitAll(t, p2, "p1", 20)
+	nodes[1].srv.Abort()
+	lb.retarget(nodes[2])
+	p2.waitReconnect()
+	sent1, sent3 := stop1(), stop3()
+	for _, recv := range []*player{p1, p2, p3} {
+		for _, from := range []struct {
+			name string
+			sent int
+		}{{"p1", sent1}, {"p3", sent3}} {
+			if recv.name != from.name {
+				waitAll(t, recv, from.name, from.sent)
+				checkExact(t, recv, from.name, from.sent)
+			}
+		}
+	}
+	require.Zero(t, p2.s.Stats().Resyncs, "the seat was recovered, with every frame")
+	for _, p := range []*player{p1, p3} {
+		p.mu.Lock()
+		require.Zero(t, p.reconns, p.name)
+		p.mu.Unlock()
+	}
+}
+
+// A draining owner hands its room over at a known tick with all of its
+// state: the players elsewhere notice nothing, and its own player resumes
+// on another node with every frame (the replay rings moved too).
+func TestClusterDrainHandsOver(t *testing.T) {
+	t.Parallel()
+	_, nodes := startCluster(t, 3)
+	lb := newBalancer(t, nodes[0])
+	p1 := joinPlayer(t, "p1", lb.url(), "drain")
+	p2 := joinPlayer(t, "p2", nodes[1].url(), "drain")
+	p3 := joinPlayer(t, "p3", nodes[2].url(), "drain")
+	require.Equal(t, "n1", nodes[1].srv.Cluster().Owner("drain"))
+
+	stop2 := streamFrom(p2, 5*time.Millisecond)
+	stop3 := streamFrom(p3, 5*time.Millisecond)
+	waitAll(t, p1, "p2", 20)
+	lb.retarget(nodes[1])
+	nodes[0].srv.Drain(5 * time.Second)
+	select {
+	case <-nodes[0].srv.Done():
+	case <-time.After(waitTimeout):
+		t.Fatal("the drain did not end")
+	}
+	p1.waitReconnect()
+	sent2, sent3 := stop2(), stop3()
+	waitAll(t, p3, "p2", sent2)
+	waitAll(t, p2, "p3", sent3)
+	waitAll(t, p1, "p2", sent2)
+	checkExact(t, p3, "p2", sent2)
+	checkExact(t, p2, "p3", sent3)
+	checkExact(t, p1, "p2", sent2)
+	require.Zero(t, p1.s.Stats().Resyncs, "the drained node's player got its seat back with every frame")
+	require.Positive(t, nodes[0].srv.Cluster().Stats().Handoffs)
+	for _, p := range []*player{p2, p3} {
+		p.mu.Lock()
+		require.Zero(t, p.reconns, p.name)
+		p.mu.Unlock()
+	}
+}
+
+// NATS restarts (its store kept): the nodes reconnect, the room goes on
+// with its owner (or, if the outage outlasted the lease, with one new
+// owner), and the players' sessions lose nothing: what the outage cut is
+// resumed, replayed and re-sent exactly once.
+func TestClusterNATSRestarts(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	ns := startNATS(t, dir, -1)
+	port := ns.Addr().(*net.TCPAddr).Port
+	// A lease as in production: the restart must not outlast it.
+	ttl := func(c *server.Config) { c.Cluster.LeaseTTL = 3 * time.Second }
+	nodes := []*node{startNode(t, ns.ClientURL(), "n1", ttl), startNode(t, ns.ClientURL(), "n2", ttl)}
+	for _, n := range nodes {
+		require.Eventually(t, func() bool { return n.srv.Cluster().PeersSeen() >= 2 }, waitTimeout, 10*time.Millisecond)
+	}
+	p1 := joinPlayer(t, "p1", nodes[0].url(), "restart")
+	p2 := joinPlayer(t, "p2", nodes[1].url(), "restart")
+	stop1 := streamFrom(p1, 5*time.Millisecond)
+	stop2 := streamFrom(p2, 5*time.Millisecond)
+	waitAll(t, p2, "p1", 20)
+
+	ns.Shutdown()
+	ns.WaitForShutdown()
+	startNATS(t, dir, port)
+	p2.mu.Lock()
+	before := len(fromSender(p2.got, "p1"))
+	p2.mu.Unlock()
+	waitAll(t, p2, "p1", before+50)
+	sent1, sent2 := stop1(), stop2()
+	waitAll(t, p2, "p1", sent1)
+	waitAll(t, p1, "p2", sent2)
+	checkExact(t, p2, "p1", sent1)
+	checkExact(t, p1, "p2", sent2)
+	for _, p := range []*player{p1, p2} {
+		require.Zero(t, p.s.Stats().Resyncs, "%s: the outage cost at most a resume", p.name)
+	}
+	t.Logf("reconnects: p1 %d, p2 %d; owner now %s", p1.s.Stats().Reconnects, p2.s.Stats().Reconnects, nodes[1].srv.Cluster().Owner("restart"))
+}
+
+// A node cut off from NATS stops serving the rooms it owns before its
+// leases can run out (self-fencing) and tells its players to resume; a node
+// still on NATS takes the room over. The players on that node lose
+// nothing; the cut-off node's player comes back (resynchronised: the frames
+// it missed stayed on the cut-off node).
+func TestClusterNodeLosesNATS(t *testing.T) {
+	t.Parallel()
+	ns := startNATS(t, t.TempDir(), -1)
+	link := splitproxy.ForTest(t, strings.TrimPrefix(ns.ClientURL(), "nats://"), nil)
+	nodes := []*node{
+		startNode(t, "nats://"+link.Addr(), "n1", nil),
+		startNode(t, ns.ClientURL(), "n2", nil),
+		startNode(t, ns.ClientURL(), "n3", nil),
+	}
+	for _, n := range nodes {
+		require.Eventually(t, func() bool { return n.srv.Cluster().PeersSeen() >= 3 }, waitTimeout, 10*time.Millisecond)
+	}
+	lb := newBalancer(t, nodes[0])
+	p1 := joinPlayer(t, "p1", lb.url(), "fenced")
+	p2 := joinPlayer(t, "p2", nodes[1].url(), "fenced")
+	p3 := joinPlayer(t, "p3", nodes[2].url(), "fenced")
+	stop2 := streamFrom(p2, 5*time.Millisecond)
+	stop3 := streamFrom(p3, 5*time.Millisecond)
+	waitAll(t, p3, "p2", 20)
+
+	link.Refuse(true)
+	link.Cut()
+	lb.retarget(nodes[1])
+	p1.waitReconnect()
+	sent2, sent3 := stop2(), stop3()
+	waitAll(t, p3, "p2", sent2)
+	waitAll(t, p2, "p3", sent3)
+	checkExact(t, p3, "p2", sent2)
+	checkExact(t, p2, "p3", sent3)
+	require.Positive(t, nodes[0].srv.Cluster().Stats().Fenced, "n1 fenced itself")
+	require.Contains(t, []string{"n2", "n3"}, nodes[1].srv.Cluster().Owner("fenced"))
+	p3.sendN(1)
+	p1.waitCount(func(got []string) bool {
+		s := fromSender(got, "p3")
+		return len(s) > 0 && s[len(s)-1] == sent3
 	})
 }

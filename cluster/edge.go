@@ -41,8 +41,6 @@ type edgeRoom struct {
 	// The owner's downlinks: the highest epoch seen, and the last seq in
 	// it.
 	epoch, downSeq uint64
-	// upSeq numbers this node's uplinks of the room, for its whole run.
-	upSeq uint64
 }
 
 // Remote is a client connection of this node in a room owned by a node,
@@ -133,8 +131,20 @@ func (n *Node) retryLater(ready func()) {
 // ready.
 func (n *Node) lookup(id string, create bool, ready func()) {
 	defer ready()
+	n.log.Debug("cluster: looking up a room", "room", id, "create", create)
 	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.LeaseTTL)
 	defer cancel()
+	if _, err := n.leases.Get(ctx, roomKey(id)); errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+		// No owner. A room that has a record lost its owner (a crash,
+		// a fence): it is taken over, members and all, never created
+		// anew under them.
+		if _, err := n.recs.Get(ctx, roomKey(id)); err == nil && !n.isDraining() {
+			if err := n.takeover(id); err != nil {
+				n.log.Warn("cluster: taking over a room", "room", id, "err", err)
+			}
+			return
+		}
+	}
 	if create && !n.isDraining() {
 		_, err := n.acquire(ctx, id, false)
 		if err == nil {
@@ -150,6 +160,14 @@ func (n *Node) lookup(id string, create bool, ready func()) {
 	if err == nil {
 		var l cpb.Lease
 		if proto.Unmarshal(e.Value(), &l) == nil {
+			if l.GetNode() == n.cfg.NodeID && n.owned[id] == nil {
+				// This node's own lease from before a fence: it runs
+				// out (or a takeover replaces it) shortly.
+				n.mu.Unlock()
+				n.retryLater(func() {})
+				n.mu.Lock()
+				return
+			}
 			n.leaseView[id] = leaseView{node: l.GetNode(), run: l.GetRun(), rev: e.Revision()}
 			return
 		}
@@ -175,7 +193,7 @@ func (n *Node) Attach(c Conn, id string, addr netip.Addr, grant *room.Grant) *Re
 	n.mu.Lock()
 	er := n.edges[id]
 	if er == nil {
-		er = &edgeRoom{id: id, in: n.names.roomIn(id), conns: make(map[uint64]*Remote), upSeq: n.upSeqs[id]}
+		er = &edgeRoom{id: id, in: n.names.roomIn(id), conns: make(map[uint64]*Remote)}
 		sub, err := n.nc.ChanSubscribe(n.names.roomOut(id), n.down)
 		if err != nil {
 			n.log.Warn("cluster: subscribing to a room", "room", id, "err", err)
@@ -198,14 +216,14 @@ func (n *Node) Attach(c Conn, id string, addr netip.Addr, grant *room.Grant) *Re
 
 // uplink sends one entry to the room's owner.
 func (n *Node) uplink(er *edgeRoom, e *cpb.UpEntry) bool {
-	er.mu.Lock()
-	er.upSeq++
-	u := &cpb.Uplink{Node: n.cfg.NodeID, Run: n.run, Seq: er.upSeq, Entries: []*cpb.UpEntry{e}}
-	// Published under the room's lock, so the queue holds them in seq
-	// order.
-	ok := n.publish(er.in, u)
-	er.mu.Unlock()
-	return ok
+	// The seq of a room's uplinks runs for the node's whole run, across
+	// its connections coming and going; published under the lock, so the
+	// queue holds them in seq order.
+	n.upMu.Lock()
+	defer n.upMu.Unlock()
+	n.upSeqs[er.id]++
+	u := &cpb.Uplink{Node: n.cfg.NodeID, Run: n.run, Seq: n.upSeqs[er.id], Entries: []*cpb.UpEntry{e}}
+	return n.publish(er.in, u)
 }
 
 // Forward sends one client message on to the room's owner; m is its parse
@@ -271,9 +289,6 @@ func (r *Remote) detach() bool {
 	er.mu.Unlock()
 	if empty && n.edges[er.id] == er {
 		delete(n.edges, er.id)
-		er.mu.Lock()
-		n.upSeqs[er.id] = er.upSeq
-		er.mu.Unlock()
 		if er.sub != nil {
 			_ = er.sub.Unsubscribe()
 		}

@@ -53,6 +53,7 @@ func (n *Node) takeover(id string) error {
 	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.LeaseTTL+n.cfg.HandoverWait)
 	defer cancel()
 	o, err := n.acquire(ctx, id, true)
+	n.log.Debug("cluster: takeover", "room", id, "err", err)
 	if errors.Is(err, errTaken) {
 		n.stats.takeoverLosses.Add(1)
 		return nil // another node won; it asks us for our report
@@ -157,7 +158,9 @@ func (n *Node) answerHandover(m *nats.Msg) {
 		if req.GetEpoch() > er.epoch {
 			er.epoch, er.downSeq = req.GetEpoch(), 0
 		}
-		rep.UpSeq = er.upSeq
+		n.upMu.Lock()
+		rep.UpSeq = n.upSeqs[er.id]
+		n.upMu.Unlock()
 		conns := make([]*Remote, 0, len(er.conns))
 		for _, r := range er.conns {
 			conns = append(conns, r)
@@ -171,7 +174,7 @@ func (n *Node) answerHandover(m *nats.Msg) {
 				LastSeq:     r.lastSeq,
 				LastTick:    r.lastTick,
 				InputsTaken: r.taken,
-				Unacked:     r.unacked,
+				Unacked:     append([][]byte(nil), r.unacked...),
 				Addr:        r.addr,
 				Grant:       r.grant,
 			}
@@ -339,8 +342,13 @@ func (n *Node) handoff(ctx context.Context, o *owned) error {
 	o.mu.Lock()
 	o.leaving = true
 	o.mu.Unlock()
+	// The remote seats move with the room, each to its player.
+	carried := make(map[*remoteSeat]uint32)
 	rec, err := n.rooms.Export(ctx, o.id, func(s *room.Seat) bool {
-		_, remote := s.Peer().(*remoteSeat)
+		rs, remote := s.Peer().(*remoteSeat)
+		if remote {
+			carried[rs] = s.PlayerID()
+		}
 		return remote
 	})
 	if err != nil {
@@ -356,18 +364,18 @@ func (n *Node) handoff(ctx context.Context, o *owned) error {
 	// The lease passes by compare-and-set: its new revision is the
 	// successor's epoch.
 	lease, _ := proto.Marshal(&cpb.Lease{Node: to})
-	rev, err := n.leases.Update(ctx, roomKey(o.id), lease, o.rev)
+	o.mu.Lock()
+	last := o.rev
+	o.mu.Unlock()
+	rev, err := n.leases.Update(ctx, roomKey(o.id), lease, last)
 	if err != nil {
 		n.disown(o)
 		return fmt.Errorf("cluster: passing the lease of room %q: %w", o.id, err)
 	}
 	h := &cpb.Handoff{Room: stateOf(rec), LeaseRevision: rev, UpSeqs: map[string]uint64{}}
 	o.mu.Lock()
-	for k, rs := range o.seats {
-		if rs.seat.Idle() {
-			continue
-		}
-		h.Conns = append(h.Conns, &cpb.Carried{Node: k.node, Conn: k.conn, Addr: rs.seat.Address().String(), Grant: grantMsg(rs.grant, o.id), PlayerId: rs.player()})
+	for rs, player := range carried {
+		h.Conns = append(h.Conns, &cpb.Carried{Node: rs.key.node, Conn: rs.key.conn, Addr: rs.seat.Address().String(), Grant: grantMsg(rs.grant, o.id), PlayerId: player})
 	}
 	for link, seq := range o.upSeq {
 		h.UpSeqs[link] = seq

@@ -145,8 +145,17 @@ func joinPlayer(t *testing.T, name, url, roomID string, opts ...func(*client.Ses
 			default:
 			}
 		},
-		OnResync:     func(*client.Joined, pb.ResumeFailure) { p.mu.Lock(); p.resyncs++; p.mu.Unlock() },
-		OnReconnect:  func(*client.Resumed) { p.mu.Lock(); p.reconns++; p.mu.Unlock() },
+		OnResync: func(*client.Joined, pb.ResumeFailure) { p.mu.Lock(); p.resyncs++; p.mu.Unlock() },
+		OnReconnect: func(*client.Resumed) {
+			p.mu.Lock()
+			p.reconns++
+			p.mu.Unlock()
+			select {
+			case p.arrived <- struct{}{}:
+			default:
+			}
+		},
+		OnDisconnect: func(err error) { t.Logf("%s: disconnected: %v", name, err) },
 		ReconnectMin: 20 * time.Millisecond,
 		ReconnectMax: 200 * time.Millisecond,
 		AckInterval:  50 * time.Millisecond,
@@ -201,3 +210,22 @@ func newBalancer(t *testing.T, to *node) *balancer {
 
 func (b *balancer) url() string       { return "ws://" + b.p.Addr() + "/ws" }
 func (b *balancer) retarget(to *node) { b.p.SetTarget(to.srv.Addr()) }
+
+// waitReconnect waits until the player's session reconnected once.
+func (p *player) waitReconnect() {
+	p.t.Helper()
+	deadline := time.After(waitTimeout)
+	for {
+		p.mu.Lock()
+		n := p.reconns
+		p.mu.Unlock()
+		if n > 0 {
+			return
+		}
+		select {
+		case <-p.arrived:
+		case <-deadline:
+			p.t.Fatalf("%s: no reconnect", p.name)
+		}
+	}
+}

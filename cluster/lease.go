@@ -68,6 +68,9 @@ func (n *Node) disown(o *owned) {
 	n.mu.Lock()
 	if n.owned[o.id] == o {
 		delete(n.owned, o.id)
+		if n.leaseView[o.id].node == n.cfg.NodeID {
+			delete(n.leaseView, o.id)
+		}
 	}
 	n.mu.Unlock()
 }
@@ -77,7 +80,10 @@ func (n *Node) release(o *owned) {
 	n.disown(o)
 	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.LeaseTTL)
 	defer cancel()
-	if err := n.leases.Delete(ctx, roomKey(o.id), jetstream.LastRevision(o.rev)); err != nil && n.ctx.Err() == nil {
+	o.mu.Lock()
+	rev := o.rev
+	o.mu.Unlock()
+	if err := n.leases.Delete(ctx, roomKey(o.id), jetstream.LastRevision(rev)); err != nil && n.ctx.Err() == nil {
 		// The lease runs out by itself; a new owner may hold it already.
 		n.log.Debug("cluster: releasing a lease", "room", o.id, "err", err)
 	}
@@ -91,6 +97,13 @@ func (n *Node) fence(o *owned, why string) {
 	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.LeaseTTL)
 	defer cancel()
 	_ = n.rooms.Abandon(ctx, o.id)
+	// If NATS hears us, let the lease go now rather than at its end: a
+	// node with players in the room takes it over sooner. Only this
+	// node's revision can be deleted, so a new owner's lease is safe.
+	o.mu.Lock()
+	rev := o.rev
+	o.mu.Unlock()
+	_ = n.leases.Delete(ctx, roomKey(o.id), jetstream.LastRevision(rev))
 }
 
 // leaseLoop renews the leases of owned rooms, and fences those whose last
@@ -123,27 +136,33 @@ func (n *Node) leaseLoop() {
 
 // renew renews o's lease when due, or fences it when it is too late.
 func (n *Node) renew(o *owned) {
+	now := time.Now()
 	o.mu.Lock()
 	skip := o.fenced || o.leaving
-	o.mu.Unlock()
-	if skip {
-		return
+	late := now.Sub(o.renewedAt) > n.cfg.LeaseTTL-n.cfg.FenceMargin
+	due := now.Sub(o.triedAt) >= n.cfg.RenewEvery
+	last := o.rev
+	if due {
+		o.triedAt = now
 	}
-	now := time.Now()
-	if now.Sub(o.renewedAt) > n.cfg.LeaseTTL-n.cfg.FenceMargin {
+	o.mu.Unlock()
+	switch {
+	case skip:
+		return
+	case late:
 		n.fence(o, "no successful lease renewal in time")
 		return
-	}
-	if now.Sub(o.triedAt) < n.cfg.RenewEvery {
+	case !due:
 		return
 	}
-	o.triedAt = now
 	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.RenewEvery)
-	rev, err := n.leases.Update(ctx, roomKey(o.id), n.leaseValue(), o.rev)
+	rev, err := n.leases.Update(ctx, roomKey(o.id), n.leaseValue(), last)
 	cancel()
 	switch {
 	case err == nil:
+		o.mu.Lock()
 		o.rev, o.renewedAt = rev, now
+		o.mu.Unlock()
 	case errors.Is(err, jetstream.ErrKeyRevisionMismatch), errors.Is(err, jetstream.ErrKeyNotFound), errors.Is(err, jetstream.ErrKeyDeleted):
 		n.stats.leaseLosses.Add(1)
 		n.fence(o, "the lease is gone: "+err.Error())

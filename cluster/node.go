@@ -59,8 +59,10 @@ type Node struct {
 	recPending map[string]*room.RoomRecord // room records to write
 	recGone    map[string]bool             // room records to delete
 	lookedUp   map[string]time.Time        // rooms NATS said nobody owns, when
-	upSeqs     map[string]uint64           // uplink seqs of rooms with no connection now
+	upMu       sync.Mutex
+	upSeqs     map[string]uint64 // the last uplink seq per room (upMu)
 	takingOver map[string]bool
+	stopWatch  context.CancelFunc // ends the current watches
 	draining   bool
 	connected  atomic.Bool // NATS is up
 
@@ -149,6 +151,18 @@ func (n *Node) Start(ctx context.Context, rooms *room.Manager) error {
 		nats.ReconnectHandler(func(*nats.Conn) {
 			n.connected.Store(true)
 			n.log.Info("cluster: NATS is back")
+			// A NATS that lost its store has no buckets: make them again.
+			go func() {
+				ctx, cancel := context.WithTimeout(n.ctxOr(context.Background()), n.cfg.LeaseTTL)
+				defer cancel()
+				if err := n.ensureBuckets(ctx); err != nil {
+					n.log.Warn("cluster: buckets after reconnect", "err", err)
+					return
+				}
+				if err := n.watch(ctx); err != nil {
+					n.log.Warn("cluster: watching after reconnect", "err", err)
+				}
+			}()
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
 			n.stats.natsErrors.Add(1)
@@ -168,7 +182,13 @@ func (n *Node) Start(ctx context.Context, rooms *room.Manager) error {
 	}
 	n.nc = nc
 	n.connected.Store(true)
-	if err := n.openBuckets(ctx); err != nil {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return fmt.Errorf("cluster: JetStream: %w", err)
+	}
+	n.js = js
+	if n.leases, n.recs, n.nds, err = n.makeBuckets(ctx); err != nil {
 		nc.Close()
 		return err
 	}
@@ -199,16 +219,11 @@ func (n *Node) Start(ctx context.Context, rooms *room.Manager) error {
 	return nil
 }
 
-// openBuckets creates (or opens) the leases, rooms and nodes buckets.
-func (n *Node) openBuckets(ctx context.Context) error {
-	js, err := jetstream.New(n.nc)
-	if err != nil {
-		return fmt.Errorf("cluster: JetStream: %w", err)
-	}
-	n.js = js
+// makeBuckets creates (or opens) the leases, rooms and nodes buckets.
+func (n *Node) makeBuckets(ctx context.Context) (leases, recs, nds jetstream.KeyValue, err error) {
 	mk := func(cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
 		cfg.Replicas = n.cfg.Replicas
-		kv, err := js.CreateOrUpdateKeyValue(ctx, cfg)
+		kv, err := n.js.CreateOrUpdateKeyValue(ctx, cfg)
 		if err != nil {
 			return nil, fmt.Errorf("cluster: bucket %s: %w", cfg.Bucket, err)
 		}
@@ -217,7 +232,7 @@ func (n *Node) openBuckets(ctx context.Context) error {
 	// The TTL of a lease is the bucket's: every renewal is a new value
 	// whose age starts at zero (a per-key TTL would be dropped by the
 	// first Update). The markers tell watchers that a lease ran out.
-	if n.leases, err = mk(jetstream.KeyValueConfig{
+	if leases, err = mk(jetstream.KeyValueConfig{
 		Bucket:         n.names.leases(),
 		Description:    "tickrelay room leases: who owns which room",
 		History:        1,
@@ -225,24 +240,40 @@ func (n *Node) openBuckets(ctx context.Context) error {
 		LimitMarkerTTL: n.cfg.LeaseTTL,
 		Storage:        jetstream.FileStorage,
 	}); err != nil {
-		return err
+		return
 	}
-	if n.recs, err = mk(jetstream.KeyValueConfig{
+	if recs, err = mk(jetstream.KeyValueConfig{
 		Bucket:      n.names.rooms(),
 		Description: "tickrelay room records: options and members, for failover",
 		History:     1,
 		Storage:     jetstream.FileStorage,
 	}); err != nil {
-		return err
+		return
 	}
-	if n.nds, err = mk(jetstream.KeyValueConfig{
+	nds, err = mk(jetstream.KeyValueConfig{
 		Bucket:         n.names.nodes(),
 		Description:    "tickrelay nodes: who is alive, with what load",
 		History:        1,
 		TTL:            n.cfg.LeaseTTL,
 		LimitMarkerTTL: n.cfg.LeaseTTL,
-		Storage:        jetstream.MemoryStorage,
-	}); err != nil {
+		Storage:        jetstream.FileStorage,
+	})
+	return
+}
+
+// ensureBuckets makes the buckets again on a NATS that lost them (the
+// handles stay valid: they are names).
+func (n *Node) ensureBuckets(ctx context.Context) error {
+	for _, kv := range []jetstream.KeyValue{n.leases, n.recs, n.nds} {
+		st, err := kv.Status(ctx)
+		if err == nil {
+			continue
+		}
+		if !errors.Is(err, jetstream.ErrBucketNotFound) && !errors.Is(err, jetstream.ErrStreamNotFound) {
+			return fmt.Errorf("cluster: bucket status: %w", err)
+		}
+		_ = st
+		_, _, _, err = n.makeBuckets(ctx)
 		return err
 	}
 	return nil
@@ -292,53 +323,65 @@ func (n *Node) publishLoop() {
 	}
 }
 
-// watch follows the leases and nodes buckets.
+// watch follows the leases and nodes buckets, until the node stops or
+// the watch is replaced (after a reconnect: a watch does not survive a
+// NATS that restarted). Each watch starts with the buckets' current values;
+// when they are in, rooms this node has connections in but no lease for
+// (deleted while the watch was not looking) are taken over.
 func (n *Node) watch(ctx context.Context) error {
-	lw, err := n.leases.WatchAll(n.ctxOr(ctx))
+	wctx, cancel := context.WithCancel(n.ctx)
+	lw, err := n.leases.WatchAll(wctx)
 	if err != nil {
+		cancel()
 		return fmt.Errorf("cluster: watch leases: %w", err)
 	}
-	nw, err := n.nds.WatchAll(n.ctxOr(ctx))
+	nw, err := n.nds.WatchAll(wctx)
 	if err != nil {
+		cancel()
 		_ = lw.Stop()
 		return fmt.Errorf("cluster: watch nodes: %w", err)
 	}
+	n.mu.Lock()
+	if n.stopWatch != nil {
+		n.stopWatch()
+	}
+	n.stopWatch = cancel
+	n.mu.Unlock()
+	follow := func(w jetstream.KeyWatcher, event func(jetstream.KeyValueEntry), synced func()) {
+		defer n.wg.Done()
+		defer func() { _ = w.Stop() }()
+		for {
+			select {
+			case <-wctx.Done():
+				return
+			case e, ok := <-w.Updates():
+				switch {
+				case !ok:
+					return
+				case e == nil:
+					synced()
+				default:
+					event(e)
+				}
+			}
+		}
+	}
 	n.wg.Add(2)
-	go func() {
-		defer n.wg.Done()
-		defer func() { _ = lw.Stop() }()
-		for {
-			select {
-			case <-n.ctx.Done():
-				return
-			case e, ok := <-lw.Updates():
-				if !ok {
-					return
-				}
-				if e != nil {
-					n.leaseEvent(e)
-				}
-			}
-		}
-	}()
-	go func() {
-		defer n.wg.Done()
-		defer func() { _ = nw.Stop() }()
-		for {
-			select {
-			case <-n.ctx.Done():
-				return
-			case e, ok := <-nw.Updates():
-				if !ok {
-					return
-				}
-				if e != nil {
-					n.nodeEvent(e)
-				}
-			}
-		}
-	}()
+	go follow(lw, n.leaseEvent, n.leasesSynced)
+	go follow(nw, n.nodeEvent, func() {})
 	return nil
+}
+
+// leasesSynced runs when a leases watch has delivered the current values:
+// a room with local connections and no lease lost its owner unseen.
+func (n *Node) leasesSynced() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for id := range n.edges {
+		if _, ok := n.leaseView[id]; !ok && n.owned[id] == nil {
+			n.scheduleTakeover(id)
+		}
+	}
 }
 
 // ctxOr is the node's context once started (watches outlive Start's ctx).
@@ -359,6 +402,7 @@ func (n *Node) leaseEvent(e jetstream.KeyValueEntry) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if e.Operation() != jetstream.KeyValuePut {
+		n.log.Debug("cluster: lease gone", "room", id, "edge", n.edges[id] != nil)
 		delete(n.leaseView, id)
 		if er := n.edges[id]; er != nil && n.owned[id] == nil {
 			n.scheduleTakeover(id)

@@ -1,8 +1,10 @@
 package cluster_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
 	"strconv"
 	"strings"
 	"testing"
@@ -331,4 +333,73 @@ func TestClusterNodeLosesNATS(t *testing.T) {
 		s := fromSender(got, "p3")
 		return len(s) > 0 && s[len(s)-1] == sent3
 	})
+}
+
+// The admin API of any node sees the whole cluster: its listing has every
+// room with its owner, and an operation on a room owned elsewhere runs on
+// the owner.
+func TestClusterAdminAcrossNodes(t *testing.T) {
+	t.Parallel()
+	ns := startNATS(t, t.TempDir(), -1)
+	admin := func(c *server.Config) { c.AdminListen = "127.0.0.1:0" }
+	nodes := []*node{startNode(t, ns.ClientURL(), "n1", admin), startNode(t, ns.ClientURL(), "n2", admin)}
+	for _, n := range nodes {
+		require.Eventually(t, func() bool { return n.srv.Cluster().PeersSeen() >= 2 }, waitTimeout, 10*time.Millisecond)
+	}
+	joinPlayer(t, "p1", nodes[0].url(), "admin-room")
+	left := make(chan client.Left, 1)
+	p2 := joinPlayer(t, "p2", nodes[1].url(), "admin-room", func(o *client.SessionOptions) {
+		o.OnLeft = func(l client.Left) { left <- l }
+	})
+
+	base := "http://" + nodes[1].srv.AdminAddr()
+	var list struct {
+		Rooms []struct {
+			ID      string `json:"id"`
+			Players int    `json:"players"`
+			Node    string `json:"node"`
+		} `json:"rooms"`
+	}
+	require.Eventually(t, func() bool {
+		getJSON(t, base+"/v1/rooms", &list)
+		return len(list.Rooms) == 1 && list.Rooms[0].Players == 2
+	}, waitTimeout, 20*time.Millisecond, "the room is listed on the node that does not own it, with both players")
+	require.Equal(t, "n1", list.Rooms[0].Node)
+
+	var detail struct {
+		Host    uint32 `json:"host"`
+		Node    string `json:"node"`
+		Members []struct {
+			PlayerID uint32 `json:"player_id"`
+		} `json:"members"`
+	}
+	getJSON(t, base+"/v1/rooms/admin-room", &detail)
+	require.Equal(t, "n1", detail.Node)
+	require.Len(t, detail.Members, 2)
+
+	req, err := http.NewRequest(http.MethodPost, fmt.Sprintf("%s/v1/rooms/admin-room/players/%d/kick", base, p2.s.Joined().PlayerID), strings.NewReader(`{"reason":"test"}`))
+	require.NoError(t, err)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusNoContent, resp.StatusCode)
+	select {
+	case l := <-left:
+		require.Equal(t, "test", l.Message)
+	case <-time.After(waitTimeout):
+		t.Fatal("the kicked player was not told")
+	}
+	resp, err = http.Get(base + "/v1/rooms/nowhere")
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusNotFound, resp.StatusCode)
+}
+
+func getJSON(t *testing.T, url string, v any) {
+	t.Helper()
+	resp, err := http.Get(url)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode, url)
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(v))
 }

@@ -90,6 +90,13 @@ func (o *owned) flushLocked() {
 	if len(o.pending) == 0 || o.fenced {
 		return
 	}
+	if !o.restoring && o.epoch != 0 && time.Since(o.renewedAt) > o.n.cfg.LeaseTTL-o.n.cfg.FenceMargin {
+		// The lease may be another node's by now (this process was
+		// paused, or cannot renew): send nothing; the lease loop fences
+		// the room at its next look.
+		o.pending = nil
+		return
+	}
 	o.downSeq++
 	d := &cpb.Downlink{Node: o.n.cfg.NodeID, Run: o.n.run, Epoch: o.epoch, Seq: o.downSeq, Entries: o.pending}
 	o.pending = nil

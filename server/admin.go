@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/tickrelay/tickrelay/cluster"
 	"github.com/tickrelay/tickrelay/room"
 )
 
@@ -166,6 +167,7 @@ type roomJSON struct {
 	TickOverruns   uint64            `json:"tick_overruns"`
 	Metadata       map[string]string `json:"metadata,omitempty"`
 	Host           uint32            `json:"host,omitempty"`
+	Node           string            `json:"node,omitempty"` // the owner, in a cluster
 	Members        []memberJSON      `json:"members,omitempty"`
 }
 
@@ -203,7 +205,7 @@ func (a *admin) listRooms(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), adminRequestTimeout)
 	defer cancel()
-	rooms, err := a.srv.rooms.Rooms(ctx)
+	rooms, err := a.listing(ctx)
 	if err != nil {
 		roomError(w, err)
 		return
@@ -216,7 +218,9 @@ func (a *admin) listRooms(w http.ResponseWriter, r *http.Request) {
 		Rooms      []roomJSON `json:"rooms"`
 	}{Total: len(rooms), Offset: offset, Rooms: []roomJSON{}}
 	for i := offset; i < len(rooms) && i < offset+limit; i++ {
-		page.Rooms = append(page.Rooms, toRoomJSON(rooms[i], now))
+		rj := toRoomJSON(rooms[i].RoomInfo, now)
+		rj.Node = rooms[i].Node
+		page.Rooms = append(page.Rooms, rj)
 	}
 	if next := offset + limit; next < len(rooms) {
 		page.NextOffset = &next
@@ -239,13 +243,16 @@ func queryInt(r *http.Request, name string, def int) (int, error) {
 func (a *admin) getRoom(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), adminRequestTimeout)
 	defer cancel()
-	d, err := a.srv.rooms.Room(ctx, r.PathValue("id"))
+	d, err := a.rooms().Room(ctx, r.PathValue("id"))
 	if err != nil {
 		roomError(w, err)
 		return
 	}
 	out := toRoomJSON(d.RoomInfo, time.Now())
 	out.Host = d.Host
+	if a.srv.cluster != nil {
+		out.Node = a.srv.cluster.Owner(d.ID)
+	}
 	for _, m := range d.Members {
 		mj := memberJSON{PlayerID: m.PlayerID, UserID: m.UserID, JoinedAt: m.JoinedAt, Metadata: m.Metadata, BacklogBytes: m.Backlog}
 		if m.Address.IsValid() {
@@ -286,7 +293,7 @@ func (a *admin) patchRoom(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), adminRequestTimeout)
 	defer cancel()
 	id := r.PathValue("id")
-	if err := a.srv.rooms.UpdateRoom(ctx, id, room.RoomUpdate{TickRate: body.TickRate, MaxPlayers: body.MaxPlayers}); err != nil {
+	if err := a.rooms().UpdateRoom(ctx, id, room.RoomUpdate{TickRate: body.TickRate, MaxPlayers: body.MaxPlayers}); err != nil {
 		roomError(w, err)
 		return
 	}
@@ -307,7 +314,7 @@ func (a *admin) deleteRoom(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), adminRequestTimeout)
 	defer cancel()
-	if err := a.srv.rooms.CloseRoom(ctx, r.PathValue("id"), body.Reason); err != nil {
+	if err := a.rooms().CloseRoom(ctx, r.PathValue("id"), body.Reason); err != nil {
 		roomError(w, err)
 		return
 	}
@@ -326,7 +333,7 @@ func (a *admin) kick(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), adminRequestTimeout)
 	defer cancel()
-	if err := a.srv.rooms.Kick(ctx, r.PathValue("id"), uint32(player), body.Reason); err != nil {
+	if err := a.rooms().Kick(ctx, r.PathValue("id"), uint32(player), body.Reason); err != nil {
 		roomError(w, err)
 		return
 	}
@@ -351,4 +358,36 @@ func (a *admin) drain(w http.ResponseWriter, r *http.Request) {
 	}
 	a.srv.Drain(timeout)
 	writeJSON(w, http.StatusAccepted, map[string]any{"draining": true, "timeout": timeout.String()})
+}
+
+// roomOps are the admin operations on one room: the room.Manager's on a
+// single node, the cluster's (which run on the room's owner) in a cluster.
+type roomOps interface {
+	Room(ctx context.Context, id string) (room.RoomDetail, error)
+	UpdateRoom(ctx context.Context, id string, u room.RoomUpdate) error
+	CloseRoom(ctx context.Context, id, reason string) error
+	Kick(ctx context.Context, id string, player uint32, reason string) error
+}
+
+func (a *admin) rooms() roomOps {
+	if a.srv.cluster != nil {
+		return a.srv.cluster
+	}
+	return a.srv.rooms
+}
+
+// listing lists the rooms: this node's, or the whole cluster's.
+func (a *admin) listing(ctx context.Context) ([]cluster.RoomOwner, error) {
+	if a.srv.cluster != nil {
+		return a.srv.cluster.Rooms(ctx)
+	}
+	rooms, err := a.srv.rooms.Rooms(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]cluster.RoomOwner, len(rooms))
+	for i, r := range rooms {
+		out[i] = cluster.RoomOwner{RoomInfo: r}
+	}
+	return out, nil
 }

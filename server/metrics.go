@@ -104,6 +104,7 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	} {
 		ch <- d
 	}
+	describeCluster(ch)
 	m.tickDuration.Describe(ch)
 	m.tickLateness.Describe(ch)
 }
@@ -198,6 +199,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		gauge(descReplayBytes, float64(rs.ReplayBytes))
 		counter(descDupInputs, rs.DuplicateInputs)
 	}
+	m.collectCluster(ch)
 	m.tickDuration.Collect(ch)
 	m.tickLateness.Collect(ch)
 }

@@ -19,14 +19,15 @@ build:
 	$(GO) build -o bin/client-sim ./client-sim
 	$(GO) build -o bin/baseline ./bench/baseline
 
-## test: formatting, vet, lint, generated-code freshness, then every test with -race
-test: vet lint proto-check
+## test: formatting, vet and lint, generated-code freshness, then every test with -race
+test: vet proto-check
 	$(GO) test -race -timeout 15m $(PKGS)
 
 vet:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
+	@$(MAKE) --no-print-directory lint
 
 ## lint: staticcheck, and errcheck on non-test code (.errcheck-excludes lists what may go unchecked)
 lint:

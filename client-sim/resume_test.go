@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/tickrelay/tickrelay/internal/splitproxy"
 )
 
 // resumeConfig is a small S1: rooms of 8 at 20 msg/s in 30 Hz rooms, with
@@ -35,11 +37,32 @@ func runResume(t *testing.T, cfg Config) result {
 	return rep
 }
 
+// The relay directly behind the fault proxy, and behind a proxy that also
+// splits every write into random pieces (internal/splitproxy): replays and
+// re-sent inputs arrive in pieces too.
 func TestResumeThroughCutsLosesAndDuplicatesNothing(t *testing.T) {
 	t.Parallel()
-	cfg := resumeConfig(t, startRelay(t))
-	cfg.Resume = true
-	rep := runResume(t, cfg)
+	for _, split := range []bool{false, true} {
+		name := "direct"
+		if split {
+			name = "split writes"
+		}
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			url := startRelay(t)
+			if split {
+				addr := strings.TrimSuffix(strings.TrimPrefix(url, "ws://"), "/ws")
+				url = "ws://" + splitproxy.ForTest(t, addr, nil).Addr() + "/ws"
+			}
+			cfg := resumeConfig(t, url)
+			cfg.Resume = true
+			checkResumed(t, runResume(t, cfg))
+		})
+	}
+}
+
+func checkResumed(t *testing.T, rep result) {
+	t.Helper()
 
 	require.Equal(t, 40, rep.Connected)
 	rs := rep.Resume

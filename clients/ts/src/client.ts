@@ -278,7 +278,8 @@ export class TickrelayClient extends Emitter<ClientEvents> {
     this.closeTimeoutMs = positive(options.closeTimeoutMs, 2_000, "closeTimeoutMs");
     this.resumeEnabled = options.resume ?? true;
     this.resendInputs = Math.floor(positive(options.resendInputs, 256, "resendInputs"));
-    this.ackIntervalMs = positive(options.ackIntervalMs, 250, "ackIntervalMs");
+    // Timers take at most 2³¹−1 ms (longer ones fire at once).
+    this.ackIntervalMs = Math.min(positive(options.ackIntervalMs, 250, "ackIntervalMs"), 2 ** 31 - 1);
     const cs = options.clockSync;
     this.pingIntervalMs = cs === false ? 0 : positive(cs?.intervalMs, 2_000, "clockSync.intervalMs");
     this.pingBurst = cs === false ? 0 : Math.max(0, Math.floor(cs?.burst ?? 4));

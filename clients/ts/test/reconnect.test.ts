@@ -14,7 +14,7 @@ import {
   type ReconnectedInfo,
   type ReconnectingInfo,
 } from "../src/node.js";
-import { eventually, startRelay, stopAll } from "./helpers/relay.js";
+import { eventually, startRelay, stopAll, type Relay } from "./helpers/relay.js";
 import { SplitProxy } from "./helpers/splitproxy.js";
 import { closeClients, newClient, Recorder, roomName, text } from "./helpers/clients.js";
 
@@ -176,6 +176,60 @@ test("connections cut mid-stream: no frame lost or duplicated, every send delive
   assert.equal(st.resyncs, 0);
   assert.equal(st.inputsLost, 0);
   t.diagnostic(`stats: ${JSON.stringify(st)}`);
+});
+
+/** The relay's gauge of frames kept for replay, from its /metrics. */
+async function replayBytes(relay: Relay): Promise<number> {
+  const res = await relay.adminCall("GET", "/metrics");
+  const line = (await res.text()).split("\n").find((l) => l.startsWith("tickrelay_replay_bytes "));
+  assert.ok(line, "tickrelay_replay_bytes in /metrics");
+  return Number(line.split(" ")[1]);
+}
+
+test("acknowledgements: the relay lets go of the frames of a client that only receives", async () => {
+  const relay = await startRelay();
+  const room = roomName();
+  // No clock-sync Pings either (they would carry acknowledgements too).
+  const a = newClient({ url: relay.url, clockSync: false });
+  const b = newClient({ url: relay.url });
+  await Promise.all([a.connect(), b.connect()]);
+  const ja = await a.join({ roomId: room, createIfMissing: true });
+  await b.join({ roomId: room });
+  const ra = new Recorder(a);
+  const big = "x".repeat(1000);
+  for (let i = 0; i < 20; i++) b.send(big, { targets: [ja.playerId] });
+  await ra.waitFor(20);
+  const held = await replayBytes(relay);
+  assert.ok(held >= 20_000, `the frames are held until acknowledged: ${held} bytes`);
+  // a sends nothing: only its idle acknowledgements let the relay drop
+  // those frames, which it does as it pushes the next ones.
+  const deadline = Date.now() + 10_000;
+  let now = held;
+  while (now >= 20_000 && Date.now() < deadline) {
+    b.send("small", { targets: [ja.playerId] });
+    await new Promise((r) => setTimeout(r, 100));
+    now = await replayBytes(relay);
+  }
+  assert.ok(now < 20_000, `acknowledged frames dropped: ${now} bytes held`);
+});
+
+test("resume: false rejoins as a new seat even when the relay keeps seats", async () => {
+  const relay = await startRelay();
+  const proxy = await proxyTo(relay.addr);
+  const room = roomName();
+  const a = newClient({ url: `ws://${proxy.addr}/ws`, reconnect: fast, resume: false });
+  await a.connect();
+  const ja = await a.join({ roomId: room, createIfMissing: true });
+  assert.ok(ja.seatGraceMs > 0);
+  const wa = watch(a);
+  proxy.retarget(nowhere);
+  proxy.cutAll();
+  await eventually(() => a.state === "reconnecting", 10_000, "reconnecting");
+  assert.equal(a.send("dropped"), false, "nothing is queued without resume");
+  proxy.retarget(relay.addr);
+  await eventually(() => wa.reconnected.length === 1, 15_000, "a reconnected");
+  assert.equal(wa.reconnected[0]!.resumed, undefined);
+  assert.notEqual(wa.reconnected[0]!.rejoined?.playerId, ja.playerId, "a new seat");
 });
 
 test("a seat that expired while the client was away: resync on a new seat", async () => {

@@ -187,6 +187,8 @@ interface Seat {
   inputs: PendingInput[];
   /** Of inputs, those queued while reconnecting. */
   offline: number;
+  /** The Send.seq of the seat's first input (inputSeq + 1 when it began). */
+  firstInputSeq: number;
 }
 
 /** One Send, kept to be re-sent after a resume. */
@@ -632,19 +634,27 @@ export class TickrelayClient extends Emitter<ClientEvents> {
     let resumed: ResumedInfo | undefined;
     let resyncedTo: Joined | undefined;
     if (this.resumeEnabled && seat.resumeToken.length > 0) {
-      const m = await this.request(
-        conn,
-        "resume",
-        {
-          case: "resume",
-          value: { roomId: seat.roomId, playerId: seat.playerId, token: seat.resumeToken, lastSeq: BigInt(seat.lastSeq) },
-        },
-        undefined,
-        (answer) => {
-          // Synchronously: the replayed frames follow at once.
-          if (answer.body.case === "resumed" && !conn.ended) [resumed, resyncedTo] = this.applyResumed(conn, seat, answer.body.value);
-        },
-      );
+      let m: ServerMessage;
+      try {
+        m = await this.request(
+          conn,
+          "resume",
+          {
+            case: "resume",
+            value: { roomId: seat.roomId, playerId: seat.playerId, token: seat.resumeToken, lastSeq: BigInt(seat.lastSeq) },
+          },
+          undefined,
+          (answer) => {
+            // Synchronously: the replayed frames follow at once.
+            if (answer.body.case === "resumed" && !conn.ended) [resumed, resyncedTo] = this.applyResumed(conn, seat, answer.body.value);
+          },
+        );
+      } catch (err) {
+        // No answer in time: this connection is no good, try another (the
+        // seat waits for its grace).
+        this.abandon(conn, `resume: ${describe(err)}`);
+        throw err;
+      }
       if (m.body.case === "error") {
         const error = toError(m.body.value, m.requestId);
         if (error.retryAfterMs > 0) {
@@ -697,8 +707,11 @@ export class TickrelayClient extends Emitter<ClientEvents> {
       const replayed = to >= from ? to - from + 1 : 0;
       const inputAck = Number(r.inputAck);
       seat.inputs = seat.inputs.filter((i) => i.seq > inputAck);
-      // Kept inputs start right after inputAck unless older ones were pushed out of the buffer.
-      const lost = seat.inputs.length > 0 ? seat.inputs[0]!.seq - inputAck - 1 : Math.max(0, this.inputSeq - inputAck);
+      // Kept inputs start right after inputAck unless older ones were
+      // pushed out of the buffer (those are lost); numbers given out before
+      // this seat began are not its inputs.
+      const floor = Math.max(inputAck, seat.firstInputSeq - 1);
+      const lost = Math.max(0, (seat.inputs.length > 0 ? seat.inputs[0]!.seq - 1 : this.inputSeq) - floor);
       seat.offline = 0;
       conn.serving = true;
       for (const i of seat.inputs) this.writeInput(conn, i);
@@ -1032,6 +1045,7 @@ export class TickrelayClient extends Emitter<ClientEvents> {
       resumeToken: j.resumeToken,
       inputs: [],
       offline: 0,
+      firstInputSeq: this.inputSeq + 1,
     };
     this.clock.resetSchedule(joined.tickRate, joined.tick);
     this.burstPings(conn);

@@ -61,6 +61,18 @@ func TestResumeThroughCutsLosesAndDuplicatesNothing(t *testing.T) {
 	}
 }
 
+// Every connection cut at once, twice: a small resume storm.
+func TestResumeStormLosesAndDuplicatesNothing(t *testing.T) {
+	t.Parallel()
+	cfg := resumeConfig(t, startRelay(t))
+	cfg.Resume = true
+	cfg.FaultCutFraction = 1
+	cfg.FaultCutEvery = 1500 * time.Millisecond
+	rep := runResume(t, cfg)
+	checkResumed(t, rep)
+	require.GreaterOrEqual(t, rep.Resume.Cuts, uint64(40), "every connection cut at least once")
+}
+
 func checkResumed(t *testing.T, rep result) {
 	t.Helper()
 

@@ -33,6 +33,7 @@ func renderMain(r *Results) string {
 		writeScenario(&b, r, sc)
 	}
 	writeMetricsCost(&b, r)
+	writeCluster(&b, r)
 	writeProfiles(&b, r)
 	writeMethod(&b, r)
 	return b.String()

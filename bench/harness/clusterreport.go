@@ -34,12 +34,12 @@ var (
 	}
 )
 
-// clusterScenarios are the scenarios that ran the cluster beside the
-// single relay, in the results' order.
+// clusterScenarios are the scenarios that ran the cluster (at least once,
+// failed runs included) beside the single relay, in the results' order.
 func clusterScenarios(r *Results) []Scenario {
 	var out []Scenario
 	for _, sc := range r.Scenarios {
-		if slices.Contains(sc.Systems, refRelay) && slices.Contains(sc.Systems, refCluster) {
+		if slices.Contains(sc.Systems, refRelay) && len(r.runsOf(sc.ID, refCluster)) > 0 {
 			out = append(out, sc)
 		}
 	}

@@ -343,6 +343,21 @@ func (s *scraper) stop() {
 	})
 }
 
+// portPlaceholder replaces the port of a loopback address or URL with
+// PORT.
+func portPlaceholder(a string) string {
+	if !strings.HasPrefix(a, "127.0.0.1:") && !strings.HasPrefix(a, "ws://127.0.0.1:") && !strings.HasPrefix(a, "nats://127.0.0.1:") {
+		return a
+	}
+	i := strings.LastIndexByte(a, ':')
+	rest := a[i+1:]
+	suffix := ""
+	if j := strings.IndexByte(rest, '/'); j >= 0 {
+		suffix = rest[j:]
+	}
+	return a[:i+1] + "PORT" + suffix
+}
+
 // commandLine renders a command for the report, with the binary's base name
 // and the per-run ports replaced by placeholders.
 func commandLine(bin string, args []string) string {
@@ -354,20 +369,22 @@ func commandLine(bin string, args []string) string {
 				a = "$SERVER_PID"
 			case "-json":
 				a = "REPORT.json"
-			case "--http_server.port":
+			case "--http_server.port", "-p":
 				a = "PORT"
+			case "-sd":
+				a = "STORE_DIR"
+			case "-server-pids":
+				a = "$OTHER_NODE_PIDS"
+			case "-broker-pid":
+				a = "$NATS_PID"
 			}
 		}
-		if strings.HasPrefix(a, "127.0.0.1:") || strings.HasPrefix(a, "ws://127.0.0.1:") {
-			i := strings.LastIndexByte(a, ':')
-			rest := a[i+1:]
-			j := strings.IndexByte(rest, '/')
-			suffix := ""
-			if j >= 0 {
-				suffix = rest[j:]
-			}
-			a = a[:i+1] + "PORT" + suffix
+		// A -url list (a cluster's nodes): each address's port.
+		list := strings.Split(a, ",")
+		for k, item := range list {
+			list[k] = portPlaceholder(item)
 		}
+		a = strings.Join(list, ",")
 		if strings.ContainsAny(a, " \t'\"") {
 			a = "'" + a + "'"
 		}

@@ -77,6 +77,7 @@ func TestClusterReport(t *testing.T) {
 		for _, sc := range []string{"s1", "s2"} {
 			run := fakeRun(t, sc, refCluster, round, 4.0, 70, 10)
 			run.Report.Broker = &report.Server{Cores: 0.1, CPUUsPerDelivery: 1.0}
+			run.Relay = &RelayFigures{Closes: map[string]float64{"restart": 2}}
 			if sc == "s2" && round == 2 {
 				run.Report.Delivered = run.Report.Expected - 42_000 // 99%
 			}
@@ -94,6 +95,8 @@ func TestClusterReport(t *testing.T) {
 	require.Contains(t, out, "| S1 small rooms | relays + NATS µs/delivery | 2.02 | 5.00 | 2.48 (2.46–2.49) |")
 	require.Contains(t, out, "| S1 small rooms | p99 latency, ms | 35.0 | 70.0 | 2.00 |")
 	require.Contains(t, out, "| S2 big rooms | delivered, worst round | 100.0000% | 99.0000% | – |")
+	require.Contains(t, out, "**The cluster lost deliveries in S2 big rooms**")
+	require.Contains(t, out, "| S1 small rooms | relays' closes, all rounds | – | restart=6 | – |")
 
 	// A failed cluster run is counted, not hidden.
 	r.Runs = append(r.Runs, Run{Scenario: "s1", System: refCluster, Round: 3, Err: "nats-server: no binary"})

@@ -81,6 +81,11 @@ func writeCluster(b *strings.Builder, r *Results) {
 					row = append(row, worstDeliveryText(r, sc.ID, sys))
 				}
 				rows = append(rows, append(row, dash))
+				closes := []string{sc.Title, "relays' closes, all rounds"}
+				for _, sys := range []string{refRelay, refCluster} {
+					closes = append(closes, closesText(r, sc.ID, sys))
+				}
+				rows = append(rows, append(closes, dash))
 				continue
 			}
 			for _, sys := range []string{refRelay, refCluster} {
@@ -97,7 +102,45 @@ func writeCluster(b *strings.Builder, r *Results) {
 	fmt.Fprintf(b, "`%s`: three relay processes (30 Hz, admin API on and scraped, as `%s`) on one nats-server %s with JetStream, client-sim given the three URLs and its clients dealt to them round-robin. A room is owned by one node; its players on the other two nodes (with rooms spread over the nodes, most of them) are on an edge, which sends their inputs to the owner and receives the owner's frames through NATS: the extra hop. Relay CPU and memory are the sum over the three processes (client-sim `-server-pid` and `-server-pids`, sampled at the same instants), NATS's CPU is the nats-server process (`-broker-pid`) over the same window. Medians over %d round(s); the ratio is the cluster's figure over the single relay's in the same round, median (range) over rounds. Both share the machine's cores with client-sim (and the cluster with its NATS server), so latency under load here includes that contention.\n\n",
 		refCluster, refRelay, natsVersion, r.Rounds)
 	b.WriteString(table([]string{"scenario", "figure", "`" + refRelay + "`", "`" + refCluster + "`", "cluster / relay"}, "llrrr", rows))
+	if lossy := clusterLossy(r, scs); len(lossy) > 0 {
+		fmt.Fprintf(b, "\n**The cluster lost deliveries in %s**: its µs per delivery there divide the work of the clients it lost by fewer deliveries, so they are not the cost of the extra hop. The relays' closes (their own count, from /metrics after each run) say why.\n", strings.Join(lossy, ", "))
+	}
 	b.WriteString("\n")
+}
+
+// clusterLossy are the titles of the scenarios where a cluster run failed
+// or delivered less than everything expected.
+func clusterLossy(r *Results, scs []Scenario) []string {
+	var out []string
+	for _, sc := range scs {
+		for _, run := range r.runsOf(sc.ID, refCluster) {
+			if !run.ok() || run.Report.Delivered < run.Report.Expected {
+				out = append(out, sc.Title)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// closesText is the relays' own count of the closes they made (summed
+// over a cluster's nodes and over rounds), by cause.
+func closesText(r *Results, scenario, system string) string {
+	sum := map[string]int64{}
+	seen := false
+	for _, run := range r.runsOf(scenario, system) {
+		if run.Relay == nil {
+			continue
+		}
+		seen = true
+		for k, v := range run.Relay.Closes {
+			sum[k] += int64(v)
+		}
+	}
+	if !seen {
+		return dash
+	}
+	return errorText(sum)
 }
 
 // worstDeliveryText is the worst round's delivered/expected of a system,

@@ -18,6 +18,7 @@ func clientSeeds() [][]byte {
 		{Body: &pb.ClientMessage_Send{Send: &pb.Send{Payload: []byte{1}, LatestOnly: true}}},
 		{Body: &pb.ClientMessage_Leave{Leave: &pb.Leave{}}},
 		{RequestId: 7, Body: &pb.ClientMessage_Ping{Ping: &pb.Ping{ClientTime: 123456789}}},
+		{Ack: 3, Body: &pb.ClientMessage_Input{Input: &pb.Input{TargetTick: 12, Seq: 2, Payload: []byte{9}, ChecksumTick: 10, Checksum: 1 << 60}}},
 	} {
 		b, _ := proto.Marshal(m)
 		seeds = append(seeds, b)
@@ -60,6 +61,14 @@ func FuzzParseClientMessage(f *testing.F) {
 			}
 			require.Equal(t, s.GetEcho(), m.Send.Echo)
 			require.Equal(t, s.GetLatestOnly(), m.Send.LatestOnly)
+		case *pb.ClientMessage_Input:
+			require.Equal(t, BodyInput, m.Body)
+			in := ref.GetInput()
+			require.Equal(t, in.GetTargetTick(), m.Input.TargetTick)
+			require.Equal(t, in.GetSeq(), m.Input.Seq)
+			require.Equal(t, string(in.GetPayload()), string(m.Input.Payload))
+			require.Equal(t, in.GetChecksumTick(), m.Input.ChecksumTick)
+			require.Equal(t, in.GetChecksum(), m.Input.Checksum)
 		case *pb.ClientMessage_Join:
 			require.Equal(t, BodyJoin, m.Body)
 		case *pb.ClientMessage_Leave:

@@ -24,7 +24,7 @@ type SendView struct {
 type ClientMessage struct {
 	RequestID uint32
 	// Ack is the highest Frame.seq the client holds (0: none).
-	Ack  uint64
+	Ack   uint64
 	Body  Body
 	Send  SendView
 	Input InputView

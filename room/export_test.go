@@ -114,7 +114,7 @@ func (b *TickBench) Step() {
 	}
 	b.w.drain()
 	b.r.tick++
-	b.w.runTick(b.r)
+	b.w.runTick(b.r, b.r.tick)
 }
 
 // DeliveriesPerStep is the number of messages one Step delivers.

@@ -251,11 +251,11 @@ func (w *worker) input(s *Seat, rec *record) {
 	switch {
 	case t <= r.tick:
 		w.count.lsLate++
-		w.sendInputTiming(s, rec.requestID, r, ReasonInputClosed, lead,
+		w.sendInputTiming(s, rec.requestID, r, t, ReasonInputClosed, lead,
 			fmt.Sprintf("tick %d closed (last closed %d)", t, r.tick))
 		return
 	case t > r.tick+ls.maxLead:
-		w.sendInputTiming(s, rec.requestID, r, ReasonInputTooEarly, lead,
+		w.sendInputTiming(s, rec.requestID, r, t, ReasonInputTooEarly, lead,
 			fmt.Sprintf("tick %d is more than %d ticks after the last closed tick %d", t, ls.maxLead, r.tick))
 		return
 	case rec.payloadLen > ls.maxInput:
@@ -276,7 +276,7 @@ func (w *worker) input(s *Seat, rec *record) {
 // sendInputTiming answers an Input outside the open ticks with
 // Error{INPUT_TOO_LATE}: the last closed tick and how early (negative: how
 // late) the input was, for the client's input delay.
-func (w *worker) sendInputTiming(s *Seat, requestID uint32, r *room, reason string, lead int64, detail string) {
+func (w *worker) sendInputTiming(s *Seat, requestID uint32, r *room, target uint64, reason string, lead int64, detail string) {
 	w.sendMessage(s, &pb.ServerMessage{
 		RequestId: requestID,
 		Body: &pb.ServerMessage_Error{Error: &pb.Error{
@@ -285,6 +285,7 @@ func (w *worker) sendInputTiming(s *Seat, requestID uint32, r *room, reason stri
 			Reason:      reason,
 			Tick:        r.tick,
 			InputLeadUs: lead / 1000,
+			InputTick:   target,
 		}},
 	})
 }

@@ -2579,7 +2579,9 @@ type Error struct {
 	// INPUT_TOO_LATE: how long before its tick closed the input arrived, in
 	// microseconds: negative for a closed tick (how late it was), positive
 	// for one too far ahead. Timing feedback for the input delay.
-	InputLeadUs   int64 `protobuf:"zigzag64,6,opt,name=input_lead_us,json=inputLeadUs,proto3" json:"input_lead_us,omitempty"`
+	InputLeadUs int64 `protobuf:"zigzag64,6,opt,name=input_lead_us,json=inputLeadUs,proto3" json:"input_lead_us,omitempty"`
+	// INPUT_TOO_LATE: the refused Input's target_tick.
+	InputTick     uint64 `protobuf:"varint,7,opt,name=input_tick,json=inputTick,proto3" json:"input_tick,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2652,6 +2654,13 @@ func (x *Error) GetTick() uint64 {
 func (x *Error) GetInputLeadUs() int64 {
 	if x != nil {
 		return x.InputLeadUs
+	}
+	return 0
+}
+
+func (x *Error) GetInputTick() uint64 {
+	if x != nil {
+		return x.InputTick
 	}
 	return 0
 }
@@ -2831,14 +2840,16 @@ const file_tickrelay_v1_tickrelay_proto_rawDesc = "" +
 	"replayFrom\x12\x1b\n" +
 	"\treplay_to\x18\x05 \x01(\x04R\breplayTo\x12\x1b\n" +
 	"\tinput_ack\x18\x06 \x01(\x04R\binputAck\x120\n" +
-	"\bsnapshot\x18\a \x01(\v2\x14.tickrelay.v1.JoinedR\bsnapshot\"\xc4\x01\n" +
+	"\bsnapshot\x18\a \x01(\v2\x14.tickrelay.v1.JoinedR\bsnapshot\"\xe3\x01\n" +
 	"\x05Error\x12+\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x17.tickrelay.v1.ErrorCodeR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12$\n" +
 	"\x0eretry_after_ms\x18\x03 \x01(\rR\fretryAfterMs\x12\x16\n" +
 	"\x06reason\x18\x04 \x01(\tR\x06reason\x12\x12\n" +
 	"\x04tick\x18\x05 \x01(\x04R\x04tick\x12\"\n" +
-	"\rinput_lead_us\x18\x06 \x01(\x12R\vinputLeadUs*l\n" +
+	"\rinput_lead_us\x18\x06 \x01(\x12R\vinputLeadUs\x12\x1d\n" +
+	"\n" +
+	"input_tick\x18\a \x01(\x04R\tinputTick*l\n" +
 	"\bRoomMode\x12\x19\n" +
 	"\x15ROOM_MODE_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10ROOM_MODE_TICKED\x10\x01\x12\x17\n" +

@@ -50,6 +50,11 @@ type Config struct {
 	// ChaosPersonas are given to the chaos clients round-robin
 	// (comma-separated names of chaos.Personas); empty: all of them.
 	ChaosPersonas string `yaml:"chaos-personas"`
+	// Mode is modeRelay (Sends at Rate) or modeLockstep (LOCKSTEP rooms:
+	// one Input per tick, see lockstep.go). InputDelay is the lockstep
+	// clients' initial input delay in ticks (it adapts).
+	Mode       string `yaml:"mode"`
+	InputDelay int    `yaml:"input-delay"`
 
 	// Progress receives the per-second progress line and the connect log.
 	// Nil means none.
@@ -66,17 +71,19 @@ type hooks struct {
 
 func defaultConfig() Config {
 	return Config{
-		Protocol: report.ProtocolTickrelay,
-		URL:      "ws://127.0.0.1:7600/ws",
-		Clients:  100,
-		RoomSize: 8,
-		Rate:     20,
-		Payload:  64,
-		Duration: 30 * time.Second,
-		Warmup:   5 * time.Second,
-		Ramp:     1000,
-		MaxLoss:  -1,
-		Drain:    5 * time.Second,
+		Protocol:   report.ProtocolTickrelay,
+		URL:        "ws://127.0.0.1:7600/ws",
+		Clients:    100,
+		RoomSize:   8,
+		Rate:       20,
+		Payload:    64,
+		Duration:   30 * time.Second,
+		Warmup:     5 * time.Second,
+		Ramp:       1000,
+		MaxLoss:    -1,
+		Drain:      5 * time.Second,
+		Mode:       modeRelay,
+		InputDelay: 2,
 	}
 }
 
@@ -104,6 +111,8 @@ func bindFlags(fs *flag.FlagSet, cfg *Config) {
 	fs.IntVar(&cfg.ServerPID, "server-pid", cfg.ServerPID, "also report CPU and memory of this server process (Linux /proc)")
 	fs.IntVar(&cfg.Shards, "shards", cfg.Shards, "send scheduler goroutines (0: 2 x GOMAXPROCS)")
 	fs.StringVar(&cfg.CPUProfile, "cpuprofile", cfg.CPUProfile, "write a CPU profile of client-sim to this file")
+	fs.StringVar(&cfg.Mode, "mode", cfg.Mode, "relay (Sends at -rate) or lockstep (LOCKSTEP rooms: one Input per tick; reports InputSet lateness, input delay and lead)")
+	fs.IntVar(&cfg.InputDelay, "input-delay", cfg.InputDelay, "lockstep: initial input delay in ticks (it adapts to the relay's lead figures)")
 	fs.IntVar(&cfg.Chaos, "chaos", cfg.Chaos, "chaos clients beside the honest ones: bad clients whose answers are checked against docs/PROTOCOL.md (0: none)")
 	fs.StringVar(&cfg.ChaosPersonas, "chaos-personas", cfg.ChaosPersonas, "comma-separated chaos personas, given to the chaos clients round-robin (default all: "+strings.Join(chaos.Names(), ",")+")")
 }
@@ -200,6 +209,18 @@ func (c *Config) validate() error {
 	}
 	if c.Chaos > 0 && c.Protocol != report.ProtocolTickrelay {
 		errs = append(errs, fmt.Errorf("chaos clients speak the tickrelay protocol only (got -protocol %s)", c.Protocol))
+	}
+	switch c.Mode {
+	case modeRelay:
+	case modeLockstep:
+		if c.Protocol != report.ProtocolTickrelay || c.Immediate || c.Chaos > 0 {
+			errs = append(errs, errors.New("mode lockstep needs -protocol tickrelay, no -immediate and no -chaos"))
+		}
+		if c.InputDelay < 1 {
+			errs = append(errs, fmt.Errorf("input-delay must be at least 1 tick (got %d)", c.InputDelay))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("mode must be %s or %s (got %q)", modeRelay, modeLockstep, c.Mode))
 	}
 	if c.RunID != "" && !validRunID(c.RunID) {
 		errs = append(errs, fmt.Errorf("run-id must be 1-40 bytes of [A-Za-z0-9_.:-] (got %q)", c.RunID))

@@ -26,12 +26,13 @@ const histShards = 16
 
 // sim is one running simulation.
 type sim struct {
-	cfg     Config
-	runID   string
-	clients []*simClient
-	hists   []*histShard
-	senders []*sendShard
-	errors  errorCounts
+	cfg      Config
+	runID    string
+	clients  []*simClient
+	hists    []*histShard
+	lsShards []*lsShard // -mode lockstep
+	senders  []*sendShard
+	errors   errorCounts
 
 	// The measured window, as wall-clock UnixNano: a delivery counts when
 	// the send time in its payload is inside [winStart, winEnd). Atomic
@@ -61,10 +62,16 @@ func newSim(cfg Config) (*sim, error) {
 	}
 	for range histShards {
 		s.hists = append(s.hists, &histShard{hist: newHist()})
+		if cfg.Mode == modeLockstep {
+			s.lsShards = append(s.lsShards, newLsShard())
+		}
 	}
 	s.clients = make([]*simClient, cfg.Clients)
 	for i := range s.clients {
 		s.clients[i] = &simClient{idx: i, room: i / cfg.RoomSize, sim: s, shard: s.hists[i%histShards]}
+		if cfg.Mode == modeLockstep {
+			s.clients[i].lsShard = s.lsShards[i%histShards]
+		}
 	}
 	rooms := (cfg.Clients + cfg.RoomSize - 1) / cfg.RoomSize
 	s.roomCapacity = cfg.RoomSize
@@ -167,7 +174,7 @@ func run(ctx context.Context, cfg Config) (result, error) {
 	s.winEnd.Store(winEnd.UnixNano())
 	s.setPhase("warmup")
 	var sendWG sync.WaitGroup
-	if cfg.Rate > 0 {
+	if cfg.Rate > 0 && cfg.Mode != modeLockstep { // lockstep clients send on each InputSet
 		s.startSenders(ctx, &sendWG, start, int64(cfg.Warmup+cfg.Duration))
 	}
 	if s.swarm != nil {
@@ -221,6 +228,14 @@ func run(ctx context.Context, cfg Config) (result, error) {
 	s.closeAll()
 	rep.Errors = s.errors.snapshot()
 	rep.finishReceiverStats(s)
+	if cfg.Mode == modeLockstep {
+		cpu := 0.0
+		if rep.Server != nil {
+			cpu = rep.Server.CPUS
+		}
+		rep.Lockstep = s.lockstepReport(cpu)
+		rep.Mode = modeLockstep
+	}
 	if s.swarm != nil {
 		rep.Chaos = s.swarm.Report()
 	}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -66,6 +67,13 @@ type simClient struct {
 
 	// dead is set when the connection ended during the run: stop sending.
 	dead atomic.Bool
+
+	// -mode lockstep: the client's state (lockstep.go), guarded by lsMu
+	// (the reader goroutine and the connect goroutine share it), and its
+	// histograms' shard.
+	lsMu    sync.Mutex
+	ls      *lsClient
+	lsShard *lsShard
 }
 
 func (s *sim) roomID(n int) string {
@@ -92,33 +100,46 @@ func (sc *simClient) connect(ctx context.Context, local net.Addr) {
 		sc.connectCentrifugo(ctx, local)
 		return
 	}
-	c, err := client.Dial(ctx, s.cfg.URL, client.Options{
-		OnFrame:      sc.onFrame,
-		OnClose:      sc.onClose,
-		OnError:      sc.onError,
-		OnLeft:       sc.onLeft,
-		LocalAddr:    local,
-		PingInterval: s.cfg.KeepAlive,
-	})
+	opts := client.Options{
+		OnFrame: sc.onFrame,
+		OnClose: sc.onClose,
+		OnError: sc.onError,
+		OnLeft:  sc.onLeft,
+	}
+	lockstep := s.cfg.Mode == modeLockstep
+	if lockstep {
+		opts = sc.lockstepOptions()
+	}
+	opts.LocalAddr, opts.PingInterval = local, s.cfg.KeepAlive
+	c, err := client.Dial(ctx, s.cfg.URL, opts)
 	if err != nil {
 		s.errors.add(dialKind(err))
 		return
 	}
+	ro := client.RoomOptions{
+		MaxPlayers: uint32(s.roomCapacity),
+		TickRate:   uint32(s.cfg.TickRate),
+		Immediate:  s.cfg.Immediate,
+	}
+	if lockstep {
+		ro.Lockstep = &client.LockstepOptions{}
+	}
 	j, err := c.Join(ctx, client.JoinOptions{
 		RoomID:          s.roomID(sc.room),
 		CreateIfMissing: true,
-		Room: client.RoomOptions{
-			MaxPlayers: uint32(s.roomCapacity),
-			TickRate:   uint32(s.cfg.TickRate),
-			Immediate:  s.cfg.Immediate,
-		},
+		Room:            ro,
 	})
 	if err != nil {
 		s.errors.add(joinKind(err))
 		_ = c.Close()
 		return
 	}
-	sc.c, sc.player, sc.joined = c, j.PlayerID, true
+	if lockstep {
+		sc.startLockstep(c, j) // sets c and player under lsMu: the reader goroutine reads them
+	} else {
+		sc.c, sc.player = c, j.PlayerID
+	}
+	sc.joined = true
 	s.connected.Add(1)
 }
 

@@ -128,11 +128,11 @@ type simPlayer struct {
 	first      uint64
 	last       uint64
 	hashes     map[uint64]uint64
-	raws       map[uint64]uint64 // fnv of InputSet.Raw
+	raws       map[uint64]uint64   // fnv of InputSet.Raw
 	replacedBy map[uint64][]uint32 // players REPLACED_BY_SERVER, by tick
 	replaced   map[uint64]bool     // ticks where own flag was (filled in at the end)
-	lateErrs   map[uint64]bool   // input ticks refused INPUT_TOO_LATE{closed}
-	deliberate map[uint64]bool   // ticks whose input was held back on purpose
+	lateErrs   map[uint64]bool     // input ticks refused INPUT_TOO_LATE{closed}
+	deliberate map[uint64]bool     // ticks whose input was held back on purpose
 	otherErrs  []*ServerError
 	desyncs    []*pb.RoomEvent
 	leads      []time.Duration

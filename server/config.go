@@ -212,6 +212,11 @@ func (c Config) withDefaults() Config {
 	if c.OutboundHardBytes == 0 {
 		c.OutboundHardBytes = 4 << 20
 	}
+	if lb := c.Room.WithDefaults().LockstepLogBytes; 2*lb > c.OutboundHardBytes {
+		// A late joiner gets the whole log at once (one frame per tick,
+		// some overhead each): it must not overflow its own connection.
+		c.Room.LockstepLogBytes = max(c.OutboundHardBytes/2, 1)
+	}
 	if c.MaxBadMessages == 0 {
 		c.MaxBadMessages = 3
 	}
@@ -278,11 +283,6 @@ func (c Config) validate() error {
 	}
 	if c.OutboundHardBytes > 0 && c.OutboundSoftBytes >= c.OutboundHardBytes {
 		errs = append(errs, fmt.Errorf("OutboundSoftBytes (%d) must be below OutboundHardBytes (%d)", c.OutboundSoftBytes, c.OutboundHardBytes))
-	}
-	if lb := c.Room.WithDefaults().LockstepLogBytes; c.OutboundHardBytes > 0 && 2*lb > c.OutboundHardBytes {
-		// A late joiner gets the whole log at once (one frame per tick,
-		// some overhead each): it must not overflow its own connection.
-		errs = append(errs, fmt.Errorf("lockstep-log-bytes (%d) must be at most half of outbound-hard-bytes (%d)", lb, c.OutboundHardBytes))
 	}
 	if c.Room.MaxFrameBytes != 0 && c.Room.MaxFrameBytes < c.MaxMessageBytes+roomFrameOverhead {
 		errs = append(errs, fmt.Errorf("Room.MaxFrameBytes (%d) must be at least MaxMessageBytes+%d (%d)",

@@ -22,7 +22,9 @@ type Config struct {
 	// Protocol is the wire protocol: report.ProtocolTickrelay (the relay,
 	// the reference relay and the baseline) or report.ProtocolCentrifugo
 	// (a Centrifugo server: each room is a channel).
-	Protocol   string        `yaml:"protocol"`
+	Protocol string `yaml:"protocol"`
+	// URL is the server's WebSocket URL, or a comma-separated list of them
+	// (the nodes of a cluster): client n connects to URL n mod len.
 	URL        string        `yaml:"url"`
 	Clients    int           `yaml:"clients"`
 	RoomSize   int           `yaml:"room-size"`
@@ -50,6 +52,15 @@ type Config struct {
 	// ChaosPersonas are given to the chaos clients round-robin
 	// (comma-separated names of chaos.Personas); empty: all of them.
 	ChaosPersonas string `yaml:"chaos-personas"`
+	// Resume makes every client a client.Session: a lost connection is
+	// reconnected and the seat resumed (frames replayed, sends re-sent).
+	Resume bool `yaml:"resume"`
+	// FaultCutFraction, with FaultCutEvery, puts a TCP proxy between the
+	// clients and the server that resets that fraction of the connections
+	// through it every FaultCutEvery, from the first send to the end of
+	// the window. 0: no proxy.
+	FaultCutFraction float64       `yaml:"fault-cut-fraction"`
+	FaultCutEvery    time.Duration `yaml:"fault-cut-every"`
 	// Mode is modeRelay (Sends at Rate) or modeLockstep (LOCKSTEP rooms:
 	// one Input per tick, see lockstep.go). InputDelay is the lockstep
 	// clients' initial input delay in ticks (it adapts).
@@ -91,7 +102,7 @@ func defaultConfig() Config {
 // defaults.
 func bindFlags(fs *flag.FlagSet, cfg *Config) {
 	fs.StringVar(&cfg.Protocol, "protocol", cfg.Protocol, "wire protocol: tickrelay (the relay, reference relay, baseline) or centrifugo (each room a channel of a Centrifugo server)")
-	fs.StringVar(&cfg.URL, "url", cfg.URL, "server WebSocket URL (Centrifugo: ws://HOST:PORT/connection/websocket)")
+	fs.StringVar(&cfg.URL, "url", cfg.URL, "server WebSocket URL (Centrifugo: ws://HOST:PORT/connection/websocket); a comma-separated list (a cluster's nodes) spreads the clients over them round-robin")
 	fs.IntVar(&cfg.Clients, "clients", cfg.Clients, "number of clients")
 	fs.IntVar(&cfg.RoomSize, "room-size", cfg.RoomSize, "clients per room")
 	fs.Float64Var(&cfg.Rate, "rate", cfg.Rate, "messages per second per client (0: idle)")
@@ -114,6 +125,9 @@ func bindFlags(fs *flag.FlagSet, cfg *Config) {
 	fs.StringVar(&cfg.Mode, "mode", cfg.Mode, "relay (Sends at -rate) or lockstep (LOCKSTEP rooms: one Input per tick; reports InputSet lateness, input delay and lead)")
 	fs.IntVar(&cfg.InputDelay, "input-delay", cfg.InputDelay, "lockstep: initial input delay in ticks (it adapts to the relay's lead figures)")
 	fs.IntVar(&cfg.Chaos, "chaos", cfg.Chaos, "chaos clients beside the honest ones: bad clients whose answers are checked against docs/PROTOCOL.md (0: none)")
+	fs.BoolVar(&cfg.Resume, "resume", cfg.Resume, "clients resume their seat after a lost connection (client.Session: reconnect with backoff, replayed frames, re-sent sends)")
+	fs.Float64Var(&cfg.FaultCutFraction, "fault-cut-fraction", cfg.FaultCutFraction, "put a TCP proxy in front of the server that resets this fraction of the connections every -fault-cut-every (0: no proxy)")
+	fs.DurationVar(&cfg.FaultCutEvery, "fault-cut-every", cfg.FaultCutEvery, "interval of the fault proxy's cuts (e.g. 1s)")
 	fs.StringVar(&cfg.ChaosPersonas, "chaos-personas", cfg.ChaosPersonas, "comma-separated chaos personas, given to the chaos clients round-robin (default all: "+strings.Join(chaos.Names(), ",")+")")
 }
 
@@ -210,11 +224,31 @@ func (c *Config) validate() error {
 	if c.Chaos > 0 && c.Protocol != report.ProtocolTickrelay {
 		errs = append(errs, fmt.Errorf("chaos clients speak the tickrelay protocol only (got -protocol %s)", c.Protocol))
 	}
+	urls, err := c.urls()
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if c.FaultCutFraction < 0 || c.FaultCutFraction > 1 {
+		errs = append(errs, fmt.Errorf("fault-cut-fraction must be within 0-1 (got %g)", c.FaultCutFraction))
+	}
+	if c.FaultCutFraction > 0 {
+		if c.FaultCutEvery <= 0 {
+			errs = append(errs, errors.New("fault-cut-fraction needs a positive fault-cut-every"))
+		}
+		for _, u := range urls {
+			if !strings.HasPrefix(u, "ws://") {
+				errs = append(errs, fmt.Errorf("the fault proxy forwards plain TCP: ws:// URLs only (got %q)", u))
+			}
+		}
+	}
+	if c.Resume && c.Protocol != report.ProtocolTickrelay {
+		errs = append(errs, fmt.Errorf("resume is the tickrelay protocol's (got -protocol %s)", c.Protocol))
+	}
 	switch c.Mode {
 	case modeRelay:
 	case modeLockstep:
-		if c.Protocol != report.ProtocolTickrelay || c.Immediate || c.Chaos > 0 {
-			errs = append(errs, errors.New("mode lockstep needs -protocol tickrelay, no -immediate and no -chaos"))
+		if c.Protocol != report.ProtocolTickrelay || c.Immediate || c.Chaos > 0 || c.Resume {
+			errs = append(errs, errors.New("mode lockstep needs -protocol tickrelay, and no -immediate, -chaos or -resume"))
 		}
 		if c.InputDelay < 1 {
 			errs = append(errs, fmt.Errorf("input-delay must be at least 1 tick (got %d)", c.InputDelay))
@@ -226,6 +260,20 @@ func (c *Config) validate() error {
 		errs = append(errs, fmt.Errorf("run-id must be 1-40 bytes of [A-Za-z0-9_.:-] (got %q)", c.RunID))
 	}
 	return errors.Join(errs...)
+}
+
+// urls splits URL into the servers' URLs.
+func (c *Config) urls() ([]string, error) {
+	var out []string
+	for _, u := range strings.Split(c.URL, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			out = append(out, u)
+		}
+	}
+	if len(out) == 0 {
+		return nil, errors.New("url: no server URL")
+	}
+	return out, nil
 }
 
 // localAddrs parses LocalAddrs; nil means "let the kernel choose".

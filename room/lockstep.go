@@ -1,7 +1,6 @@
 package room
 
 import (
-	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -27,18 +26,6 @@ import (
 // member uploaded plus the log after it. Before the log fills, the room
 // asks a member for a snapshot (SNAPSHOT_REQUESTED), so that one is there
 // when the log must drop its oldest ticks.
-
-// Errors of lockstep rooms.
-var (
-	// ErrSnapshotPending: a lockstep room's log no longer reaches back to
-	// its start and no member has uploaded a snapshot that covers the gap:
-	// a join must wait (OVERLOADED, reason "snapshot_pending", with a
-	// retry hint). The room has asked a member for a snapshot.
-	ErrSnapshotPending = errors.New("room: lockstep snapshot pending")
-	// ErrInputTooLate: an Input for a tick already closed (or too far
-	// ahead), wrapped in an *InputTimingError.
-	ErrInputTooLate = errors.New("room: input too late")
-)
 
 // Error reasons of lockstep rooms (Error.reason).
 const (
@@ -447,8 +434,10 @@ func (w *worker) lsCatchUp(r *room, m *member) {
 	w.writeFrames(r, m, ls.log[from:], r.tick, false)
 }
 
-// lsRefuse answers a join that cannot be served yet (ErrSnapshotPending)
-// and asks a member for a snapshot.
+// lsRefuse answers a join that cannot be served yet (the log no longer
+// reaches the room's start and no snapshot covers the gap) with
+// OVERLOADED{snapshot_pending} and a retry hint, and asks a member for a
+// snapshot.
 func (w *worker) lsRefuse(s *Seat, requestID uint32, r *room) {
 	w.askSnapshot(r)
 	w.sendMessage(s, &pb.ServerMessage{

@@ -282,6 +282,13 @@ func run(ctx context.Context, cfg Config) (result, error) {
 		}
 		rep.Lockstep = s.lockstepReport(cpu)
 		rep.Mode = modeLockstep
+		// Counted again now that every reader goroutine is done (the
+		// report above read the counters while InputSets still came).
+		rep.Delivered = rep.Lockstep.InputSets
+		rep.DeliveredPerSec = rep.Lockstep.InputSetsPerSec
+		if rep.Server != nil {
+			rep.Server.CPUUsPerDelivery = rep.Lockstep.ServerCPUUsPerInputSet
+		}
 	}
 	if s.swarm != nil {
 		rep.Chaos = s.swarm.Report()

@@ -373,7 +373,11 @@ func TestLockstepDeterministicSimulation(t *testing.T) {
 			}
 		}
 		for tick := range p.replaced {
-			require.True(t, p.lateErrs[tick], "%s: tick %d replaced without a late input", p.name, tick)
+			// Past end the relay's answer to a late input may still be on
+			// its way.
+			if tick <= end {
+				require.True(t, p.lateErrs[tick], "%s: tick %d replaced without a late input", p.name, tick)
+			}
 		}
 	}
 	deliberate := 0

@@ -17,7 +17,7 @@ const (
 	cmdCall                          // control: an admin function run on the worker
 	cmdSync                          // control: a barrier (tests)
 	cmdInput                         // data: a lockstep Input
-	cmdSnapshot                      // control: a lockstep Snapshot (bounded in size, rare)
+	cmdSnapshot                      // data: a lockstep Snapshot
 )
 
 // command is one entry of a worker's inbox. Only the fields of its kind are

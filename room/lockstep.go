@@ -194,9 +194,17 @@ func (m *Manager) Snapshot(s *Seat, requestID uint32, tick uint64, state []byte)
 	if len(state) > m.policy().LockstepMaxSnapshotBytes {
 		return fmt.Errorf("%w: snapshot of %d bytes above %d", ErrMessageTooLarge, len(state), m.policy().LockstepMaxSnapshotBytes)
 	}
+	// A data command: it counts against the inbox and the seat's share,
+	// so a client cannot queue snapshots without bound.
+	if s.queued.Add(1) > int32(m.cfg.InboxPerSeat) {
+		s.queued.Add(-1)
+		m.seatOverShare.Add(1)
+		return ErrOverloaded
+	}
 	snap := &snapshotCmd{tick: tick, state: append([]byte(nil), state...)}
-	if !s.worker.in.pushControl(command{kind: cmdSnapshot, seat: s, requestID: requestID, snapshot: snap}) {
-		return ErrClosed
+	if err := s.worker.in.pushData(command{kind: cmdSnapshot, seat: s, requestID: requestID, snapshot: snap}); err != nil {
+		s.queued.Add(-1)
+		return err
 	}
 	return nil
 }

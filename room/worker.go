@@ -157,6 +157,7 @@ func (w *worker) handle(c *command) {
 		c.seat.queued.Add(-1)
 		w.input(c.seat, c.rec)
 	case cmdSnapshot:
+		c.seat.queued.Add(-1)
 		w.snapshot(c.seat, c.requestID, c.snapshot)
 	case cmdJoin:
 		w.join(c.seat, c.join)

@@ -383,3 +383,23 @@ func TestLockstepResumeReplaysInputSets(t *testing.T) {
 	require.EqualValues(t, 3, sets[1].GetTick())
 	require.Equal(t, pb.InputFlag_INPUT_FLAG_NOT_PRESENT, sets[0].GetInputs()[1].GetFlag())
 }
+
+// clusterHooks stands for a cluster layer that lets this node create any
+// room.
+type clusterHooks struct{}
+
+func (clusterHooks) MayCreate(string) bool        { return true }
+func (clusterHooks) RoomChanged(*room.RoomRecord) {}
+func (clusterHooks) RoomClosed(string)            {}
+func (clusterHooks) FramesDone(string)            {}
+
+// A cluster node refuses to create LOCKSTEP rooms: their state is not in
+// the records nodes hand over.
+func TestLockstepRefusedOnClusterNodes(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, room.Config{Hooks: clusterHooks{}})
+	s, _ := h.seat()
+	err := h.m.Join(s, room.JoinRequest{Join: &pb.Join{RoomId: "ls", CreateIfMissing: true, Options: lockstepOpts(false)}})
+	require.ErrorIs(t, err, room.ErrInvalidArgument)
+	require.Contains(t, err.Error(), "cluster")
+}

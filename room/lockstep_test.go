@@ -403,3 +403,55 @@ func TestLockstepRefusedOnClusterNodes(t *testing.T) {
 	require.ErrorIs(t, err, room.ErrInvalidArgument)
 	require.Contains(t, err.Error(), "cluster")
 }
+
+// A resume whose frames are gone (TOO_OLD) resyncs a lockstep player like
+// a late join: a Joined snapshot with where to start, then the log. When
+// the log no longer reaches back and no snapshot covers it, the seat is
+// released instead and the client must join again.
+func TestLockstepResumeTooOld(t *testing.T) {
+	t.Parallel()
+	for _, covered := range []bool{true, false} {
+		t.Run(map[bool]string{true: "from the log", false: "seat released"}[covered], func(t *testing.T) {
+			t.Parallel()
+			cfg := room.Config{SeatGrace: time.Minute, ReplayBytesPerSeat: 100}
+			if !covered {
+				cfg.LockstepLogBytes = 100
+			}
+			h := newHarness(t, cfg)
+			s0, p0 := h.seat()
+			h.join(s0, p0, &pb.Join{RoomId: "old", CreateIfMissing: true, Options: lockstepOpts(false)})
+			s1, p1 := h.seat()
+			j1 := h.join(s1, p1, &pb.Join{RoomId: "old"})
+			h.m.Disconnect(s1)
+			for range 20 {
+				h.tick()
+			}
+			s2, p2 := h.seat()
+			require.NoError(t, h.m.Resume(s2, room.ResumeRequest{Resume: &pb.Resume{RoomId: "old", PlayerId: j1.GetPlayerId(), Token: j1.GetResumeToken(), LastSeq: 0}}))
+			h.sync()
+			msgs := p2.Take()
+			r := msgs[0].GetResumed()
+			require.NotNil(t, r, "%v", msgs[0])
+			require.Equal(t, pb.ResumeFailure_RESUME_FAILURE_TOO_OLD, r.GetFailure())
+			if !covered {
+				require.Nil(t, r.GetSnapshot())
+				require.Len(t, msgs, 1)
+				h.tick()
+				var left []uint32
+				for _, ev := range events(frames(t, p0.Take())) {
+					if ev.GetType() == pb.RoomEventType_ROOM_EVENT_TYPE_PLAYER_LEFT {
+						left = append(left, ev.GetPlayerId())
+					}
+				}
+				require.Equal(t, []uint32{j1.GetPlayerId()}, left)
+				return
+			}
+			j := r.GetSnapshot()
+			require.NotNil(t, j)
+			require.EqualValues(t, 1, j.GetLockstep().GetFirstTick())
+			sets, _ := inputSets(t, msgs[1:])
+			require.Len(t, sets, int(j.GetTick()))
+			require.EqualValues(t, 1, sets[0].GetTick())
+		})
+	}
+}

@@ -68,6 +68,11 @@ type Config struct {
 	// the window. 0: no proxy.
 	FaultCutFraction float64       `yaml:"fault-cut-fraction"`
 	FaultCutEvery    time.Duration `yaml:"fault-cut-every"`
+	// Mode is modeRelay (Sends at Rate) or modeLockstep (LOCKSTEP rooms:
+	// one Input per tick, see lockstep.go). InputDelay is the lockstep
+	// clients' initial input delay in ticks (it adapts).
+	Mode       string `yaml:"mode"`
+	InputDelay int    `yaml:"input-delay"`
 
 	// Progress receives the per-second progress line and the connect log.
 	// Nil means none.
@@ -84,17 +89,19 @@ type hooks struct {
 
 func defaultConfig() Config {
 	return Config{
-		Protocol: report.ProtocolTickrelay,
-		URL:      "ws://127.0.0.1:7600/ws",
-		Clients:  100,
-		RoomSize: 8,
-		Rate:     20,
-		Payload:  64,
-		Duration: 30 * time.Second,
-		Warmup:   5 * time.Second,
-		Ramp:     1000,
-		MaxLoss:  -1,
-		Drain:    5 * time.Second,
+		Protocol:   report.ProtocolTickrelay,
+		URL:        "ws://127.0.0.1:7600/ws",
+		Clients:    100,
+		RoomSize:   8,
+		Rate:       20,
+		Payload:    64,
+		Duration:   30 * time.Second,
+		Warmup:     5 * time.Second,
+		Ramp:       1000,
+		MaxLoss:    -1,
+		Drain:      5 * time.Second,
+		Mode:       modeRelay,
+		InputDelay: 2,
 	}
 }
 
@@ -124,6 +131,8 @@ func bindFlags(fs *flag.FlagSet, cfg *Config) {
 	fs.IntVar(&cfg.BrokerPID, "broker-pid", cfg.BrokerPID, "also report CPU and memory of this process the servers use (a cluster's NATS server), separately from the server's")
 	fs.IntVar(&cfg.Shards, "shards", cfg.Shards, "send scheduler goroutines (0: 2 x GOMAXPROCS)")
 	fs.StringVar(&cfg.CPUProfile, "cpuprofile", cfg.CPUProfile, "write a CPU profile of client-sim to this file")
+	fs.StringVar(&cfg.Mode, "mode", cfg.Mode, "relay (Sends at -rate) or lockstep (LOCKSTEP rooms: one Input per tick; reports InputSet lateness, input delay and lead)")
+	fs.IntVar(&cfg.InputDelay, "input-delay", cfg.InputDelay, "lockstep: initial input delay in ticks (it adapts to the relay's lead figures)")
 	fs.IntVar(&cfg.Chaos, "chaos", cfg.Chaos, "chaos clients beside the honest ones: bad clients whose answers are checked against docs/PROTOCOL.md (0: none)")
 	fs.BoolVar(&cfg.Resume, "resume", cfg.Resume, "clients resume their seat after a lost connection (client.Session: reconnect with backoff, replayed frames, re-sent sends)")
 	fs.Float64Var(&cfg.FaultCutFraction, "fault-cut-fraction", cfg.FaultCutFraction, "put a TCP proxy in front of the server that resets this fraction of the connections every -fault-cut-every (0: no proxy)")
@@ -251,6 +260,18 @@ func (c *Config) validate() error {
 	}
 	if c.Resume && c.Protocol != report.ProtocolTickrelay {
 		errs = append(errs, fmt.Errorf("resume is the tickrelay protocol's (got -protocol %s)", c.Protocol))
+	}
+	switch c.Mode {
+	case modeRelay:
+	case modeLockstep:
+		if c.Protocol != report.ProtocolTickrelay || c.Immediate || c.Chaos > 0 || c.Resume {
+			errs = append(errs, errors.New("mode lockstep needs -protocol tickrelay, and no -immediate, -chaos or -resume"))
+		}
+		if c.InputDelay < 1 {
+			errs = append(errs, fmt.Errorf("input-delay must be at least 1 tick (got %d)", c.InputDelay))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("mode must be %s or %s (got %q)", modeRelay, modeLockstep, c.Mode))
 	}
 	if c.RunID != "" && !validRunID(c.RunID) {
 		errs = append(errs, fmt.Errorf("run-id must be 1-40 bytes of [A-Za-z0-9_.:-] (got %q)", c.RunID))

@@ -173,6 +173,16 @@ func writeSummary(w io.Writer, r report.Report) {
 		fmt.Fprintf(w, "  broker    cpu %.2fs (%.2f cores, %.2f us/delivery)  rss %d -> %d -> %d KiB, hwm %d KiB\n",
 			br.CPUS, br.Cores, br.CPUUsPerDelivery, br.RSSBeforeKiB, br.RSSAfterJoinKiB, br.RSSEndKiB, br.HWMKiB)
 	}
+	if ls := r.Lockstep; ls != nil {
+		fmt.Fprintf(w, "  lockstep  %d InputSets (%.0f/s)  lateness p50 %.3fms p99 %.3fms max %.3fms  lead p50 %.3fms p1 %.3fms\n",
+			ls.InputSets, ls.InputSetsPerSec, ls.LatenessMs.P50, ls.LatenessMs.P99, ls.LatenessMs.Max, ls.LeadMs.P50, ls.LeadP1Ms)
+		fmt.Fprintf(w, "            input delay %.2f ticks mean (p99 %.0f, max %.0f); latency above = input to InputSet; flags %s; late inputs %d",
+			ls.InputDelayTicks.Mean, ls.InputDelayTicks.P99, ls.InputDelayTicks.Max, countsU(ls.Flags), ls.LateInputs)
+		if ls.ServerCPUUsPerInputSet > 0 {
+			fmt.Fprintf(w, "; server %.2f us/InputSet", ls.ServerCPUUsPerInputSet)
+		}
+		fmt.Fprintln(w)
+	}
 	if len(r.Errors) == 0 {
 		fmt.Fprintln(w, "  errors    none")
 	} else {
@@ -230,6 +240,14 @@ func writeChaosSummary(w io.Writer, c *report.Chaos) {
 			fmt.Fprintf(w, "                ! %s\n", v)
 		}
 	}
+}
+
+func countsU(m map[string]uint64) string {
+	c := make(map[string]int64, len(m))
+	for k, v := range m {
+		c[k] = int64(v)
+	}
+	return counts(c)
 }
 
 func counts(m map[string]int64) string {

@@ -28,12 +28,13 @@ const histShards = 16
 
 // sim is one running simulation.
 type sim struct {
-	cfg     Config
-	runID   string
-	clients []*simClient
-	hists   []*histShard
-	senders []*sendShard
-	errors  errorCounts
+	cfg      Config
+	runID    string
+	clients  []*simClient
+	hists    []*histShard
+	lsShards []*lsShard // -mode lockstep
+	senders  []*sendShard
+	errors   errorCounts
 
 	// The measured window, as wall-clock UnixNano: a delivery counts when
 	// the send time in its payload is inside [winStart, winEnd). Atomic
@@ -89,10 +90,16 @@ func newSim(cfg Config) (*sim, error) {
 	}
 	for range histShards {
 		s.hists = append(s.hists, &histShard{hist: newHist()})
+		if cfg.Mode == modeLockstep {
+			s.lsShards = append(s.lsShards, newLsShard())
+		}
 	}
 	s.clients = make([]*simClient, cfg.Clients)
 	for i := range s.clients {
 		s.clients[i] = &simClient{idx: i, room: i / cfg.RoomSize, sim: s, shard: s.hists[i%histShards]}
+		if cfg.Mode == modeLockstep {
+			s.clients[i].lsShard = s.lsShards[i%histShards]
+		}
 	}
 	rooms := (cfg.Clients + cfg.RoomSize - 1) / cfg.RoomSize
 	s.roomCapacity = cfg.RoomSize
@@ -215,7 +222,7 @@ func run(ctx context.Context, cfg Config) (result, error) {
 	s.winEnd.Store(winEnd.UnixNano())
 	s.setPhase("warmup")
 	var sendWG sync.WaitGroup
-	if cfg.Rate > 0 {
+	if cfg.Rate > 0 && cfg.Mode != modeLockstep { // lockstep clients send on each InputSet
 		s.startSenders(ctx, &sendWG, start, int64(cfg.Warmup+cfg.Duration))
 	}
 	if s.faults != nil {
@@ -280,6 +287,21 @@ func run(ctx context.Context, cfg Config) (result, error) {
 	rep.Errors = s.errors.snapshot()
 	rep.finishReceiverStats(s)
 	rep.finishResumeStats(s)
+	if cfg.Mode == modeLockstep {
+		cpu := 0.0
+		if rep.Server != nil {
+			cpu = rep.Server.CPUS
+		}
+		rep.Lockstep = s.lockstepReport(cpu)
+		rep.Mode = modeLockstep
+		// Counted again now that every reader goroutine is done (the
+		// report above read the counters while InputSets still came).
+		rep.Delivered = rep.Lockstep.InputSets
+		rep.DeliveredPerSec = rep.Lockstep.InputSetsPerSec
+		if rep.Server != nil {
+			rep.Server.CPUUsPerDelivery = rep.Lockstep.ServerCPUUsPerInputSet
+		}
+	}
 	if s.swarm != nil {
 		rep.Chaos = s.swarm.Report()
 	}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -70,6 +71,13 @@ type simClient struct {
 	// lostAt is when the session lost its connection (UnixNano; 0: not
 	// lost), for the time to resume.
 	lostAt atomic.Int64
+
+	// -mode lockstep: the client's state (lockstep.go), guarded by lsMu
+	// (the reader goroutine and the connect goroutine share it), and its
+	// histograms' shard.
+	lsMu    sync.Mutex
+	ls      *lsClient
+	lsShard *lsShard
 }
 
 func (s *sim) roomID(n int) string {
@@ -100,33 +108,46 @@ func (sc *simClient) connect(ctx context.Context, local net.Addr) {
 		sc.connectSession(ctx, local)
 		return
 	}
-	c, err := client.Dial(ctx, s.url(sc.idx), client.Options{
-		OnFrame:      sc.onFrame,
-		OnClose:      sc.onClose,
-		OnError:      sc.onError,
-		OnLeft:       sc.onLeft,
-		LocalAddr:    local,
-		PingInterval: s.cfg.KeepAlive,
-	})
+	opts := client.Options{
+		OnFrame: sc.onFrame,
+		OnClose: sc.onClose,
+		OnError: sc.onError,
+		OnLeft:  sc.onLeft,
+	}
+	lockstep := s.cfg.Mode == modeLockstep
+	if lockstep {
+		opts = sc.lockstepOptions()
+	}
+	opts.LocalAddr, opts.PingInterval = local, s.cfg.KeepAlive
+	c, err := client.Dial(ctx, s.url(sc.idx), opts)
 	if err != nil {
 		s.errors.add(dialKind(err))
 		return
 	}
+	ro := client.RoomOptions{
+		MaxPlayers: uint32(s.roomCapacity),
+		TickRate:   uint32(s.cfg.TickRate),
+		Immediate:  s.cfg.Immediate,
+	}
+	if lockstep {
+		ro.Lockstep = &client.LockstepOptions{}
+	}
 	j, err := c.Join(ctx, client.JoinOptions{
 		RoomID:          s.roomID(sc.room),
 		CreateIfMissing: true,
-		Room: client.RoomOptions{
-			MaxPlayers: uint32(s.roomCapacity),
-			TickRate:   uint32(s.cfg.TickRate),
-			Immediate:  s.cfg.Immediate,
-		},
+		Room:            ro,
 	})
 	if err != nil {
 		s.errors.add(joinKind(err))
 		_ = c.Close()
 		return
 	}
-	sc.c, sc.player, sc.joined = c, j.PlayerID, true
+	if lockstep {
+		sc.startLockstep(c, j) // sets c and player under lsMu: the reader goroutine reads them
+	} else {
+		sc.c, sc.player = c, j.PlayerID
+	}
+	sc.joined = true
 	s.connected.Add(1)
 }
 

@@ -62,6 +62,16 @@ type Options struct {
 	// and the slices it holds are valid only during the call (f.Events
 	// excepted). Nil means frames are dropped.
 	OnFrame func(f *FrameView)
+	// OnInputSet receives the InputSet of every frame that has one (LOCKSTEP
+	// rooms), after OnFrame, on the reader goroutine; s is valid only during
+	// the call. Nil means InputSets are not decoded.
+	OnInputSet func(s *InputSet)
+	// OnSnapshotRequest is called (reader goroutine) when a LOCKSTEP room
+	// asks this player for a snapshot of its simulation at or after tick
+	// earliest: answer with SendSnapshot, from the goroutine that owns the
+	// simulation. Nil means requests are ignored (the room asks another
+	// member two seconds later).
+	OnSnapshotRequest func(earliest uint64)
 	// OnLeft is called when the server removes this player from its room
 	// without being asked (kicked, room closed, slow consumer). Nil means
 	// ignore.

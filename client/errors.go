@@ -74,6 +74,12 @@ type ServerError struct {
 	// RetryAfter is how long to wait before trying again (RATE_LIMITED,
 	// SERVER_FULL, OVERLOADED), zero when not given.
 	RetryAfter time.Duration
+	// Tick and InputLead are INPUT_TOO_LATE's timing feedback: the room's
+	// last closed tick, the refused input's tick, and how early the input
+	// was (negative: how late).
+	Tick      uint64
+	InputTick uint64
+	InputLead time.Duration
 }
 
 func (e *ServerError) Error() string {

@@ -41,6 +41,8 @@ type reader struct {
 	fragmented bool                       // inside a fragmented data message
 	msg        wire.ServerMessage         // decoded views into buf; reused
 	frame      FrameView                  // handed to OnFrame; reused
+	set        wire.InputSetView          // a lockstep frame's InputSet; reused
+	inputSet   InputSet                   // handed to OnInputSet; reused
 }
 
 // readLoop is the reader goroutine: it reads until the connection ends, then
@@ -214,7 +216,7 @@ func (c *Client) dispatch(b []byte) error {
 			}
 			c.seq.Store(seq)
 		}
-		if c.opts.OnFrame == nil {
+		if c.opts.OnFrame == nil && c.opts.OnInputSet == nil && c.opts.OnSnapshotRequest == nil {
 			return nil
 		}
 		r.frame.Tick = r.msg.Tick
@@ -235,9 +237,11 @@ func (c *Client) dispatch(b []byte) error {
 			r.frame.Events = evs
 		}
 		c.inCallback.Store(true)
-		c.opts.OnFrame(&r.frame)
-		c.inCallback.Store(false)
-		return nil
+		defer c.inCallback.Store(false)
+		if c.opts.OnFrame != nil {
+			c.opts.OnFrame(&r.frame)
+		}
+		return c.lockstepFrame()
 	}
 
 	// Answers and notices are rare: decode them whole. proto.Unmarshal

@@ -41,6 +41,8 @@ type RoomOptions struct {
 	// batched per tick (refused by servers that do not allow it).
 	Immediate bool
 	Metadata  map[string]string
+	// Lockstep, if set, makes the room a LOCKSTEP room.
+	Lockstep *LockstepOptions
 }
 
 // Joined describes the room after a successful Join.
@@ -61,6 +63,10 @@ type Joined struct {
 	// the relay keeps the seat of a lost connection.
 	ResumeToken []byte
 	SeatGrace   time.Duration
+	// Mode is the room's mode; Lockstep (LOCKSTEP rooms only) says where
+	// this player starts.
+	Mode     pb.RoomMode
+	Lockstep *LockstepStart
 }
 
 // Member is one player of a room.
@@ -112,12 +118,16 @@ func (c *Client) Join(ctx context.Context, o JoinOptions) (*Joined, error) {
 		PlayerMetadata:  o.Metadata,
 		AuthToken:       o.AuthToken,
 	}
-	if ro := o.Room; ro.MaxPlayers != 0 || ro.TickRate != 0 || ro.Immediate || len(ro.Metadata) > 0 {
+	if ro := o.Room; ro.MaxPlayers != 0 || ro.TickRate != 0 || ro.Immediate || len(ro.Metadata) > 0 || ro.Lockstep != nil {
 		j.Options = &pb.RoomOptions{
 			MaxPlayers: o.Room.MaxPlayers,
 			TickRate:   o.Room.TickRate,
 			Immediate:  o.Room.Immediate,
 			Metadata:   o.Room.Metadata,
+		}
+		if ls := ro.Lockstep; ls != nil {
+			j.Options.Mode = pb.RoomMode_ROOM_MODE_LOCKSTEP
+			j.Options.Lockstep = &pb.LockstepOptions{ToleranceMs: uint32(ls.Tolerance.Milliseconds()), RepeatLastInput: ls.RepeatLastInput}
 		}
 	}
 	r, _, err := c.request(ctx, &pb.ClientMessage{Body: &pb.ClientMessage_Join{Join: j}})
@@ -146,6 +156,8 @@ func newJoined(j *pb.Joined) *Joined {
 		Immediate:    j.GetImmediate(),
 		ResumeToken:  j.GetResumeToken(),
 		SeatGrace:    time.Duration(j.GetSeatGraceMs()) * time.Millisecond,
+		Mode:         j.GetMode(),
+		Lockstep:     newLockstepStart(j.GetLockstep()),
 		Members:      make([]Member, 0, len(j.GetMembers())),
 	}
 	for _, m := range j.GetMembers() {
@@ -160,6 +172,9 @@ func serverError(e *pb.Error) *ServerError {
 		Message:    e.GetMessage(),
 		Reason:     e.GetReason(),
 		RetryAfter: time.Duration(e.GetRetryAfterMs()) * time.Millisecond,
+		Tick:       e.GetTick(),
+		InputTick:  e.GetInputTick(),
+		InputLead:  time.Duration(e.GetInputLeadUs()) * time.Microsecond,
 	}
 }
 

@@ -105,10 +105,30 @@ type SessionStats struct {
 	InputsResent, InputsLost int
 }
 
-// pendingInput is one Send kept for re-sending.
+// pendingInput is one Send (or lockstep Input, when input is set) kept
+// for re-sending.
 type pendingInput struct {
 	payload []byte
 	opts    SendOptions
+	input   bool
+	tick    uint64
+	inOpts  InputOptions
+}
+
+// seq is the input's sequence number.
+func (in *pendingInput) seq() uint64 {
+	if in.input {
+		return in.inOpts.Seq
+	}
+	return in.opts.Seq
+}
+
+// send writes the input on c.
+func (in *pendingInput) send(c *Client) error {
+	if in.input {
+		return c.SendInput(in.tick, in.payload, in.inOpts)
+	}
+	return c.Send(in.payload, in.opts)
 }
 
 // Session keeps one player's seat in a room across lost connections: when
@@ -218,7 +238,43 @@ func (s *Session) Send(payload []byte, opts SendOptions) error {
 	s.inputSeq++
 	opts.Seq = s.inputSeq
 	opts.Targets = append([]uint32(nil), opts.Targets...)
-	in := pendingInput{payload: append([]byte(nil), payload...), opts: opts}
+	return s.queueLocked(pendingInput{payload: append([]byte(nil), payload...), opts: opts})
+}
+
+// SendInput sends a lockstep input like Client.SendInput, numbered in the
+// same sequence as Send so that the relay takes it once even when it is
+// re-sent after a resume (one for a tick that closed meanwhile is answered
+// INPUT_TOO_LATE and the room filled that tick in). Buffered while
+// reconnecting, like Send. opts.Seq is set by the session.
+func (s *Session) SendInput(tick uint64, payload []byte, opts InputOptions) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil || s.isClosing() {
+		return fmt.Errorf("client: session send input: %w", ErrClosed)
+	}
+	if !s.live && s.offline >= s.opts.ResendInputs {
+		return ErrBacklogFull
+	}
+	s.inputSeq++
+	opts.Seq = s.inputSeq
+	return s.queueLocked(pendingInput{payload: append([]byte(nil), payload...), input: true, tick: tick, inOpts: opts})
+}
+
+// SendSnapshot uploads a lockstep snapshot (Client.SendSnapshot) on the
+// current connection; while reconnecting it fails (the room asks again).
+func (s *Session) SendSnapshot(tick uint64, state []byte) error {
+	s.mu.Lock()
+	c, live := s.conn, s.live
+	s.mu.Unlock()
+	if !live || c == nil {
+		return fmt.Errorf("client: session send snapshot: %w", ErrClosed)
+	}
+	return c.SendSnapshot(tick, state)
+}
+
+// queueLocked keeps in for re-sending and sends it when live. s.mu must be
+// held.
+func (s *Session) queueLocked(in pendingInput) error {
 	if len(s.inputs) == s.opts.ResendInputs {
 		copy(s.inputs, s.inputs[1:]) // the oldest was surely delivered or is beyond help
 		s.inputs = s.inputs[:len(s.inputs)-1]
@@ -230,7 +286,7 @@ func (s *Session) Send(payload []byte, opts SendOptions) error {
 	}
 	// A failed write means the connection is going: the input stays
 	// buffered, and the resume sends it again if the relay lacks it.
-	_ = s.conn.Send(in.payload, in.opts)
+	_ = in.send(s.conn)
 	return nil
 }
 
@@ -481,16 +537,16 @@ func (s *Session) resume(ctx context.Context, lastSeq uint64) (*Resumed, error) 
 func (s *Session) resendLocked(c *Client, inputAck uint64) {
 	keep := s.inputs[:0]
 	for _, in := range s.inputs {
-		if in.opts.Seq > inputAck {
+		if in.seq() > inputAck {
 			keep = append(keep, in)
 		}
 	}
 	s.inputs = keep
-	if len(keep) > 0 && keep[0].opts.Seq > inputAck+1 {
-		s.stats.InputsLost += int(keep[0].opts.Seq - inputAck - 1)
+	if len(keep) > 0 && keep[0].seq() > inputAck+1 {
+		s.stats.InputsLost += int(keep[0].seq() - inputAck - 1)
 	}
-	for _, in := range keep {
-		_ = c.Send(in.payload, in.opts)
+	for i := range keep {
+		_ = keep[i].send(c)
 	}
 	s.stats.InputsResent += len(keep)
 }

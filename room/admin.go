@@ -113,13 +113,18 @@ func (m *Manager) UpdateRoom(ctx context.Context, id string, u RoomUpdate) error
 	if !validRoomID(id) {
 		return fmt.Errorf("%w: %q", ErrRoomNotFound, id)
 	}
-	found := false
+	found, lockstep := false, false
 	err := m.call(ctx, m.workerFor(id), func(w *worker) {
 		r := w.rooms[id]
 		if r == nil {
 			return
 		}
 		found = true
+		if u.TickRate != nil && r.ls != nil && *u.TickRate != r.rate {
+			// A fixed tick is part of a deterministic game's contract.
+			lockstep = true
+			return
+		}
 		if u.MaxPlayers != nil {
 			r.maxPlayers = *u.MaxPlayers
 		}
@@ -129,6 +134,9 @@ func (m *Manager) UpdateRoom(ctx context.Context, id string, u RoomUpdate) error
 	})
 	if err != nil {
 		return err
+	}
+	if lockstep {
+		return fmt.Errorf("%w: the tick rate of LOCKSTEP room %q cannot change", ErrInvalidArgument, id)
 	}
 	if !found {
 		return fmt.Errorf("%w: %q", ErrRoomNotFound, id)

@@ -87,6 +87,10 @@ func ErrorReason(err error) string {
 	if errors.As(err, &ae) {
 		return ae.Reason
 	}
+	var re *reasonError
+	if errors.As(err, &re) {
+		return re.reason
+	}
 	return ""
 }
 
@@ -269,6 +273,25 @@ type Config struct {
 	// flooding connection cannot fill the inbox for the worker's other
 	// rooms. Zero means 1,024.
 	InboxPerSeat int
+	// LockstepTolerance is how long after a tick's deadline a LOCKSTEP
+	// room waits for inputs before closing it, when the room asks for no
+	// other value; LockstepMaxTolerance caps what a room may ask for.
+	// Zero means 5ms and 250ms.
+	LockstepTolerance    time.Duration
+	LockstepMaxTolerance time.Duration
+	// LockstepMaxLeadTicks is how many ticks after the last closed one an
+	// Input may target. Zero means 32.
+	LockstepMaxLeadTicks int
+	// LockstepMaxInputBytes caps one Input's payload. Zero means 256.
+	LockstepMaxInputBytes int
+	// LockstepLogBytes bounds the InputSets a LOCKSTEP room keeps for late
+	// joiners (from its first tick, or from its last snapshot). Zero means
+	// 1 MiB.
+	LockstepLogBytes int
+	// LockstepMaxSnapshotBytes caps a snapshot a member uploads (it is
+	// handed to joiners inside Joined). Zero means 512 KiB.
+	LockstepMaxSnapshotBytes int
+
 	// KeepAliveInterval, if set, sends an empty Frame to every member of a
 	// room that has had nothing to deliver for this long, so clients keep a
 	// clock even in quiet rooms. Zero means off.
@@ -343,8 +366,10 @@ type RoomInfo struct {
 	MaxPlayers int
 	TickRate   int // zero in immediate mode
 	Immediate  bool
-	Tick       uint64
-	CreatedAt  time.Time
+	// Lockstep: a LOCKSTEP room (its tick rate cannot change).
+	Lockstep  bool
+	Tick      uint64
+	CreatedAt time.Time
 	// MessagesIn counts relayed messages received since the room was created.
 	MessagesIn uint64
 	// Deliveries counts messages delivered to members.
@@ -427,9 +452,19 @@ type Stats struct {
 	SeatsExpired uint64
 	// ReplayBytes is the bytes of frames kept for replay, now.
 	ReplayBytes int64
-	// DuplicateInputs counts Sends dropped because their seq was not above
-	// the seat's last accepted one (re-sends after a resume).
+	// DuplicateInputs counts Sends and Inputs dropped because their seq
+	// was not above the seat's last accepted one (re-sends after a resume).
 	DuplicateInputs uint64
+	// Lockstep rooms: InputSets closed (one per room and tick) and
+	// delivered (one per member: frames carrying one); Inputs refused
+	// for a tick already closed; inputs the room filled in (REPEATED or
+	// REPLACED_BY_SERVER); DESYNC reports; snapshots taken.
+	LockstepInputSets          uint64
+	LockstepInputSetsDelivered uint64
+	LockstepLateInputs         uint64
+	LockstepReplacedInputs     uint64
+	LockstepDesyncs            uint64
+	LockstepSnapshots          uint64
 }
 
 // Observer receives per-tick measurements (for metrics). Called on worker

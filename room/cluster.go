@@ -227,6 +227,12 @@ func (m *Manager) Export(ctx context.Context, id string, keep func(*Seat) bool) 
 			result = fmt.Errorf("%w: %q", ErrRoomNotFound, id)
 			return
 		}
+		if r.ls != nil {
+			// Never created on a cluster node (see prepareJoin): its log,
+			// open inputs and snapshot are not in a RoomRecord.
+			result = fmt.Errorf("%w: LOCKSTEP room %q does not move between nodes", ErrInvalidArgument, id)
+			return
+		}
 		if r.asleep {
 			w.wake(r)
 		}

@@ -26,6 +26,12 @@ const (
 	defaultMaxSeatGrace      = 2 * time.Minute
 	defaultReplayPerSeat     = 256 << 10
 	defaultReplayPerRoom     = 4 << 20
+	defaultLockstepTolerance = 5 * time.Millisecond
+	defaultLockstepMaxTol    = 250 * time.Millisecond
+	defaultLockstepLead      = 32
+	defaultLockstepInput     = 256
+	defaultLockstepLog       = 1 << 20
+	defaultLockstepSnapshot  = 512 << 10
 )
 
 // Hard bounds of Config values. They keep arithmetic in range (a period of
@@ -69,6 +75,10 @@ func (c *Config) bounds() []bound {
 		{"CodeLength", &c.CodeLength, defaultCodeLen, maxCodeLen},
 		{"ReplayBytesPerSeat", &c.ReplayBytesPerSeat, defaultReplayPerSeat, 1 << 30},
 		{"ReplayBytesPerRoom", &c.ReplayBytesPerRoom, defaultReplayPerRoom, 1 << 30},
+		{"LockstepMaxLeadTicks", &c.LockstepMaxLeadTicks, defaultLockstepLead, 4096},
+		{"LockstepMaxInputBytes", &c.LockstepMaxInputBytes, defaultLockstepInput, 64 << 10},
+		{"LockstepLogBytes", &c.LockstepLogBytes, defaultLockstepLog, 1 << 30},
+		{"LockstepMaxSnapshotBytes", &c.LockstepMaxSnapshotBytes, defaultLockstepSnapshot, 64 << 20},
 	}
 }
 
@@ -90,6 +100,12 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.MaxSeatGrace == 0 {
 		c.MaxSeatGrace = defaultMaxSeatGrace
+	}
+	if c.LockstepTolerance == 0 {
+		c.LockstepTolerance = defaultLockstepTolerance
+	}
+	if c.LockstepMaxTolerance == 0 {
+		c.LockstepMaxTolerance = defaultLockstepMaxTol
 	}
 	if c.Clock == nil {
 		c.Clock = systemClock{}
@@ -139,6 +155,9 @@ func (c Config) resolve() (Config, error) {
 			return invalid("TickPresets: %s=%s:%d needs a key and a rate within MinTickRate..MaxTickRate (%d..%d)",
 				p.Key, p.Value, p.Rate, c.MinTickRate, c.MaxTickRate)
 		}
+	}
+	if c.LockstepTolerance < 0 || c.LockstepMaxTolerance < 0 || c.LockstepTolerance > c.LockstepMaxTolerance {
+		return invalid("LockstepTolerance (%v) must be within 0..LockstepMaxTolerance (%v)", c.LockstepTolerance, c.LockstepMaxTolerance)
 	}
 	if c.KeepAliveInterval < 0 {
 		return invalid("KeepAliveInterval (%v) must not be negative", c.KeepAliveInterval)

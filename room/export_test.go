@@ -62,6 +62,8 @@ type TickBench struct {
 	r     *room
 	seats []*Seat
 	msg   wire.SendView
+	// lockstep: a LOCKSTEP room (NewLockstepBench); Step sends inputs.
+	lockstep bool
 }
 
 type benchClock struct{ t time.Time }
@@ -109,13 +111,63 @@ func NewTickBench(players, payload int, peer Peer) (*TickBench, error) {
 
 // Step sends one message from every member and runs one tick.
 func (b *TickBench) Step() {
+	if b.lockstep {
+		b.lockstepStep()
+		return
+	}
 	for _, s := range b.seats {
 		_ = b.m.Send(s, 0, &b.msg)
 	}
 	b.w.drain()
 	b.r.tick++
-	b.w.runTick(b.r)
+	b.w.runTick(b.r, b.r.tick)
 }
 
 // DeliveriesPerStep is the number of messages one Step delivers.
 func (b *TickBench) DeliveriesPerStep() int { return len(b.seats) * (len(b.seats) - 1) }
+
+// NewLockstepBench returns a LOCKSTEP room of players members, all
+// delivering to peer; Step sends one input of payload bytes from each for
+// the next tick and closes it.
+func NewLockstepBench(players, payload int, peer Peer) (*TickBench, error) {
+	m, err := newManager(Config{
+		Workers:           1,
+		Clock:             benchClock{time.Unix(1_700_000_000, 0)},
+		DefaultMaxPlayers: players,
+		MaxPlayersPerRoom: players,
+		SeatGrace:         -1,
+		// A small log reaches its steady state (dropping its oldest) soon.
+		LockstepLogBytes: 4 << 10,
+	})
+	if err != nil {
+		return nil, err
+	}
+	b := &TickBench{m: m, w: m.workers[0], msg: wire.SendView{Payload: make([]byte, payload)}, lockstep: true}
+	for range players {
+		s := m.NewSeat(peer)
+		join := &pb.Join{RoomId: "bench", CreateIfMissing: true, Options: &pb.RoomOptions{Mode: pb.RoomMode_ROOM_MODE_LOCKSTEP}}
+		if err := m.Join(s, JoinRequest{Join: join}); err != nil {
+			return nil, err
+		}
+		b.seats = append(b.seats, s)
+	}
+	b.w.step()
+	b.r = b.w.rooms["bench"]
+	if b.r == nil || len(b.r.members) != players || b.r.ls == nil {
+		return nil, errors.New("room: lockstep bench room not set up")
+	}
+	for range 2000 {
+		b.Step()
+	}
+	return b, nil
+}
+
+func (b *TickBench) lockstepStep() {
+	in := wire.InputView{TargetTick: b.r.tick + 1, Payload: b.msg.Payload}
+	for _, s := range b.seats {
+		_ = b.m.Input(s, 0, &in)
+	}
+	b.w.drain()
+	b.r.tick++
+	b.w.runTick(b.r, b.r.tick)
+}

@@ -121,29 +121,45 @@ func (w *worker) writeFrames(r *room, m *member, items []*record, tick uint64, y
 	i := 0
 	for first := true; first || i < len(items); first = false {
 		start, size := i, 0
+		// A lockstep frame carries one InputSet, after the events of its
+		// tick, followed only by the member's lead for it; its Frame.tick
+		// is the InputSet's.
+		var set *record
 		for ; i < len(items); i++ {
 			rec := items[i]
 			if rec == nil || rec.superseded {
 				continue
 			}
+			if set != nil && !rec.lead {
+				break
+			}
 			// A single record larger than a frame still goes out, alone;
-			// Send refuses payloads that would make one.
-			if size > 0 && size+len(rec.enc) > limit {
+			// Send refuses payloads that would make one. A lead stays
+			// with its InputSet (a few bytes past the budget at most).
+			if size > 0 && !rec.lead && size+len(rec.enc) > limit {
 				break
 			}
 			size += len(rec.enc)
+			if rec.inputSet {
+				set = rec
+			}
 		}
 		if size == 0 && !(first && len(items) == 0) {
 			break // only superseded entries left
 		}
+		ft := tick
+		if set != nil {
+			ft = set.tick
+			w.count.lsDelivered++
+		}
 		seq := m.seq + 1
-		out := w.m.outbound.get(wire.FrameSize(tick, seq, size))
-		b := wire.AppendFrameStart(out.buf, tick, seq, size)
+		out := w.m.outbound.get(wire.FrameSize(ft, seq, size))
+		b := wire.AppendFrameStart(out.buf, ft, seq, size)
 		deliveries := 0
 		for _, rec := range items[start:i] {
 			if rec != nil && !rec.superseded {
 				b = append(b, rec.enc...)
-				if !rec.event {
+				if !rec.event && !rec.inputSet && !rec.lead {
 					deliveries++
 				}
 			}

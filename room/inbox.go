@@ -16,6 +16,8 @@ const (
 	cmdResume                        // control
 	cmdCall                          // control: an admin function run on the worker
 	cmdSync                          // control: a barrier (tests)
+	cmdInput                         // data: a lockstep Input
+	cmdSnapshot                      // data: a lockstep Snapshot
 )
 
 // command is one entry of a worker's inbox. Only the fields of its kind are
@@ -27,6 +29,7 @@ type command struct {
 	rec       *record       // cmdSend
 	join      *joinCmd      // cmdJoin
 	resume    *resumeCmd    // cmdResume
+	snapshot  *snapshotCmd  // cmdSnapshot
 	fn        func(*worker) // cmdCall
 	done      chan struct{} // cmdCall, cmdSync: closed once the batch is processed
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	pb "github.com/tickrelay/tickrelay/proto/tickrelay/v1"
 	"github.com/tickrelay/tickrelay/proto/wire"
 )
 
@@ -127,6 +128,10 @@ type joinCmd struct {
 	grantPlayers  int
 	userID        string
 	seatGrace     time.Duration // asked for by the creator; 0: the default
+	// A LOCKSTEP room's options (used when the join creates it).
+	lockstep    bool
+	lsTolerance time.Duration
+	lsRepeat    bool
 }
 
 // Join asks for s to join (or create) a room. Errors found without room
@@ -191,6 +196,25 @@ func (m *Manager) prepareJoin(req JoinRequest) (*joinCmd, error) {
 	if err := m.checkMetadata("room", opts.GetMetadata()); err != nil {
 		return nil, err
 	}
+	lockstep := opts.GetMode() == pb.RoomMode_ROOM_MODE_LOCKSTEP
+	var tolerance time.Duration
+	if lockstep {
+		switch {
+		case opts.GetImmediate():
+			return nil, fmt.Errorf("%w: a LOCKSTEP room cannot be immediate", ErrInvalidArgument)
+		case m.cfg.Hooks != nil:
+			// Its input log, open inputs and snapshot are not part of the
+			// room records a cluster moves between nodes.
+			return nil, fmt.Errorf("%w: LOCKSTEP rooms are not available on a cluster node", ErrInvalidArgument)
+		}
+		tolerance = m.policy().LockstepTolerance
+		if ms := opts.GetLockstep().GetToleranceMs(); ms != 0 {
+			tolerance = time.Duration(ms) * time.Millisecond
+			if tolerance > m.policy().LockstepMaxTolerance {
+				return nil, fmt.Errorf("%w: lockstep tolerance %v above %v", ErrInvalidArgument, tolerance, m.policy().LockstepMaxTolerance)
+			}
+		}
+	}
 	if m.draining.Load() {
 		return nil, ErrDraining
 	}
@@ -208,6 +232,9 @@ func (m *Manager) prepareJoin(req JoinRequest) (*joinCmd, error) {
 		immediate:       opts.GetImmediate(),
 		roomMetadata:    cloneMetadata(opts.GetMetadata()),
 		playerMetadata:  cloneMetadata(j.GetPlayerMetadata()),
+		lockstep:        lockstep,
+		lsTolerance:     tolerance,
+		lsRepeat:        opts.GetLockstep().GetRepeatLastInput(),
 	}
 	if g := req.Grant; g != nil {
 		if err := applyGrant(cmd, g, m.policy()); err != nil {
@@ -401,6 +428,12 @@ func (m *Manager) Stats() Stats {
 		s.SeatsExpired += p.seatsExpired.Load()
 		s.ReplayedFrames += p.replayed.Load()
 		s.DuplicateInputs += p.dupInputs.Load()
+		s.LockstepInputSets += p.lsSets.Load()
+		s.LockstepInputSetsDelivered += p.lsDelivered.Load()
+		s.LockstepLateInputs += p.lsLate.Load()
+		s.LockstepReplacedInputs += p.lsReplaced.Load()
+		s.LockstepDesyncs += p.lsDesyncs.Load()
+		s.LockstepSnapshots += p.lsSnapshots.Load()
 		for i := range p.resumes {
 			if n := p.resumes[i].Load(); n > 0 {
 				if s.Resumes == nil {

@@ -87,6 +87,11 @@ func (w *worker) joined(r *room, me *member) *pb.Joined {
 	if r.immediate {
 		mode = pb.RoomMode_ROOM_MODE_IMMEDIATE
 	}
+	var start *pb.LockstepStart
+	if r.ls != nil {
+		mode = pb.RoomMode_ROOM_MODE_LOCKSTEP
+		start = r.lockstepStart()
+	}
 	j := &pb.Joined{
 		RoomId:       r.id,
 		PlayerId:     me.id,
@@ -100,6 +105,7 @@ func (w *worker) joined(r *room, me *member) *pb.Joined {
 		ResumeToken:  me.resumeToken,
 		SeatGraceMs:  uint32(r.grace.Milliseconds()),
 		Mode:         mode,
+		Lockstep:     start,
 	}
 	me.resumeToken = nil // handed out: only its hash stays
 	return j

@@ -42,7 +42,7 @@ func (m *Manager) Reconfigure(ctx context.Context, cfg Config, moveExisting bool
 	}
 	rate := next.DefaultTickRate
 	for _, r := range rooms {
-		if r.Immediate || r.TickRate == rate {
+		if r.Immediate || r.Lockstep || r.TickRate == rate {
 			continue
 		}
 		// A room that closed meanwhile is not an error.

@@ -35,6 +35,17 @@ type record struct {
 	echo       bool
 	latestOnly bool
 	event      bool // a RoomEvent record, not a Delivery
+	// Lockstep: inputSet marks a Frame.input_set record (of tick tick),
+	// lead a Frame.input_lead_us record; a frame holds at most one
+	// InputSet, last, with the lead that follows it. An Input on its way
+	// to the worker uses tick (its target), checksumTick, checksum and at
+	// (arrival, unix nanos).
+	inputSet     bool
+	lead         bool
+	tick         uint64
+	checksumTick uint64
+	checksum     uint64
+	at           int64
 	// superseded: a newer latest-only update of the same sender, kind and
 	// recipients replaced this one before its tick; lists holding it skip
 	// it. Worker only.

@@ -115,6 +115,21 @@ func (w *worker) resume(s *Seat, c *resumeCmd) {
 		// The frames the client lacks are gone (the ring overflowed), or
 		// it claims frames never sent: it keeps its seat and resyncs from
 		// a snapshot of the room as it is.
+		if r.ls != nil {
+			if _, ok := r.lsStart(); !ok {
+				// A lockstep player cannot resync without the log or a
+				// snapshot: the seat goes, and the client joins again
+				// (answered snapshot_pending until a snapshot comes).
+				w.count.resumes[pb.ResumeFailure_RESUME_FAILURE_TOO_OLD]++
+				w.removeMember(m, pb.LeaveReason_LEAVE_REASON_SEAT_EXPIRED)
+				w.askSnapshotIfLive(r)
+				w.sendMessage(s, &pb.ServerMessage{RequestId: c.requestID, Body: &pb.ServerMessage_Resumed{Resumed: &pb.Resumed{
+					Failure: pb.ResumeFailure_RESUME_FAILURE_TOO_OLD,
+				}}})
+				s.settle(stateJoining, stateIdle)
+				return
+			}
+		}
 		w.ringBytes(r, -m.ring.ack(m.seq))
 		m.resumeSeq = m.seq
 		w.count.resumes[pb.ResumeFailure_RESUME_FAILURE_TOO_OLD]++
@@ -126,6 +141,9 @@ func (w *worker) resume(s *Seat, c *resumeCmd) {
 			InputAck: m.inputSeq,
 			Snapshot: snapshot,
 		}}})
+		if r.ls != nil {
+			w.lsCatchUp(r, m)
+		}
 		s.settle(stateJoining, stateInRoom)
 		return
 	}
@@ -158,6 +176,12 @@ func (w *worker) resume(s *Seat, c *resumeCmd) {
 func (w *worker) resumeFailed(s *Seat, c *resumeCmd, r *room, why pb.ResumeFailure) {
 	w.count.resumes[why]++
 	resumed := &pb.Resumed{Failure: why}
+	if r != nil && r.ls != nil {
+		if _, ok := r.lsStart(); !ok {
+			w.askSnapshot(r)
+			r = nil // no snapshot seat: the client joins again later
+		}
+	}
 	if r != nil && len(r.members) < r.maxPlayers && (c.grant == nil || c.grant.AllowsRoom == nil || c.grant.AllowsRoom(r.id)) {
 		userID := ""
 		var md map[string]string
@@ -167,6 +191,9 @@ func (w *worker) resumeFailed(s *Seat, c *resumeCmd, r *room, why pb.ResumeFailu
 		m := w.addMember(r, s, md, userID)
 		resumed.Snapshot = w.joined(r, m)
 		w.sendMessage(s, &pb.ServerMessage{RequestId: c.requestID, Body: &pb.ServerMessage_Resumed{Resumed: resumed}})
+		if r.ls != nil {
+			w.lsCatchUp(r, m)
+		}
 		s.settle(stateJoining, stateInRoom)
 		return
 	}

@@ -75,6 +75,9 @@ type room struct {
 	// touched: the room delivered frames in the worker's current round
 	// (it is in worker.touched, for Hooks.FramesDone).
 	touched bool
+
+	// ls is the state of a LOCKSTEP room; nil in other modes.
+	ls *lockstep
 }
 
 // member is one player of a room, owned by the room's worker.
@@ -145,6 +148,10 @@ type member struct {
 	tickMessages  int
 	tickBytes     int
 	budgetNoticed bool // told RATE_LIMITED this tick
+
+	// ls is the member's lockstep state (its open inputs); nil outside
+	// LOCKSTEP rooms.
+	ls *lsSeat
 }
 
 // publishClock makes tick and rate visible to Seat.Clock.
@@ -239,6 +246,9 @@ func (w *worker) createRoom(id string, j *joinCmd) (*room, error) {
 		r.grace = min(j.seatGrace, cfg.MaxSeatGrace)
 	}
 	r.grace = max(r.grace, 0)
+	if j.lockstep {
+		r.ls = newLockstep(j, cfg)
+	}
 	w.rooms[id] = r
 	w.count.rooms++
 	w.scheduleNew(r)
@@ -250,6 +260,9 @@ func (w *worker) createRoom(id string, j *joinCmd) (*room, error) {
 func (w *worker) addMember(r *room, s *Seat, metadata map[string]string, userID string) *member {
 	r.lastID++
 	m := &member{id: r.lastID, seat: s, room: r, joinedAt: w.now, lastSent: w.now, metadata: metadata, userID: userID}
+	if r.ls != nil {
+		m.ls = r.ls.newSeat()
+	}
 	r.members = append(r.members, m)
 	r.byID[m.id] = m
 	s.member.Store(m)
@@ -310,6 +323,9 @@ func (w *worker) removeMember(m *member, reason pb.LeaveReason) {
 // destroyRoom forgets r (its last member is gone, or it was closed).
 func (w *worker) destroyRoom(r *room) {
 	r.closed = true
+	if r.ls != nil {
+		w.dropLog(r)
+	}
 	w.sched.remove(r)
 	delete(w.rooms, r.id)
 	w.m.roomCount.Add(-1)
@@ -348,6 +364,19 @@ func (w *worker) closeRoom(r *room, reason string) {
 	r.members = r.members[:0]
 	clear(r.byID)
 	w.destroyRoom(r)
+}
+
+// queueEventTo queues ev for member to alone.
+func (w *worker) queueEventTo(r *room, to *member, ev *pb.RoomEvent) {
+	b, err := proto.Marshal(ev)
+	if err != nil {
+		return
+	}
+	rec := w.m.records.get()
+	rec.buf = wire.AppendEventRecord(rec.buf[:0], b)
+	rec.enc = rec.buf
+	rec.event = true
+	w.enqueue(r, to, rec)
 }
 
 // queueEvent encodes ev once and queues it for every member but except.
@@ -393,6 +422,7 @@ func (r *room) info() RoomInfo {
 		MaxPlayers:   r.maxPlayers,
 		TickRate:     r.rate,
 		Immediate:    r.immediate,
+		Lockstep:     r.ls != nil,
 		Tick:         r.tickAt(r.w.now),
 		CreatedAt:    r.createdAt,
 		MessagesIn:   r.messagesIn,

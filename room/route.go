@@ -41,8 +41,18 @@ func (w *worker) join(s *Seat, j *joinCmd) {
 		s.settle(stateJoining, stateIdle)
 		return
 	}
+	if r.ls != nil {
+		if _, ok := r.lsStart(); !ok {
+			w.lsRefuse(s, j.requestID, r)
+			s.settle(stateJoining, stateIdle)
+			return
+		}
+	}
 	m := w.addMember(r, s, j.playerMetadata, j.userID)
 	w.sendJoined(s, j.requestID, r, m)
+	if r.ls != nil {
+		w.lsCatchUp(r, m)
+	}
 	s.settle(stateJoining, stateInRoom)
 }
 

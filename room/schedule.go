@@ -89,6 +89,15 @@ func (w *worker) scheduleNew(r *room) {
 		r.period = periodOf(r.rate)
 	}
 	r.base = w.firstDeadline(r.period)
+	if r.ls != nil {
+		// Tick T closes tolerance after its deadline: the whole grid shifts, so the
+		// room stays drift-free. The first close stays within a period
+		// of now, like any room's first tick.
+		r.base = r.base.Add(r.ls.tolerance)
+		for r.base.Sub(w.now) > r.period {
+			r.base = r.base.Add(-r.period)
+		}
+	}
 	r.n = 0
 	r.next = r.base
 	r.last = r.base.Add(-r.period)
@@ -184,8 +193,9 @@ func (w *worker) runDue() {
 		}
 		r.lastLateness = late
 		r.maxLateness = max(r.maxLateness, late)
+		first := r.tick + 1
 		r.tick += uint64(1 + missed)
-		w.runTick(r)
+		w.runTick(r, first)
 		end := w.m.cfg.Clock.Now()
 		if obs := w.m.cfg.Observer; obs != nil {
 			obs.ObserveTick(late, end.Sub(w.now))
@@ -200,7 +210,7 @@ func (w *worker) runDue() {
 // then costs no wake-up, heap work or tick. Rooms asleep when a reload turns
 // keep-alives on start them at their next message.
 func (w *worker) maybeSleep(r *room) {
-	if r.work || r.closed || r.away > 0 || w.m.policy().KeepAliveInterval > 0 {
+	if r.ls != nil || r.work || r.closed || r.away > 0 || w.m.policy().KeepAliveInterval > 0 {
 		return
 	}
 	w.sched.remove(r)
@@ -225,14 +235,19 @@ func (w *worker) wake(r *room) {
 	r.publishClock()
 }
 
-// runTick builds the frames of r's current tick.
-func (w *worker) runTick(r *room) {
+// runTick builds the frames of r's current tick; a lockstep room first
+// closes its ticks first..r.tick (more than one when the worker was late:
+// lockstep ticks are never skipped).
+func (w *worker) runTick(r *room, first uint64) {
 	r.publishClock()
 	if r.away > 0 {
 		w.expireAway(r)
 		if r.closed {
 			return
 		}
+	}
+	if r.ls != nil {
+		w.closeTicks(r, first)
 	}
 	w.flushRoom(r, r.tick, true)
 	w.count.ticks++

@@ -52,6 +52,8 @@ type counters struct {
 	backlogSuperseded                   uint64
 	seatsAway, replayBytes              int64
 	seatsExpired, replayed, dupInputs   uint64
+	lsSets, lsDelivered, lsLate         uint64
+	lsReplaced, lsDesyncs, lsSnapshots  uint64
 	// resumes counts Resumes by outcome: index 0 recovered, else the
 	// pb.ResumeFailure.
 	resumes [resumeOutcomes]uint64
@@ -69,6 +71,8 @@ type published struct {
 	backlogSuperseded                   atomic.Uint64
 	seatsAway, replayBytes              atomic.Int64
 	seatsExpired, replayed, dupInputs   atomic.Uint64
+	lsSets, lsDelivered, lsLate         atomic.Uint64
+	lsReplaced, lsDesyncs, lsSnapshots  atomic.Uint64
 	resumes                             [resumeOutcomes]atomic.Uint64
 }
 
@@ -149,6 +153,12 @@ func (w *worker) handle(c *command) {
 	case cmdSend:
 		c.seat.queued.Add(-1)
 		w.send(c.seat, c.rec)
+	case cmdInput:
+		c.seat.queued.Add(-1)
+		w.input(c.seat, c.rec)
+	case cmdSnapshot:
+		c.seat.queued.Add(-1)
+		w.snapshot(c.seat, c.requestID, c.snapshot)
 	case cmdJoin:
 		w.join(c.seat, c.join)
 	case cmdLeave:
@@ -187,6 +197,12 @@ func (w *worker) publish() {
 	p.seatsExpired.Store(c.seatsExpired)
 	p.replayed.Store(c.replayed)
 	p.dupInputs.Store(c.dupInputs)
+	p.lsSets.Store(c.lsSets)
+	p.lsDelivered.Store(c.lsDelivered)
+	p.lsLate.Store(c.lsLate)
+	p.lsReplaced.Store(c.lsReplaced)
+	p.lsDesyncs.Store(c.lsDesyncs)
+	p.lsSnapshots.Store(c.lsSnapshots)
 	for i := range c.resumes {
 		p.resumes[i].Store(c.resumes[i])
 	}

@@ -157,6 +157,7 @@ type roomJSON struct {
 	MaxPlayers     int               `json:"max_players"`
 	TickRate       int               `json:"tick_rate"`
 	Immediate      bool              `json:"immediate"`
+	Lockstep       bool              `json:"lockstep,omitempty"`
 	Tick           uint64            `json:"tick"`
 	CreatedAt      time.Time         `json:"created_at"`
 	MessagesIn     uint64            `json:"messages_in"`
@@ -183,7 +184,7 @@ type memberJSON struct {
 func toRoomJSON(info room.RoomInfo, now time.Time) roomJSON {
 	r := roomJSON{
 		ID: info.ID, Players: info.Players, MaxPlayers: info.MaxPlayers, TickRate: info.TickRate,
-		Immediate: info.Immediate, Tick: info.Tick, CreatedAt: info.CreatedAt,
+		Immediate: info.Immediate, Lockstep: info.Lockstep, Tick: info.Tick, CreatedAt: info.CreatedAt,
 		MessagesIn: info.MessagesIn, Deliveries: info.Deliveries,
 		LastLatenessMs: float64(info.LastLateness) / 1e6, MaxLatenessMs: float64(info.MaxLateness) / 1e6,
 		TickOverruns: info.Overruns, Metadata: info.Metadata,

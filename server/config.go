@@ -212,6 +212,11 @@ func (c Config) withDefaults() Config {
 	if c.OutboundHardBytes == 0 {
 		c.OutboundHardBytes = 4 << 20
 	}
+	if lb := c.Room.WithDefaults().LockstepLogBytes; 2*lb > c.OutboundHardBytes {
+		// A late joiner gets the whole log at once (one frame per tick,
+		// some overhead each): it must not overflow its own connection.
+		c.Room.LockstepLogBytes = max(c.OutboundHardBytes/2, 1)
+	}
 	if c.MaxBadMessages == 0 {
 		c.MaxBadMessages = 3
 	}

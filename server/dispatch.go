@@ -76,6 +76,21 @@ func (s *Server) request(c *conn, payload []byte) gnet.Action {
 			writeError(c, rid, room.ErrorCode(err), err.Error())
 		}
 		return gnet.None
+	case wire.BodyInput:
+		if err := s.rooms.Input(c.seat, rid, &c.msg.Input); err != nil {
+			writeError(c, rid, room.ErrorCode(err), err.Error())
+		}
+		return gnet.None
+	case wire.BodySnapshot:
+		var full pb.ClientMessage
+		if err := proto.Unmarshal(payload, &full); err != nil {
+			return s.badMessage(c, "undecodable envelope: "+err.Error())
+		}
+		snap := full.GetSnapshot()
+		if err := s.rooms.Snapshot(c.seat, rid, snap.GetTick(), snap.GetState()); err != nil {
+			writeError(c, rid, room.ErrorCode(err), err.Error())
+		}
+		return gnet.None
 	case wire.BodyLeave:
 		if err := s.rooms.Leave(c.seat, rid); err != nil {
 			writeError(c, rid, room.ErrorCode(err), err.Error())

@@ -75,7 +75,14 @@ var (
 	descSeatsAway      = desc("tickrelay_seats_away", "Players whose connection dropped and whose seat is kept for a resume.")
 	descSeatsExpired   = desc("tickrelay_seats_expired_total", "Seats released because their grace ran out.")
 	descReplayBytes    = desc("tickrelay_replay_bytes", "Bytes of frames kept for replay (until acknowledged).")
-	descDupInputs      = desc("tickrelay_duplicate_inputs_total", "Sends dropped as re-sends (their seq not above the seat's last accepted).")
+	descDupInputs      = desc("tickrelay_duplicate_inputs_total", "Sends and Inputs dropped as re-sends (their seq not above the seat's last accepted).")
+
+	descLsSets      = desc("tickrelay_lockstep_input_sets_total", "InputSets closed by lockstep rooms (one per room and tick).")
+	descLsDelivered = desc("tickrelay_lockstep_input_sets_delivered_total", "InputSets put into frames (one per member and tick).")
+	descLsLate      = desc("tickrelay_lockstep_late_inputs_total", "Lockstep Inputs refused because their tick had closed (INPUT_TOO_LATE).")
+	descLsReplaced  = desc("tickrelay_lockstep_replaced_inputs_total", "Inputs lockstep rooms filled in for present players without one (REPEATED or REPLACED_BY_SERVER).")
+	descLsDesyncs   = desc("tickrelay_lockstep_desyncs_total", "DESYNC reports: ticks whose checksums disagreed.")
+	descLsSnapshots = desc("tickrelay_lockstep_snapshots_total", "Snapshots lockstep rooms took from members for late joiners.")
 
 	descRooms        = desc("tickrelay_rooms", "Open rooms.")
 	descPlayers      = desc("tickrelay_players", "Players in rooms.")
@@ -101,6 +108,7 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 		descRefusedNoFD, descOverBudget, descOverShare, descSuperseded, descAuthOK, descAuthRefused,
 		descAddrTracked, descAddrUntracked, descAddrRefused, descAddrLockouts, descResumes, descReplayed,
 		descSeatsAway, descSeatsExpired, descReplayBytes, descDupInputs,
+		descLsSets, descLsDelivered, descLsLate, descLsReplaced, descLsDesyncs, descLsSnapshots,
 	} {
 		ch <- d
 	}
@@ -198,6 +206,12 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		counter(descSeatsExpired, rs.SeatsExpired)
 		gauge(descReplayBytes, float64(rs.ReplayBytes))
 		counter(descDupInputs, rs.DuplicateInputs)
+		counter(descLsSets, rs.LockstepInputSets)
+		counter(descLsDelivered, rs.LockstepInputSetsDelivered)
+		counter(descLsLate, rs.LockstepLateInputs)
+		counter(descLsReplaced, rs.LockstepReplacedInputs)
+		counter(descLsDesyncs, rs.LockstepDesyncs)
+		counter(descLsSnapshots, rs.LockstepSnapshots)
 	}
 	m.collectCluster(ch)
 	m.tickDuration.Collect(ch)

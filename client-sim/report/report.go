@@ -86,6 +86,14 @@ type Report struct {
 	// Resume is what the sessions (-resume) and the fault proxy
 	// (-fault-cut-fraction) went through; nil without either.
 	Resume *Resume `json:"resume,omitempty"`
+
+	// Mode is "lockstep" for -mode lockstep (empty: relay). Then Delivered
+	// counts InputSets received in the window, LatencyMs is the input
+	// delay (an input's send to its tick's InputSet), Server's
+	// cpu_us_per_delivery is per InputSet delivered, and Lockstep holds
+	// the rest.
+	Mode     string    `json:"mode,omitempty"`
+	Lockstep *Lockstep `json:"lockstep,omitempty"`
 }
 
 // Resume holds the figures of resuming clients and of the fault proxy.
@@ -112,6 +120,33 @@ type Resume struct {
 	// ResumeMs is the time from a lost connection to the seat back, per
 	// reconnect (its max: until the last was back).
 	ResumeMs Percentiles `json:"resume_ms"`
+}
+
+// Lockstep is the lockstep section of a report (-mode lockstep).
+type Lockstep struct {
+	// InputSets received inside the measured window, over all clients.
+	InputSets       uint64  `json:"input_sets"`
+	InputSetsPerSec float64 `json:"input_sets_per_sec"`
+	// LatenessMs: how much later than the earliest arrival its receiver
+	// saw (tick for tick) an InputSet arrived: the relay's and the
+	// network's jitter.
+	LatenessMs Percentiles `json:"lateness_ms"`
+	// LeadMs: how early the relay said the inputs arrived (positive leads).
+	LeadMs Percentiles `json:"lead_ms"`
+	// LeadP1Ms is the 1st percentile of the lead: the margin an input
+	// delay must cover.
+	LeadP1Ms float64 `json:"lead_p1_ms"`
+	// InputDelayTicks: the clients' adaptive input delay, sampled per
+	// InputSet.
+	InputDelayTicks Percentiles `json:"input_delay_ticks"`
+	// Flags counts the receivers' own entries by flag (client, repeated,
+	// replaced_by_server, not_present), LateInputs the INPUT_TOO_LATE
+	// answers, over the whole run.
+	Flags      map[string]uint64 `json:"flags"`
+	LateInputs uint64            `json:"late_inputs"`
+	// ServerCPUUsPerInputSet: server CPU (with -server-pid) per InputSet
+	// delivered in the window.
+	ServerCPUUsPerInputSet float64 `json:"server_cpu_us_per_input_set,omitempty"`
 }
 
 // Percentiles of a distribution, in milliseconds.

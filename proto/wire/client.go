@@ -14,9 +14,9 @@ type SendView struct {
 	Seq        uint64 // per-seat input sequence (0: none)
 }
 
-// ClientMessage is a decoded ClientMessage envelope. Only Send (and the
-// envelope's ack) is decoded field by field; for the other bodies (rare:
-// Join, Leave, Ping, Authenticate, Resume, Input, Snapshot) callers
+// ClientMessage is a decoded ClientMessage envelope. Only Send and Input
+// (and the envelope's ack) are decoded field by field; for the other bodies
+// (rare: Join, Leave, Ping, Authenticate, Resume, Snapshot) callers
 // unmarshal the whole envelope with the generated code.
 //
 // A ClientMessage may be reused across calls to ParseClientMessage; its
@@ -24,9 +24,10 @@ type SendView struct {
 type ClientMessage struct {
 	RequestID uint32
 	// Ack is the highest Frame.seq the client holds (0: none).
-	Ack  uint64
-	Body Body
-	Send SendView
+	Ack   uint64
+	Body  Body
+	Send  SendView
+	Input InputView
 }
 
 // ParseClientMessage decodes b into m with the semantics of proto.Unmarshal:
@@ -37,6 +38,7 @@ func ParseClientMessage(b []byte, m *ClientMessage) error {
 	m.Ack = 0
 	m.Body = BodyNone
 	resetSend(&m.Send)
+	resetInput(&m.Input)
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
@@ -61,6 +63,19 @@ func ParseClientMessage(b []byte, m *ClientMessage) error {
 			}
 			m.Body = BodySend
 			if err := parseSend(v, &m.Send); err != nil {
+				return err
+			}
+			b = rest
+		case num == clientInput && typ == protowire.BytesType:
+			v, rest, err := takeBytes(b, "input")
+			if err != nil {
+				return err
+			}
+			if m.Body != BodyInput {
+				resetInput(&m.Input)
+			}
+			m.Body = BodyInput
+			if err := parseInput(v, &m.Input); err != nil {
 				return err
 			}
 			b = rest
@@ -93,6 +108,9 @@ func ParseClientMessage(b []byte, m *ClientMessage) error {
 	}
 	if m.Body != BodySend {
 		resetSend(&m.Send)
+	}
+	if m.Body != BodyInput {
+		resetInput(&m.Input)
 	}
 	return nil
 }

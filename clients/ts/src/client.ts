@@ -2,12 +2,15 @@ import { create, fromBinary, toBinary, type MessageInitShape } from "@bufbuild/p
 import {
   ClientMessageSchema,
   ErrorCode,
+  InputFlag,
   LeaveReason,
   ResumeFailure,
   RoomEventType,
+  RoomMode,
   ServerMessageSchema,
   type Error as PbError,
   type Frame as PbFrame,
+  type InputSet as PbInputSet,
   type Joined as PbJoined,
   type Member as PbMember,
   type RoomEvent as PbRoomEvent,
@@ -24,6 +27,8 @@ import type {
   ConnectionState,
   Delivery,
   Frame,
+  InputOptions,
+  InputSet,
   JoinOptions,
   Joined,
   LeftInfo,
@@ -49,6 +54,12 @@ export interface ClientEvents {
   open: () => void;
   /** One frame of the room: deliveries and room events of one tick. */
   frame: (frame: Frame) => void;
+  /** LOCKSTEP rooms: the InputSet of one tick, after its frame's "frame" event. */
+  inputSet: (set: InputSet) => void;
+  /** LOCKSTEP rooms: the room asks this player for a snapshot of a tick at or after earliestTick (answer with sendSnapshot). */
+  snapshotRequested: (earliestTick: number) => void;
+  /** LOCKSTEP rooms: the checksums of tick disagreed; players are those outside the majority. */
+  desync: (tick: number, players: readonly number[]) => void;
   /** The client joined a room (your join, or a rejoin after a reconnect): the presence starts over from `joined.members`. */
   joined: (joined: Joined) => void;
   /** The client is no longer in its room. */
@@ -479,6 +490,32 @@ export class TickrelayClient extends Emitter<ClientEvents> {
     });
   }
 
+  /**
+   * LOCKSTEP rooms: sends this player's input for tick (after the last
+   * closed one, at most LockstepStart.maxLeadTicks ahead). Not
+   * acknowledged: a refusal (INPUT_TOO_LATE with its timing) arrives as an
+   * "error" event. tick 0 sends only the checksum. Returns false, dropping
+   * the input, when no connection serves right now.
+   */
+  sendInput(tick: number, payload: Uint8Array, opts: InputOptions = {}): boolean {
+    const conn = this.conn;
+    if (!conn || !conn.ready || conn.ended || conn.ws.readyState !== OPEN) return false;
+    if (!Number.isSafeInteger(tick) || tick < 0) throw new RangeError(`tickrelay: sendInput: tick ${tick} is not a tick`);
+    this.write(conn, 0, {
+      case: "input",
+      value: { targetTick: BigInt(tick), payload, checksumTick: BigInt(opts.checksumTick ?? 0), checksum: opts.checksum ?? 0n },
+    });
+    return true;
+  }
+
+  /** LOCKSTEP rooms: uploads this player's state after tick, for late joiners (see "snapshotRequested"). */
+  sendSnapshot(tick: number, state: Uint8Array): boolean {
+    const conn = this.conn;
+    if (!conn || !conn.ready || conn.ended || conn.ws.readyState !== OPEN) return false;
+    this.write(conn, 0, { case: "snapshot", value: { tick: BigInt(tick), state } });
+    return true;
+  }
+
   /** Measures one round trip (and feeds the clock estimate). */
   async ping(o: { timeoutMs?: number } = {}): Promise<PingResult> {
     const conn = await this.whenOpen(o.timeoutMs);
@@ -878,7 +915,16 @@ export class TickrelayClient extends Emitter<ClientEvents> {
           roomId: o.roomId ?? "",
           createIfMissing: o.createIfMissing ?? false,
           options: ro
-            ? { maxPlayers: ro.maxPlayers ?? 0, tickRate: ro.tickRate ?? 0, immediate: ro.immediate ?? false, metadata: ro.metadata ?? {} }
+            ? {
+                maxPlayers: ro.maxPlayers ?? 0,
+                tickRate: ro.tickRate ?? 0,
+                immediate: ro.immediate ?? false,
+                metadata: ro.metadata ?? {},
+                mode: ro.lockstep ? RoomMode.LOCKSTEP : RoomMode.UNSPECIFIED,
+                lockstep: ro.lockstep
+                  ? { toleranceMs: ro.lockstep.toleranceMs ?? 0, repeatLastInput: ro.lockstep.repeatLastInput ?? false }
+                  : undefined,
+              }
             : undefined,
           playerMetadata: o.metadata ?? {},
           authToken: token ?? "",
@@ -1068,6 +1114,7 @@ export class TickrelayClient extends Emitter<ClientEvents> {
       seq: Number(f.seq),
       deliveries: f.deliveries.map((d): Delivery => ({ sender: d.sender, kind: d.kind, payload: d.payload })),
       events: f.events.map(toRoomEvent),
+      inputSet: f.inputSet ? toInputSet(f.inputSet, f.inputLeadUs) : undefined,
     };
     if (!seat) {
       this.emit("frame", frame);
@@ -1131,10 +1178,17 @@ export class TickrelayClient extends Emitter<ClientEvents> {
           }
           break;
         }
+        case RoomEventType.DESYNC:
+          this.emit("desync", ev.tick, ev.players);
+          break;
+        case RoomEventType.SNAPSHOT_REQUESTED:
+          this.emit("snapshotRequested", ev.tick);
+          break;
         default:
       }
     }
     if (changed && this.seat === seat) this.emit("members", this.members);
+    if (frame.inputSet && this.seat === seat) this.emit("inputSet", frame.inputSet);
   }
 
   // --- pings -------------------------------------------------------------
@@ -1208,6 +1262,8 @@ function toError(e: PbError, requestId: number): TickrelayError {
     reason: e.reason,
     detail: e.message,
     tick: Number(e.tick),
+    inputTick: Number(e.inputTick),
+    inputLeadUs: Number(e.inputLeadUs),
   });
 }
 
@@ -1227,6 +1283,26 @@ function toJoined(j: PbJoined): Joined {
     roomMetadata: { ...j.roomMetadata },
     immediate: j.immediate,
     seatGraceMs: j.seatGraceMs,
+    mode: j.mode,
+    lockstep: j.lockstep
+      ? {
+          firstTick: Number(j.lockstep.firstTick),
+          snapshotTick: Number(j.lockstep.snapshotTick),
+          snapshot: j.lockstep.snapshot,
+          toleranceMs: j.lockstep.toleranceMs,
+          repeatLastInput: j.lockstep.repeatLastInput,
+          maxLeadTicks: j.lockstep.maxLeadTicks,
+          maxInputBytes: j.lockstep.maxInputBytes,
+        }
+      : undefined,
+  };
+}
+
+function toInputSet(s: PbInputSet, leadUs: bigint | undefined): InputSet {
+  return {
+    tick: Number(s.tick),
+    inputs: s.inputs.map((i) => ({ playerId: i.playerId, flag: i.flag, payload: i.payload })),
+    leadUs: leadUs === undefined ? undefined : Number(leadUs),
   };
 }
 
@@ -1238,7 +1314,9 @@ function toRoomEvent(e: PbRoomEvent): RoomEvent {
     reason: e.reason,
     tickRate: e.tickRate,
     userId: e.userId,
+    tick: Number(e.tick),
+    players: [...e.players],
   };
 }
 
-export { ErrorCode, LeaveReason, ResumeFailure, RoomEventType };
+export { ErrorCode, InputFlag, LeaveReason, ResumeFailure, RoomEventType, RoomMode };

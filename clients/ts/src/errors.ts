@@ -18,10 +18,23 @@ export class TickrelayError extends Error {
   readonly reason: string;
   /** The relay's human-readable detail, for logs. */
   readonly detail: string;
-  /** INPUT_TOO_LATE: the room's current open tick. */
+  /** INPUT_TOO_LATE: the room's last closed tick. */
   readonly tick: number;
+  /** INPUT_TOO_LATE: the refused input's tick. */
+  readonly inputTick: number;
+  /** INPUT_TOO_LATE: how early the input arrived, µs (negative: how late). */
+  readonly inputLeadUs: number;
 
-  constructor(init: { code: ErrorCode; requestId: number; retryAfterMs?: number; reason?: string; detail?: string; tick?: number }) {
+  constructor(init: {
+    code: ErrorCode;
+    requestId: number;
+    retryAfterMs?: number;
+    reason?: string;
+    detail?: string;
+    tick?: number;
+    inputTick?: number;
+    inputLeadUs?: number;
+  }) {
     const name = errorCodeName(init.code);
     super(init.detail ? `tickrelay: ${name}: ${init.detail}` : `tickrelay: ${name}`);
     this.code = init.code;
@@ -30,6 +43,8 @@ export class TickrelayError extends Error {
     this.reason = init.reason ?? "";
     this.detail = init.detail ?? "";
     this.tick = init.tick ?? 0;
+    this.inputTick = init.inputTick ?? 0;
+    this.inputLeadUs = init.inputLeadUs ?? 0;
   }
 
   /** The code's name without its prefix: "ROOM_FULL". */

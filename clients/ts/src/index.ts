@@ -12,4 +12,4 @@ export { mayReconnect, closeCauseOf, CLOSE_CAUSES, RECONNECT_CODE_RANGES, type C
 export { backoffDelay, resolveReconnectOptions, type ReconnectOptions, type ResolvedReconnectOptions } from "./backoff.js";
 export { ClockSync, type ClockEstimate, type ClockSample, type ClockSyncOptions } from "./clock.js";
 export { platformWebSocket, type WebSocketFactory, type WebSocketLike } from "./socket.js";
-export { ErrorCode, LeaveReason, ResumeFailure, RoomEventType } from "./gen/tickrelay/v1/tickrelay_pb.js";
+export { ErrorCode, InputFlag, LeaveReason, ResumeFailure, RoomEventType, RoomMode } from "./gen/tickrelay/v1/tickrelay_pb.js";

@@ -1,4 +1,4 @@
-import type { LeaveReason, ResumeFailure, RoomEventType } from "./gen/tickrelay/v1/tickrelay_pb.js";
+import type { InputFlag, LeaveReason, ResumeFailure, RoomEventType, RoomMode } from "./gen/tickrelay/v1/tickrelay_pb.js";
 import type { CloseInfo } from "./errors.js";
 
 /**
@@ -48,6 +48,27 @@ export interface RoomEvent {
   readonly tickRate: number;
   /** PLAYER_JOINED: the player's user id, if any. */
   readonly userId: string;
+  /** DESYNC: the tick whose checksums disagreed; SNAPSHOT_REQUESTED: the earliest tick the snapshot may be of. */
+  readonly tick: number;
+  /** DESYNC: the players whose checksum disagreed with the majority. */
+  readonly players: readonly number[];
+}
+
+/** One player's input in an InputSet (LOCKSTEP rooms). */
+export interface PlayerInput {
+  readonly playerId: number;
+  /** CLIENT, REPEATED, REPLACED_BY_SERVER or NOT_PRESENT. */
+  readonly flag: InputFlag;
+  readonly payload: Uint8Array;
+}
+
+/** Every player's input for one tick of a LOCKSTEP room: the same for every member. */
+export interface InputSet {
+  readonly tick: number;
+  /** One entry per member, by player id ascending. */
+  readonly inputs: readonly PlayerInput[];
+  /** How long before the tick closed this player's input for it arrived, µs (undefined: none sent). */
+  readonly leadUs: number | undefined;
 }
 
 /**
@@ -69,6 +90,30 @@ export interface Frame {
    * deliveries are always members while you handle the frame.
    */
   readonly events: readonly RoomEvent[];
+  /** LOCKSTEP rooms: the InputSet of this frame's tick (also emitted as "inputSet"). */
+  readonly inputSet: InputSet | undefined;
+}
+
+/** Options of a LOCKSTEP room. */
+export interface LockstepOptions {
+  /** How long after a tick's deadline inputs for it are still taken, ms (relay default). */
+  toleranceMs?: number;
+  /** A player without an input for a tick gets its last one repeated (REPEATED) instead of an empty one. */
+  repeatLastInput?: boolean;
+}
+
+/** Where a player joining a LOCKSTEP room starts. */
+export interface LockstepStart {
+  /** The first tick whose InputSet this player gets (those up to Joined.tick follow at once). */
+  readonly firstTick: number;
+  /** When not empty: the state after snapshotTick, to load first. */
+  readonly snapshotTick: number;
+  readonly snapshot: Uint8Array;
+  readonly toleranceMs: number;
+  readonly repeatLastInput: boolean;
+  /** Inputs may target at most this many ticks after the last closed one. */
+  readonly maxLeadTicks: number;
+  readonly maxInputBytes: number;
 }
 
 /** Options of a room, used only when the join creates it. Omitted fields mean the relay's defaults. */
@@ -81,6 +126,8 @@ export interface RoomOptions {
   immediate?: boolean;
   /** Free-form metadata of the room. */
   metadata?: Record<string, string>;
+  /** Make the room a LOCKSTEP room (deterministic input relay). */
+  lockstep?: LockstepOptions;
 }
 
 /** Which room to join. */
@@ -119,6 +166,17 @@ export interface Joined {
   readonly immediate: boolean;
   /** How long the relay keeps the seat after a lost connection, ms (0: none). */
   readonly seatGraceMs: number;
+  /** TICKED, IMMEDIATE or LOCKSTEP. */
+  readonly mode: RoomMode;
+  /** LOCKSTEP rooms: where this player starts. */
+  readonly lockstep: LockstepStart | undefined;
+}
+
+/** Options of one sendInput. */
+export interface InputOptions {
+  /** Report this client's state checksum after tick checksumTick (for the room's DESYNC check). */
+  checksumTick?: number;
+  checksum?: bigint;
 }
 
 /** How one send is delivered. */

@@ -156,7 +156,9 @@ const (
 	RoomEventType_ROOM_EVENT_TYPE_PLAYER_BACK RoomEventType = 6
 	// LOCKSTEP: checksums of a tick disagreed (tick, players).
 	RoomEventType_ROOM_EVENT_TYPE_DESYNC RoomEventType = 7
-	// LOCKSTEP, to one member: upload a Snapshot (a late joiner needs one).
+	// LOCKSTEP, to one member: upload a Snapshot of a tick at or after
+	// RoomEvent.tick (the room's input log is filling, or a late joiner
+	// needs one).
 	RoomEventType_ROOM_EVENT_TYPE_SNAPSHOT_REQUESTED RoomEventType = 8
 )
 
@@ -382,7 +384,8 @@ const (
 	ErrorCode_ERROR_CODE_TIMEOUT ErrorCode = 16
 	// The server ignored a malformed message too many times; it is being closed.
 	ErrorCode_ERROR_CODE_POLICY_VIOLATION ErrorCode = 17
-	// LOCKSTEP: the Input's target tick is already closed (or too far ahead).
+	// LOCKSTEP: the Input's target tick is already closed (reason "closed")
+	// or too far ahead (reason "too_early").
 	ErrorCode_ERROR_CODE_INPUT_TOO_LATE ErrorCode = 18
 )
 
@@ -904,12 +907,14 @@ func (x *RoomOptions) GetSeatGraceMs() uint32 {
 type LockstepOptions struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// How long after a tick's deadline inputs for it are still accepted, in
-	// milliseconds. Zero means the server default; values above the server's
-	// maximum are refused with INVALID_ARGUMENT.
+	// milliseconds: the room closes tick T at deadline(T) + tolerance. Zero
+	// means the server default; values above the server's maximum are
+	// refused with INVALID_ARGUMENT.
 	ToleranceMs uint32 `protobuf:"varint,1,opt,name=tolerance_ms,json=toleranceMs,proto3" json:"tolerance_ms,omitempty"`
 	// A present player with no input for a tick gets its previous input
 	// repeated (INPUT_FLAG_REPEATED) instead of an empty one
-	// (INPUT_FLAG_REPLACED_BY_SERVER).
+	// (INPUT_FLAG_REPLACED_BY_SERVER). A player that never sent an input
+	// gets an empty one either way.
 	RepeatLastInput bool `protobuf:"varint,2,opt,name=repeat_last_input,json=repeatLastInput,proto3" json:"repeat_last_input,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
@@ -1140,15 +1145,22 @@ func (x *Ping) GetClientTime() int64 {
 	return 0
 }
 
-// Input is a player's input for one tick of a LOCKSTEP room.
+// Input is a player's input for one tick of a LOCKSTEP room. Not
+// acknowledged when taken; refused with an Error (INPUT_TOO_LATE,
+// MESSAGE_TOO_LARGE, INVALID_ARGUMENT) otherwise.
 type Input struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The tick this input is for. It must still be open: at most the
-	// current tick plus the room's input window, and not closed yet (closed
-	// ticks are answered with Error{INPUT_TOO_LATE}).
+	// The tick this input is for. It must still be open: after the room's
+	// last closed tick (Joined.tick, Pong.tick) and at most
+	// LockstepStart.max_lead_ticks after it. A closed tick is answered with
+	// Error{INPUT_TOO_LATE, reason "closed"}, one too far ahead with
+	// Error{INPUT_TOO_LATE, reason "too_early"}. A second input of a seat for
+	// the same tick is refused with INVALID_ARGUMENT, reason "duplicate" (the
+	// first one stands).
 	TargetTick uint64 `protobuf:"varint,1,opt,name=target_tick,json=targetTick,proto3" json:"target_tick,omitempty"`
 	// A per-seat input sequence number, increasing; a repeated or older seq
-	// is dropped (re-sends after a resume). Zero means no deduplication.
+	// is dropped (re-sends after a resume). Input.seq and Send.seq share the
+	// seat's one sequence (Resumed.input_ack). Zero means no deduplication.
 	Seq uint64 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
 	// Opaque input bytes, relayed as is in the tick's InputSet.
 	Payload []byte `protobuf:"bytes,3,opt,name=payload,proto3" json:"payload,omitempty"`
@@ -1229,7 +1241,12 @@ func (x *Input) GetChecksum() uint64 {
 
 // Snapshot uploads the sender's simulation state after a tick of a LOCKSTEP
 // room, so that a player joining after the room's input log begins can start
-// from it (asked for with ROOM_EVENT_TYPE_SNAPSHOT_REQUESTED).
+// from it (asked for with ROOM_EVENT_TYPE_SNAPSHOT_REQUESTED; unasked ones
+// are taken too). Not acknowledged when taken. Refused with
+// MESSAGE_TOO_LARGE past the server's snapshot size limit, and with
+// INVALID_ARGUMENT (reason "snapshot_tick") for a tick not closed yet, not
+// after the room's current snapshot, or before its input log begins (the
+// log must go on from it).
 type Snapshot struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The state is the one after this tick's InputSet was applied.
@@ -1686,7 +1703,8 @@ func (x *Joined) GetLockstep() *LockstepStart {
 
 // LockstepStart tells a player joining a LOCKSTEP room how to catch up: load
 // the snapshot (if any), then apply the InputSets that follow in Frames,
-// from first_tick on.
+// from first_tick on. The InputSets of the room's log (first_tick up to
+// Joined.tick) follow the Joined at once, one Frame each; live ones after.
 type LockstepStart struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The first tick whose InputSet this player will receive.
@@ -1699,8 +1717,13 @@ type LockstepStart struct {
 	// The room's tolerance and options, as resolved by the server.
 	ToleranceMs     uint32 `protobuf:"varint,4,opt,name=tolerance_ms,json=toleranceMs,proto3" json:"tolerance_ms,omitempty"`
 	RepeatLastInput bool   `protobuf:"varint,5,opt,name=repeat_last_input,json=repeatLastInput,proto3" json:"repeat_last_input,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// The input window: Input.target_tick may be at most this many ticks
+	// after the last closed tick.
+	MaxLeadTicks uint32 `protobuf:"varint,6,opt,name=max_lead_ticks,json=maxLeadTicks,proto3" json:"max_lead_ticks,omitempty"`
+	// The largest Input.payload the room takes, in bytes.
+	MaxInputBytes uint32 `protobuf:"varint,7,opt,name=max_input_bytes,json=maxInputBytes,proto3" json:"max_input_bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *LockstepStart) Reset() {
@@ -1766,6 +1789,20 @@ func (x *LockstepStart) GetRepeatLastInput() bool {
 		return x.RepeatLastInput
 	}
 	return false
+}
+
+func (x *LockstepStart) GetMaxLeadTicks() uint32 {
+	if x != nil {
+		return x.MaxLeadTicks
+	}
+	return 0
+}
+
+func (x *LockstepStart) GetMaxInputBytes() uint32 {
+	if x != nil {
+		return x.MaxInputBytes
+	}
+	return 0
 }
 
 // Member is one player of a room.
@@ -2132,7 +2169,8 @@ type RoomEvent struct {
 	TickRate uint32 `protobuf:"varint,5,opt,name=tick_rate,json=tickRate,proto3" json:"tick_rate,omitempty"`
 	// PLAYER_JOINED: the new player's user id (its token's sub), if any.
 	UserId string `protobuf:"bytes,6,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
-	// DESYNC: the tick whose checksums disagreed.
+	// DESYNC: the tick whose checksums disagreed. SNAPSHOT_REQUESTED: the
+	// earliest tick the snapshot may be of.
 	Tick uint64 `protobuf:"varint,7,opt,name=tick,proto3" json:"tick,omitempty"`
 	// DESYNC: the players whose checksum disagreed with the majority.
 	Players       []uint32 `protobuf:"varint,8,rep,packed,name=players,proto3" json:"players,omitempty"`
@@ -2535,8 +2573,15 @@ type Error struct {
 	// (UNAUTHORIZED: "expired", "bad_signature", "room_not_allowed", ...;
 	// see docs/PROTOCOL.md). Empty when there is none.
 	Reason string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
-	// INPUT_TOO_LATE: the room's current open tick; target later ticks.
-	Tick          uint64 `protobuf:"varint,5,opt,name=tick,proto3" json:"tick,omitempty"`
+	// INPUT_TOO_LATE: the room's last closed tick; target later ticks
+	// (up to tick + max_lead_ticks).
+	Tick uint64 `protobuf:"varint,5,opt,name=tick,proto3" json:"tick,omitempty"`
+	// INPUT_TOO_LATE: how long before its tick closed the input arrived, in
+	// microseconds: negative for a closed tick (how late it was), positive
+	// for one too far ahead. Timing feedback for the input delay.
+	InputLeadUs int64 `protobuf:"zigzag64,6,opt,name=input_lead_us,json=inputLeadUs,proto3" json:"input_lead_us,omitempty"`
+	// INPUT_TOO_LATE: the refused Input's target_tick.
+	InputTick     uint64 `protobuf:"varint,7,opt,name=input_tick,json=inputTick,proto3" json:"input_tick,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2602,6 +2647,20 @@ func (x *Error) GetReason() string {
 func (x *Error) GetTick() uint64 {
 	if x != nil {
 		return x.Tick
+	}
+	return 0
+}
+
+func (x *Error) GetInputLeadUs() int64 {
+	if x != nil {
+		return x.InputLeadUs
+	}
+	return 0
+}
+
+func (x *Error) GetInputTick() uint64 {
+	if x != nil {
+		return x.InputTick
 	}
 	return 0
 }
@@ -2708,14 +2767,16 @@ const file_tickrelay_v1_tickrelay_proto_rawDesc = "" +
 	"\blockstep\x18\r \x01(\v2\x1b.tickrelay.v1.LockstepStartR\blockstep\x1a?\n" +
 	"\x11RoomMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xbe\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x8c\x02\n" +
 	"\rLockstepStart\x12\x1d\n" +
 	"\n" +
 	"first_tick\x18\x01 \x01(\x04R\tfirstTick\x12#\n" +
 	"\rsnapshot_tick\x18\x02 \x01(\x04R\fsnapshotTick\x12\x1a\n" +
 	"\bsnapshot\x18\x03 \x01(\fR\bsnapshot\x12!\n" +
 	"\ftolerance_ms\x18\x04 \x01(\rR\vtoleranceMs\x12*\n" +
-	"\x11repeat_last_input\x18\x05 \x01(\bR\x0frepeatLastInput\"\xcf\x01\n" +
+	"\x11repeat_last_input\x18\x05 \x01(\bR\x0frepeatLastInput\x12$\n" +
+	"\x0emax_lead_ticks\x18\x06 \x01(\rR\fmaxLeadTicks\x12&\n" +
+	"\x0fmax_input_bytes\x18\a \x01(\rR\rmaxInputBytes\"\xcf\x01\n" +
 	"\x06Member\x12\x1b\n" +
 	"\tplayer_id\x18\x01 \x01(\rR\bplayerId\x12>\n" +
 	"\bmetadata\x18\x02 \x03(\v2\".tickrelay.v1.Member.MetadataEntryR\bmetadata\x12\x17\n" +
@@ -2779,13 +2840,16 @@ const file_tickrelay_v1_tickrelay_proto_rawDesc = "" +
 	"replayFrom\x12\x1b\n" +
 	"\treplay_to\x18\x05 \x01(\x04R\breplayTo\x12\x1b\n" +
 	"\tinput_ack\x18\x06 \x01(\x04R\binputAck\x120\n" +
-	"\bsnapshot\x18\a \x01(\v2\x14.tickrelay.v1.JoinedR\bsnapshot\"\xa0\x01\n" +
+	"\bsnapshot\x18\a \x01(\v2\x14.tickrelay.v1.JoinedR\bsnapshot\"\xe3\x01\n" +
 	"\x05Error\x12+\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x17.tickrelay.v1.ErrorCodeR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12$\n" +
 	"\x0eretry_after_ms\x18\x03 \x01(\rR\fretryAfterMs\x12\x16\n" +
 	"\x06reason\x18\x04 \x01(\tR\x06reason\x12\x12\n" +
-	"\x04tick\x18\x05 \x01(\x04R\x04tick*l\n" +
+	"\x04tick\x18\x05 \x01(\x04R\x04tick\x12\"\n" +
+	"\rinput_lead_us\x18\x06 \x01(\x12R\vinputLeadUs\x12\x1d\n" +
+	"\n" +
+	"input_tick\x18\a \x01(\x04R\tinputTick*l\n" +
 	"\bRoomMode\x12\x19\n" +
 	"\x15ROOM_MODE_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10ROOM_MODE_TICKED\x10\x01\x12\x17\n" +

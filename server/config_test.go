@@ -77,9 +77,12 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 	_, _, err = LoadConfig([]string{"-tick-rate", "-3"}, envMap(nil), nil)
 	require.ErrorContains(t, err, "out of range")
 
-	// Cross-field rules are checked when the server is built.
+	// Cross-field rules are checked when the server is built, and name the
+	// settings an operator writes, not Go fields.
 	_, err = New(Config{PingInterval: time.Minute, IdleTimeout: time.Second})
-	require.ErrorContains(t, err, "IdleTimeout")
+	require.ErrorContains(t, err, "idle-timeout (1s) must exceed ping-interval (1m0s)")
+	_, err = New(Config{OutboundSoftBytes: 10, OutboundHardBytes: 5})
+	require.ErrorContains(t, err, "outbound-soft-bytes (10) must be below outbound-hard-bytes (5)")
 
 	// A config file must say whether players need tokens.
 	_, _, err = LoadConfig([]string{"-config", writeFile(t, "tick-rate: 20\n")}, envMap(nil), nil)

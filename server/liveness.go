@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+	"github.com/panjf2000/gnet/v2"
 
 	"github.com/tickrelay/tickrelay/proto/closes"
 	"github.com/tickrelay/tickrelay/server/wsproto"
@@ -67,11 +68,8 @@ func (sw *sweeper) check(c *conn, now int64) {
 	cfg := &sw.srv.cfg
 	switch c.state.Load() {
 	case stateHandshake:
-		if now-c.openedAt > int64(cfg.HandshakeTimeout) && c.closing.CompareAndSwap(false, true) {
-			sw.srv.stats.handshakeFailed(failTimeout)
-			// AsyncWrite runs before the low-priority Close.
-			_ = c.gc.AsyncWrite(handshakeTimeoutAnswer, nil)
-			_ = c.gc.Close()
+		if now-c.openedAt > int64(cfg.HandshakeTimeout) && !c.closing.Load() {
+			c.timeOutHandshake()
 		}
 	case stateOpen:
 		if c.closing.Load() {
@@ -99,6 +97,20 @@ func (sw *sweeper) check(c *conn, now int64) {
 			c.wake()
 		}
 	}
+}
+
+// timeOutHandshake answers 408 and closes a connection whose upgrade request
+// is late, on its event loop: there the answer cannot cross a 101 the loop
+// is writing (the request may complete just now). Goroutine-safe.
+func (c *conn) timeOutHandshake() {
+	_ = c.gc.Wake(func(gc gnet.Conn, err error) error {
+		if err != nil || c.state.Load() != stateHandshake || !c.closing.CompareAndSwap(false, true) {
+			return nil
+		}
+		c.srv.stats.handshakeFailed(failTimeout)
+		_, _ = gc.Write(handshakeTimeoutAnswer)
+		return gc.Close()
+	})
 }
 
 // checkClosing drops a closing connection whose time is up. A failed one:

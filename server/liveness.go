@@ -42,12 +42,15 @@ func (sw *sweeper) run(period time.Duration) {
 	t := time.NewTicker(period)
 	defer t.Stop()
 	lastLimitSweep := time.Now()
+	last := time.Now()
 	for {
 		select {
 		case <-sw.quit:
 			return
 		case now := <-t.C:
-			sw.srv.conns.each(func(c *conn) { sw.check(c, now.UnixNano()) })
+			elapsed := int64(now.Sub(last))
+			last = now
+			sw.srv.conns.each(func(c *conn) { sw.check(c, now.UnixNano(), elapsed) })
 			sw.srv.refreshFileLimit()
 			if now.Sub(lastLimitSweep) > 10*time.Second {
 				lastLimitSweep = now
@@ -64,7 +67,9 @@ func (sw *sweeper) stop() {
 
 var handshakeTimeoutAnswer = httpAnswer(closes.Of(closes.HandshakeTimeout).HTTPStatus, "tickrelay: the WebSocket handshake did not complete in time\n")
 
-func (sw *sweeper) check(c *conn, now int64) {
+// check applies the time limits to c; elapsed is the time since the
+// previous sweep.
+func (sw *sweeper) check(c *conn, now, elapsed int64) {
 	cfg := &sw.srv.cfg
 	switch c.state.Load() {
 	case stateHandshake:
@@ -76,7 +81,13 @@ func (sw *sweeper) check(c *conn, now int64) {
 			sw.checkClosing(c, now)
 			return
 		}
-		if since := c.partialSince.Load(); since != 0 && now-since > int64(cfg.MessageReadTimeout) {
+		if c.held.Load() {
+			// The relay holds this connection's input back (its output is
+			// over the soft limit, or a request waits for its seat): the
+			// client cannot complete a message the relay does not read, so
+			// the message read timeout stands still, to within a sweep.
+			c.pausePartial(now, elapsed)
+		} else if since := c.partialSince.Load(); since != 0 && now-since > int64(cfg.MessageReadTimeout) {
 			sw.srv.stats.slowMessages.Add(1)
 			c.close(closes.SlowMessage, "a message was not completed within the message read timeout", false)
 			return
@@ -96,6 +107,16 @@ func (sw *sweeper) check(c *conn, now int64) {
 			// it does not report: look again.
 			c.wake()
 		}
+	}
+}
+
+// pausePartial moves the start of the message being received forward by
+// elapsed (never past now), so time spent held does not count against the
+// message read timeout. A CAS: the loop may store a new start meanwhile, and
+// that one wins.
+func (c *conn) pausePartial(now, elapsed int64) {
+	if since := c.partialSince.Load(); since != 0 {
+		c.partialSince.CompareAndSwap(since, min(since+elapsed, now))
 	}
 }
 

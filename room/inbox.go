@@ -14,7 +14,6 @@ const (
 	cmdDisconnect                    // control
 	cmdResume                        // control
 	cmdCall                          // control: an admin function run on the worker
-	cmdSync                          // control: a barrier (tests)
 )
 
 // command is one entry of a worker's inbox. Only the fields of its kind are
@@ -27,7 +26,7 @@ type command struct {
 	join      *joinCmd      // cmdJoin
 	resume    *resumeCmd    // cmdResume
 	fn        func(*worker) // cmdCall
-	done      chan struct{} // cmdCall, cmdSync: closed once the batch is processed
+	done      chan struct{} // cmdCall: closed once the batch is processed
 }
 
 // inbox is a worker's queue: a mutex-guarded slice that producers append to

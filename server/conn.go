@@ -22,13 +22,33 @@ import (
 	"github.com/tickrelay/tickrelay/server/wsproto"
 )
 
-// Connection states. Only the event loop moves a connection forward; other
-// goroutines read the state (sweeper) or start a close (conn.close).
+// connState is where a connection is in its life. Only the event loop moves
+// a connection forward; other goroutines read the state (sweeper) or start a
+// close (conn.close).
+type connState int32
+
+// Connection states.
 const (
-	stateHandshake int32 = iota
-	stateOpen
-	stateClosed
+	stateHandshake connState = iota // the HTTP upgrade is not done
+	stateOpen                       // upgraded: WebSocket frames
+	stateClosed                     // OnClose ran
 )
+
+var connStateNames = [...]string{stateHandshake: "handshake", stateOpen: "open", stateClosed: "closed"}
+
+// String names the state, for logs and test failures.
+func (s connState) String() string {
+	if s < 0 || int(s) >= len(connStateNames) {
+		return "connState(" + strconv.Itoa(int(s)) + ")"
+	}
+	return connStateNames[s]
+}
+
+// atomicState is a connState that any goroutine may read.
+type atomicState struct{ v atomic.Int32 }
+
+func (a *atomicState) Load() connState   { return connState(a.v.Load()) }
+func (a *atomicState) Store(s connState) { a.v.Store(int32(s)) }
 
 // conn is one client connection. Fields without a comment belong to the
 // connection's event loop; the atomics and out may be used from any
@@ -65,7 +85,7 @@ type conn struct {
 	// cluster owns (cluster.go).
 	remote atomic.Pointer[cluster.Remote]
 
-	state       atomic.Int32
+	state       atomicState
 	closing     atomic.Bool  // a Close is on its way (or the connection is gone): no more data
 	failing     atomic.Bool  // the close fails the connection: linger, then drop it
 	shutWrite   bool         // the write side was shut down after a failing close

@@ -43,3 +43,11 @@ func TestResetDuringUpgradeIsCountedAsClientClosed(t *testing.T) {
 	require.Zero(t, fails["http_101"], "a reset is not an HTTP status: %v", fails)
 	require.EqualValues(t, clients, fails[failClientClosed]+srv.stats.upgrades.Load(), "every reset counted once: %v", fails)
 }
+
+func TestConnStateString(t *testing.T) {
+	t.Parallel()
+	require.Equal(t, "handshake", stateHandshake.String())
+	require.Equal(t, "open", stateOpen.String())
+	require.Equal(t, "closed", stateClosed.String())
+	require.Equal(t, "connState(7)", connState(7).String())
+}

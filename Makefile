@@ -2,10 +2,12 @@
 # the web targets (proto-ts*, ts-test, demo, e2e) also need Node 20 and `npm ci`.
 GO        ?= go
 BUF       := $(GO) run github.com/bufbuild/buf/cmd/buf@v1.75.0
+STATICCHECK := $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
+ERRCHECK  := $(GO) run github.com/kisielk/errcheck@v1.10.0
 FUZZTIME  ?= 10s
 PKGS      := ./...
 
-.PHONY: run build test vet proto proto-check fuzz bench bench-quick clean proto-ts proto-ts-check ts-test demo demo-build demo-screenshot e2e
+.PHONY: run build test vet lint proto proto-check fuzz bench bench-quick clean proto-ts proto-ts-check ts-test demo demo-build demo-screenshot e2e
 
 ## run: start a relay on the embedded defaults (ws://0.0.0.0:7600/ws)
 run:
@@ -17,7 +19,7 @@ build:
 	$(GO) build -o bin/client-sim ./client-sim
 	$(GO) build -o bin/baseline ./bench/baseline
 
-## test: formatting, vet, generated-code freshness, then every test with -race
+## test: formatting, vet and lint, generated-code freshness, then every test with -race
 test: vet proto-check
 	$(GO) test -race -timeout 15m $(PKGS)
 
@@ -25,6 +27,12 @@ vet:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
+	@$(MAKE) --no-print-directory lint
+
+## lint: staticcheck, and errcheck on non-test code (.errcheck-excludes lists what may go unchecked)
+lint:
+	$(STATICCHECK) $(PKGS)
+	$(ERRCHECK) -ignoretests -exclude .errcheck-excludes $(PKGS)
 
 ## proto: lint the protocol and regenerate the committed Go code
 proto:

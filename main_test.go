@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -41,8 +40,8 @@ type relayProcess struct {
 func buildBinary(t *testing.T) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "tickrelay")
-	goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
-	out, err := exec.Command(goTool, "build", "-o", bin, ".").CombinedOutput()
+	// go test puts its own toolchain's bin first on the PATH of the tests.
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
 	require.NoError(t, err, "go build: %s", out)
 	return bin
 }
@@ -159,6 +158,51 @@ func (p *player) closeCode() int {
 	}
 }
 
+// upgradeRaw opens a WebSocket connection on a plain TCP socket and
+// returns it once the relay has answered 101: a client that will never
+// read or answer anything afterwards.
+func upgradeRaw(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	nc, err := net.DialTimeout("tcp", addr, testTimeout)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = nc.Close() })
+	_, err = io.WriteString(nc, "GET /ws HTTP/1.1\r\nHost: "+addr+"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+	require.NoError(t, err)
+	require.NoError(t, nc.SetReadDeadline(time.Now().Add(testTimeout)))
+	resp, err := http.ReadResponse(bufio.NewReader(nc), nil)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusSwitchingProtocols, resp.StatusCode)
+	return nc
+}
+
+// closeCodeOf reads server frames from nc until a Close and returns its code.
+func closeCodeOf(t *testing.T, nc net.Conn) int {
+	t.Helper()
+	require.NoError(t, nc.SetReadDeadline(time.Now().Add(testTimeout)))
+	br := bufio.NewReader(nc)
+	for {
+		var h [2]byte
+		_, err := io.ReadFull(br, h[:])
+		require.NoError(t, err, "no Close frame before the connection ended")
+		n := int(h[1] & 0x7f)
+		if n == 126 {
+			var ext [2]byte
+			_, err = io.ReadFull(br, ext[:])
+			require.NoError(t, err)
+			n = int(ext[0])<<8 | int(ext[1])
+		}
+		require.Less(t, n, 127, "the relay sends no 64-bit lengths to an idle client")
+		payload := make([]byte, n)
+		_, err = io.ReadFull(br, payload)
+		require.NoError(t, err)
+		if h[0]&0x0f == 0x8 {
+			require.GreaterOrEqual(t, n, 2)
+			return int(payload[0])<<8 | int(payload[1])
+		}
+	}
+}
+
 func httpStatus(t *testing.T, url string) int {
 	t.Helper()
 	resp, err := (&http.Client{Timeout: testTimeout}).Get(url)
@@ -222,6 +266,24 @@ func TestBinaryReloadDrainAndSignals(t *testing.T) {
 		relay.signal(syscall.SIGTERM)
 		require.Equal(t, websocket.CloseGoingAway, p.closeCode())
 		require.Equal(t, 0, relay.awaitExitCode())
+	})
+
+	t.Run("a second signal ends a stop waiting for a client that never answers Close", func(t *testing.T) {
+		// close-timeout far beyond the test's bound: exiting within it
+		// can only be the second signal's doing.
+		require.NoError(t, os.WriteFile(cfgPath, []byte("auth: off\nclose-timeout: 10m\n"), 0o600))
+		relay := startRelay(t, bin, "-config", cfgPath)
+		mute := upgradeRaw(t, relay.addr) // reads nothing, answers nothing
+		relay.signal(syscall.SIGTERM)     // no rooms: the drain ends, every connection gets 1001
+		relay.awaitLog("draining")
+		select {
+		case err := <-relay.exit:
+			t.Fatalf("the relay exited (%v) while a client had not answered its Close", err)
+		default:
+		}
+		relay.signal(syscall.SIGTERM)
+		require.Equal(t, 0, relay.awaitExitCode())
+		require.Equal(t, websocket.CloseGoingAway, closeCodeOf(t, mute), "the mute client was sent its Close")
 	})
 
 	t.Run("bad flags stop start-up with a message", func(t *testing.T) {

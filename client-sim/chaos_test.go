@@ -72,8 +72,8 @@ func TestChaosPersonasGetTheDocumentedAnswers(t *testing.T) {
 	require.NotNil(t, c)
 	require.Equal(t, cfg.Chaos, c.Clients)
 	for _, p := range c.Personas {
-		t.Logf("%s: %d conns, %d documented, %d unfinished, outcomes %v, errors %v, retry %v, close retry %v, answered after p50 %.0f ms",
-			p.Persona, p.Connections, p.Documented, p.Unfinished, p.Outcomes, p.Errors, p.RetryAfterMs, p.CloseRetryAfterMs, p.AnsweredAfterMs.P50)
+		t.Logf("%s: %d conns, %d documented, %d unfinished, outcomes %v, errors %v, retry %v, close retry %v, answered after p50 %.0f ms, violations %v",
+			p.Persona, p.Connections, p.Documented, p.Unfinished, p.Outcomes, p.Errors, p.RetryAfterMs, p.CloseRetryAfterMs, p.AnsweredAfterMs.P50, p.Violations)
 	}
 	ok, problems := c.Verdict()
 	require.True(t, ok, "%v", problems)

@@ -22,7 +22,9 @@ type Config struct {
 	// Protocol is the wire protocol: report.ProtocolTickrelay (the relay,
 	// the reference relay and the baseline) or report.ProtocolCentrifugo
 	// (a Centrifugo server: each room is a channel).
-	Protocol   string        `yaml:"protocol"`
+	Protocol string `yaml:"protocol"`
+	// URL is the server's WebSocket URL, or a comma-separated list of them
+	// (the nodes of a cluster): client n connects to URL n mod len.
 	URL        string        `yaml:"url"`
 	Clients    int           `yaml:"clients"`
 	RoomSize   int           `yaml:"room-size"`
@@ -50,6 +52,15 @@ type Config struct {
 	// ChaosPersonas are given to the chaos clients round-robin
 	// (comma-separated names of chaos.Personas); empty: all of them.
 	ChaosPersonas string `yaml:"chaos-personas"`
+	// Resume makes every client a client.Session: a lost connection is
+	// reconnected and the seat resumed (frames replayed, sends re-sent).
+	Resume bool `yaml:"resume"`
+	// FaultCutFraction, with FaultCutEvery, puts a TCP proxy between the
+	// clients and the server that resets that fraction of the connections
+	// through it every FaultCutEvery, from the first send to the end of
+	// the window. 0: no proxy.
+	FaultCutFraction float64       `yaml:"fault-cut-fraction"`
+	FaultCutEvery    time.Duration `yaml:"fault-cut-every"`
 
 	// Progress receives the per-second progress line and the connect log.
 	// Nil means none.
@@ -84,7 +95,7 @@ func defaultConfig() Config {
 // defaults.
 func bindFlags(fs *flag.FlagSet, cfg *Config) {
 	fs.StringVar(&cfg.Protocol, "protocol", cfg.Protocol, "wire protocol: tickrelay (the relay, reference relay, baseline) or centrifugo (each room a channel of a Centrifugo server)")
-	fs.StringVar(&cfg.URL, "url", cfg.URL, "server WebSocket URL (Centrifugo: ws://HOST:PORT/connection/websocket)")
+	fs.StringVar(&cfg.URL, "url", cfg.URL, "server WebSocket URL (Centrifugo: ws://HOST:PORT/connection/websocket); a comma-separated list (a cluster's nodes) spreads the clients over them round-robin")
 	fs.IntVar(&cfg.Clients, "clients", cfg.Clients, "number of clients")
 	fs.IntVar(&cfg.RoomSize, "room-size", cfg.RoomSize, "clients per room")
 	fs.Float64Var(&cfg.Rate, "rate", cfg.Rate, "messages per second per client (0: idle)")
@@ -105,6 +116,9 @@ func bindFlags(fs *flag.FlagSet, cfg *Config) {
 	fs.IntVar(&cfg.Shards, "shards", cfg.Shards, "send scheduler goroutines (0: 2 x GOMAXPROCS)")
 	fs.StringVar(&cfg.CPUProfile, "cpuprofile", cfg.CPUProfile, "write a CPU profile of client-sim to this file")
 	fs.IntVar(&cfg.Chaos, "chaos", cfg.Chaos, "chaos clients beside the honest ones: bad clients whose answers are checked against docs/PROTOCOL.md (0: none)")
+	fs.BoolVar(&cfg.Resume, "resume", cfg.Resume, "clients resume their seat after a lost connection (client.Session: reconnect with backoff, replayed frames, re-sent sends)")
+	fs.Float64Var(&cfg.FaultCutFraction, "fault-cut-fraction", cfg.FaultCutFraction, "put a TCP proxy in front of the server that resets this fraction of the connections every -fault-cut-every (0: no proxy)")
+	fs.DurationVar(&cfg.FaultCutEvery, "fault-cut-every", cfg.FaultCutEvery, "interval of the fault proxy's cuts (e.g. 1s)")
 	fs.StringVar(&cfg.ChaosPersonas, "chaos-personas", cfg.ChaosPersonas, "comma-separated chaos personas, given to the chaos clients round-robin (default all: "+strings.Join(chaos.Names(), ",")+")")
 }
 
@@ -201,10 +215,44 @@ func (c *Config) validate() error {
 	if c.Chaos > 0 && c.Protocol != report.ProtocolTickrelay {
 		errs = append(errs, fmt.Errorf("chaos clients speak the tickrelay protocol only (got -protocol %s)", c.Protocol))
 	}
+	urls, err := c.urls()
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if c.FaultCutFraction < 0 || c.FaultCutFraction > 1 {
+		errs = append(errs, fmt.Errorf("fault-cut-fraction must be within 0-1 (got %g)", c.FaultCutFraction))
+	}
+	if c.FaultCutFraction > 0 {
+		if c.FaultCutEvery <= 0 {
+			errs = append(errs, errors.New("fault-cut-fraction needs a positive fault-cut-every"))
+		}
+		for _, u := range urls {
+			if !strings.HasPrefix(u, "ws://") {
+				errs = append(errs, fmt.Errorf("the fault proxy forwards plain TCP: ws:// URLs only (got %q)", u))
+			}
+		}
+	}
+	if c.Resume && c.Protocol != report.ProtocolTickrelay {
+		errs = append(errs, fmt.Errorf("resume is the tickrelay protocol's (got -protocol %s)", c.Protocol))
+	}
 	if c.RunID != "" && !validRunID(c.RunID) {
 		errs = append(errs, fmt.Errorf("run-id must be 1-40 bytes of [A-Za-z0-9_.:-] (got %q)", c.RunID))
 	}
 	return errors.Join(errs...)
+}
+
+// urls splits URL into the servers' URLs.
+func (c *Config) urls() ([]string, error) {
+	var out []string
+	for _, u := range strings.Split(c.URL, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			out = append(out, u)
+		}
+	}
+	if len(out) == 0 {
+		return nil, errors.New("url: no server URL")
+	}
+	return out, nil
 }
 
 // localAddrs parses LocalAddrs; nil means "let the kernel choose".

@@ -66,6 +66,9 @@ func (s *sim) report(members []int, in reportInputs) result {
 	if r.Expected > 0 {
 		r.LossRatio = max(0, 1-float64(r.Delivered)/float64(r.Expected))
 	}
+	if r.Delivered < r.Expected {
+		r.Lost = r.Expected - r.Delivered
+	}
 	r.SentPerSec = float64(r.Sent) / r.DurationS
 	r.DeliveredPerSec = float64(r.Delivered) / r.DurationS
 
@@ -113,6 +116,43 @@ func (r *result) finishReceiverStats(s *sim) {
 	}
 }
 
+// finishResumeStats adds the sessions' and the fault proxy's figures; only
+// call once every client is closed.
+func (r *result) finishResumeStats(s *sim) {
+	cfg := s.cfg
+	if !cfg.Resume && s.faults == nil {
+		return
+	}
+	rs := &report.Resume{
+		Enabled:     cfg.Resume,
+		CutFraction: cfg.FaultCutFraction,
+		Disconnects: s.disconnects.Load(),
+	}
+	if s.faults != nil {
+		rs.CutEveryS = cfg.FaultCutEvery.Seconds()
+		rs.Cuts = s.faults.cuts()
+	}
+	for _, c := range s.clients {
+		if c.sess == nil {
+			continue
+		}
+		st := c.sess.Stats()
+		rs.Reconnects += st.Reconnects
+		rs.Recovered += st.Recovered
+		rs.Resyncs += st.Resyncs
+		rs.FramesReplayed += st.FramesReplayed
+		rs.InputsResent += st.InputsResent
+		rs.InputsLost += st.InputsLost
+		if c.sess.Err() != nil {
+			rs.SessionsEnded++
+		}
+	}
+	s.resumeMu.Lock()
+	rs.ResumeMs = report.PercentilesOf(s.resumeHist)
+	s.resumeMu.Unlock()
+	r.Resume = rs
+}
+
 func writeJSON(r report.Report, path string, stdout io.Writer) error {
 	b, err := report.Encode(r)
 	if err != nil {
@@ -135,8 +175,8 @@ func writeSummary(w io.Writer, r report.Report) {
 	fmt.Fprintf(w, "  connect   %.2fs\n", r.ConnectS)
 	fmt.Fprintf(w, "  sent      %d (%.0f/s)   expected %d   delivered %d (%.0f/s)\n",
 		r.Sent, r.SentPerSec, r.Expected, r.Delivered, r.DeliveredPerSec)
-	fmt.Fprintf(w, "  loss      %.4f%%   duplicates %d   out of order %d   receivers with loss %d\n",
-		100*r.LossRatio, r.Duplicates, r.OutOfOrder, r.ReceiversWithLoss)
+	fmt.Fprintf(w, "  loss      %.4f%% (lost %d)   duplicates %d   out of order %d   receivers with loss %d\n",
+		100*r.LossRatio, r.Lost, r.Duplicates, r.OutOfOrder, r.ReceiversWithLoss)
 	l := r.LatencyMs
 	fmt.Fprintf(w, "  latency   p50 %.3fms  p90 %.3fms  p99 %.3fms  p99.9 %.3fms  max %.3fms\n", l.P50, l.P90, l.P99, l.P999, l.Max)
 	fmt.Fprintf(w, "  client    cpu %.2fs (%.2f cores)  rss %d KiB  send lag p99 %.3fms max %.3fms\n",
@@ -149,6 +189,18 @@ func writeSummary(w io.Writer, r report.Report) {
 		fmt.Fprintln(w, "  errors    none")
 	} else {
 		fmt.Fprintf(w, "  errors    %s\n", counts(r.Errors))
+	}
+	if rs := r.Resume; rs != nil {
+		mode := "off"
+		if rs.Enabled {
+			mode = "on"
+		}
+		fmt.Fprintf(w, "  resume    %s  cuts %d  disconnects %d  reconnects %d (recovered %d, resyncs %d)  replayed %d frames  inputs resent %d lost %d  sessions ended %d\n",
+			mode, rs.Cuts, rs.Disconnects, rs.Reconnects, rs.Recovered, rs.Resyncs,
+			rs.FramesReplayed, rs.InputsResent, rs.InputsLost, rs.SessionsEnded)
+		if rs.Reconnects > 0 {
+			fmt.Fprintf(w, "            back after p50 %.1fms  p99 %.1fms  max %.1fms\n", rs.ResumeMs.P50, rs.ResumeMs.P99, rs.ResumeMs.Max)
+		}
 	}
 	writeChaosSummary(w, r.Chaos)
 }

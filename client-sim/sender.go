@@ -4,6 +4,7 @@ import (
 	"container/heap"
 	"context"
 	"encoding/binary"
+	"errors"
 	"math/rand/v2"
 	"sync/atomic"
 	"time"
@@ -78,9 +79,20 @@ func (sh *sendShard) run(ctx context.Context, s *sim, start time.Time, period, e
 		binary.LittleEndian.PutUint64(sh.payload[0:], uint64(sentAt))
 		binary.LittleEndian.PutUint64(sh.payload[8:], c.seq)
 		var err error
-		if c.cf == nil {
+		switch {
+		case c.sess != nil:
+			err = c.sess.Send(sh.payload, client.SendOptions{})
+			if errors.Is(err, client.ErrBacklogFull) {
+				// Reconnecting for long: this send is dropped (not counted
+				// as sent), the next ones go on.
+				s.errors.add("send:backlog_full")
+				c.next += period
+				heap.Fix(&sh.queue, 0)
+				continue
+			}
+		case c.cf == nil:
 			err = c.c.Send(sh.payload, client.SendOptions{})
-		} else {
+		default:
 			if sh.stampSender {
 				binary.LittleEndian.PutUint64(sh.payload[payloadHeader:], uint64(c.idx))
 			}

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/HdrHistogram/hdrhistogram-go"
+
 	"github.com/tickrelay/tickrelay/client-sim/chaos"
 	"github.com/tickrelay/tickrelay/client-sim/report"
 )
@@ -48,10 +50,36 @@ type sim struct {
 	// rooms.
 	roomCapacity int
 	swarm        *chaos.Swarm // nil without -chaos
+
+	// urls are the servers the clients connect to (through the fault
+	// proxies, with -fault-cut-fraction): client n to urls[n mod len].
+	urls   []string
+	faults *faults // nil without -fault-cut-fraction
+
+	// With -resume: connections the sessions lost, and how long each took
+	// to be back.
+	disconnects atomic.Uint64
+	resumeMu    sync.Mutex
+	resumeHist  *hdrhistogram.Histogram // guarded by resumeMu
+}
+
+// url is the server client n connects to.
+func (s *sim) url(n int) string { return s.urls[n%len(s.urls)] }
+
+// recordResume records the time from a lost connection to the seat back.
+func (s *sim) recordResume(d time.Duration) {
+	s.resumeMu.Lock()
+	_ = s.resumeHist.RecordValue(clampUs(d.Microseconds()))
+	s.resumeMu.Unlock()
 }
 
 func newSim(cfg Config) (*sim, error) {
-	s := &sim{cfg: cfg, runID: cfg.RunID}
+	s := &sim{cfg: cfg, runID: cfg.RunID, resumeHist: newHist()}
+	urls, err := cfg.urls()
+	if err != nil {
+		return nil, err
+	}
+	s.urls = urls
 	if s.runID == "" {
 		var b [4]byte
 		if _, err := rand.Read(b[:]); err != nil {
@@ -87,7 +115,7 @@ func newSim(cfg Config) (*sim, error) {
 			addrs = append(addrs, l)
 		}
 		s.swarm, err = chaos.New(chaos.Config{
-			URL: cfg.URL, Clients: cfg.Chaos, Personas: personas, Rooms: ids, RunID: s.runID, LocalAddrs: addrs,
+			URL: urls[0], Clients: cfg.Chaos, Personas: personas, Rooms: ids, RunID: s.runID, LocalAddrs: addrs,
 			RoomOptions: chaos.RoomOptions{MaxPlayers: uint32(s.roomCapacity), TickRate: uint32(cfg.TickRate), Immediate: cfg.Immediate},
 		})
 		if err != nil {
@@ -135,6 +163,16 @@ func run(ctx context.Context, cfg Config) (result, error) {
 	if err != nil {
 		return result{}, err
 	}
+	if cfg.FaultCutFraction > 0 {
+		// The clients connect through the proxies from the start, so that
+		// any of their connections can be cut.
+		f, err := startFaults(s.urls)
+		if err != nil {
+			return result{}, err
+		}
+		defer f.Close()
+		s.faults, s.urls = f, f.urls
+	}
 	srv := newServerProbe(cfg.ServerPID)
 	srv.sampleRSS(&srv.rssBefore)
 
@@ -145,6 +183,9 @@ func run(ctx context.Context, cfg Config) (result, error) {
 	// Connect phase.
 	connectStart := time.Now()
 	s.logf("client-sim %s: connecting %d clients to %s (rooms of %d, ramp %g/s)", s.runID, cfg.Clients, cfg.URL, cfg.RoomSize, cfg.Ramp)
+	if s.faults != nil {
+		s.logf("client-sim %s: through fault proxies %s: %g of the connections cut every %s", s.runID, strings.Join(s.urls, ","), cfg.FaultCutFraction, cfg.FaultCutEvery)
+	}
 	if err := s.connectAll(ctx, locals); err != nil {
 		return result{}, err
 	}
@@ -169,6 +210,11 @@ func run(ctx context.Context, cfg Config) (result, error) {
 	var sendWG sync.WaitGroup
 	if cfg.Rate > 0 {
 		s.startSenders(ctx, &sendWG, start, int64(cfg.Warmup+cfg.Duration))
+	}
+	if s.faults != nil {
+		fctx, stopFaults := context.WithDeadline(ctx, winEnd)
+		defer stopFaults()
+		go s.faults.run(fctx, cfg.FaultCutFraction, cfg.FaultCutEvery)
 	}
 	if s.swarm != nil {
 		// Beside the honest load from its first send to the end of the
@@ -221,6 +267,7 @@ func run(ctx context.Context, cfg Config) (result, error) {
 	s.closeAll()
 	rep.Errors = s.errors.snapshot()
 	rep.finishReceiverStats(s)
+	rep.finishResumeStats(s)
 	if s.swarm != nil {
 		rep.Chaos = s.swarm.Report()
 	}
@@ -346,16 +393,19 @@ func (s *sim) closeAll() {
 		go func() {
 			defer wg.Done()
 			for c := range work {
-				if c.cf != nil {
+				switch {
+				case c.cf != nil:
 					_ = c.cf.Close()
-				} else {
+				case c.sess != nil:
+					_ = c.sess.Close()
+				default:
 					_ = c.c.Close()
 				}
 			}
 		}()
 	}
 	for _, c := range s.clients {
-		if c.c != nil || c.cf != nil {
+		if c.c != nil || c.cf != nil || c.sess != nil {
 			work <- c
 		}
 	}

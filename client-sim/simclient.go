@@ -43,6 +43,7 @@ type simClient struct {
 	// Set by the connect goroutine before the send phase starts: c for the
 	// tickrelay protocol, cf for Centrifugo.
 	c       *client.Client
+	sess    *client.Session // with -resume, instead of c
 	cf      *centrifugo.Conn
 	channel string // the room's Centrifugo channel (built once: publishes must not allocate)
 	player  uint32
@@ -66,6 +67,9 @@ type simClient struct {
 
 	// dead is set when the connection ended during the run: stop sending.
 	dead atomic.Bool
+	// lostAt is when the session lost its connection (UnixNano; 0: not
+	// lost), for the time to resume.
+	lostAt atomic.Int64
 }
 
 func (s *sim) roomID(n int) string {
@@ -92,7 +96,11 @@ func (sc *simClient) connect(ctx context.Context, local net.Addr) {
 		sc.connectCentrifugo(ctx, local)
 		return
 	}
-	c, err := client.Dial(ctx, s.cfg.URL, client.Options{
+	if s.cfg.Resume {
+		sc.connectSession(ctx, local)
+		return
+	}
+	c, err := client.Dial(ctx, s.url(sc.idx), client.Options{
 		OnFrame:      sc.onFrame,
 		OnClose:      sc.onClose,
 		OnError:      sc.onError,
@@ -122,12 +130,60 @@ func (sc *simClient) connect(ctx context.Context, local net.Addr) {
 	s.connected.Add(1)
 }
 
+// connectSession joins through a client.Session, which resumes the seat
+// after a lost connection.
+func (sc *simClient) connectSession(ctx context.Context, local net.Addr) {
+	s := sc.sim
+	sess, err := client.Connect(ctx, s.url(sc.idx), client.SessionOptions{
+		Conn: client.Options{LocalAddr: local, PingInterval: s.cfg.KeepAlive},
+		Join: client.JoinOptions{
+			RoomID:          s.roomID(sc.room),
+			CreateIfMissing: true,
+			Room: client.RoomOptions{
+				MaxPlayers: uint32(s.roomCapacity),
+				TickRate:   uint32(s.cfg.TickRate),
+				Immediate:  s.cfg.Immediate,
+			},
+		},
+		OnFrame:      sc.onFrame,
+		OnError:      sc.onError,
+		OnLeft:       sc.onLeft,
+		OnDisconnect: sc.onDisconnect,
+		OnReconnect:  sc.onReconnect,
+	})
+	if err != nil {
+		var se *client.ServerError
+		if errors.As(err, &se) || errors.Is(err, client.ErrClosed) {
+			s.errors.add(joinKind(err))
+		} else {
+			s.errors.add(dialKind(err))
+		}
+		return
+	}
+	sc.sess, sc.player, sc.joined = sess, sess.Joined().PlayerID, true
+	s.connected.Add(1)
+}
+
+// onDisconnect runs when a session lost its connection and starts
+// reconnecting.
+func (sc *simClient) onDisconnect(error) {
+	sc.lostAt.Store(time.Now().UnixNano())
+	sc.sim.disconnects.Add(1)
+}
+
+// onReconnect records how long the seat was away.
+func (sc *simClient) onReconnect(*client.Resumed) {
+	if at := sc.lostAt.Swap(0); at != 0 {
+		sc.sim.recordResume(time.Duration(time.Now().UnixNano() - at))
+	}
+}
+
 // connectCentrifugo connects to a Centrifugo server and subscribes to the
 // room's channel: joining a room is subscribing to it.
 func (sc *simClient) connectCentrifugo(ctx context.Context, local net.Addr) {
 	s := sc.sim
 	sc.channel = s.channel(sc.room)
-	c, err := centrifugo.Dial(ctx, s.cfg.URL, sc.channel, centrifugo.Options{
+	c, err := centrifugo.Dial(ctx, s.url(sc.idx), sc.channel, centrifugo.Options{
 		OnPublications: sc.onPublications,
 		OnError:        sc.onCentrifugoError,
 		OnClose:        sc.onClose,

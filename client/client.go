@@ -47,6 +47,7 @@ import (
 
 	"github.com/gobwas/ws"
 
+	"github.com/tickrelay/tickrelay/internal/wsclient"
 	pb "github.com/tickrelay/tickrelay/proto/tickrelay/v1"
 	"github.com/tickrelay/tickrelay/proto/wire"
 )
@@ -161,8 +162,8 @@ type Client struct {
 
 	writeMu  sync.Mutex // guards wbuf, writeErr and every write to conn
 	wbuf     []byte
-	writeErr error     // sticky: once a write failed or Close began, nothing more is written
-	deadline time.Time // the conn's current write deadline
+	writeErr error                  // sticky: once a write failed or Close began, nothing more is written
+	deadline wsclient.WriteDeadline // of the conn, moved as seldom as possible
 
 	nextID atomic.Uint32
 

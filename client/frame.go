@@ -6,21 +6,20 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"time"
 	"unicode/utf8"
 
 	"github.com/gobwas/ws"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/tickrelay/tickrelay/internal/wsclient"
 	pb "github.com/tickrelay/tickrelay/proto/tickrelay/v1"
 	"github.com/tickrelay/tickrelay/proto/wire"
 )
 
-// maxClientHeader is the largest header of a client frame: 2 bytes, a 64-bit
-// length and the 4-byte mask. Every write buffer keeps this much room in front
-// of the message so that header and message go out in one write.
-const maxClientHeader = 14
+// maxClientHeader: write buffers keep this much room in front of the
+// message, so that header and message go out in one write.
+const maxClientHeader = wsclient.MaxHeader
 
 // Close codes of RFC 6455 used by the client.
 const (
@@ -325,50 +324,13 @@ func (c *Client) writeControlLocked(op ws.OpCode, payload []byte, timeout time.D
 // and closes the socket: after a partial frame the stream is unusable.
 // c.writeMu must be held.
 func (c *Client) writeFrameLocked(op ws.OpCode, buf []byte, timeout time.Duration) error {
-	payload := buf[maxClientHeader:]
-	n := len(payload)
-	var hs int
-	switch {
-	case n <= 125:
-		hs = 2 + 4
-	case n <= 0xffff:
-		hs = 4 + 4
-	default:
-		hs = 10 + 4
+	frame := wsclient.Frame(op, buf)
+	if err := c.deadline.Refresh(c.conn, timeout); err != nil {
+		c.writeErr = fmt.Errorf("set write deadline: %w", err)
+		_ = c.conn.Close()
+		return c.writeErr
 	}
-	start := maxClientHeader - hs
-	h := buf[start:maxClientHeader]
-	h[0] = 0x80 | byte(op) // FIN
-	switch {
-	case n <= 125:
-		h[1] = 0x80 | byte(n) // MASK bit
-	case n <= 0xffff:
-		h[1] = 0x80 | 126
-		binary.BigEndian.PutUint16(h[2:], uint16(n))
-	default:
-		h[1] = 0x80 | 127
-		binary.BigEndian.PutUint64(h[2:], uint64(n))
-	}
-	// RFC 6455 wants an unpredictable mask; math/rand/v2's global source is
-	// ChaCha8 per thread: unpredictable enough, lock-free and allocation-free.
-	var mask [4]byte
-	binary.LittleEndian.PutUint32(mask[:], rand.Uint32())
-	copy(h[hs-4:], mask[:])
-	ws.Cipher(payload, mask, 0)
-
-	// Moving the deadline costs a runtime timer update per write (3-4% of
-	// client-sim's CPU); refresh it only when less than half of the timeout
-	// is left, or when this write wants a shorter one (Close).
-	now := time.Now()
-	if left := c.deadline.Sub(now); left < timeout/2 || left > timeout {
-		c.deadline = now.Add(timeout)
-		if err := c.conn.SetWriteDeadline(c.deadline); err != nil {
-			c.writeErr = fmt.Errorf("set write deadline: %w", err)
-			_ = c.conn.Close()
-			return c.writeErr
-		}
-	}
-	if _, err := c.conn.Write(buf[start:]); err != nil {
+	if _, err := c.conn.Write(frame); err != nil {
 		c.writeErr = fmt.Errorf("write: %w", err)
 		_ = c.conn.Close()
 		return c.writeErr

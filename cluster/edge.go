@@ -62,11 +62,10 @@ type Remote struct {
 	unacked  [][]byte // Sends with a seq above taken, in order (bounded)
 	// pending holds requests that wait for an answer (by request id), so a
 	// new owner can take them after a takeover.
-	pending   map[uint32][]byte
-	leaving   bool // a Leave went on and its seat was not released yet
-	released  bool
-	detached  bool
-	resumeFor uint32 // the player a pending Resume names
+	pending  map[uint32][]byte
+	leaving  bool // a Leave went on and its seat was not released yet
+	released bool
+	detached bool
 }
 
 // RouteResult says where a Join or Resume goes.

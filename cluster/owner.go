@@ -130,9 +130,6 @@ func (o *owned) newRemoteSeat(key connKey, addr string, g *cpb.Grant) *remoteSea
 // frames carry no request_id and start with the frame body's tag.
 func isFrame(b []byte) bool { return len(b) > 0 && b[0] == 0x1a }
 
-// player is the seat's player id (0: not seated).
-func (rs *remoteSeat) player() uint32 { return rs.seat.PlayerID() }
-
 // Deliver implements room.Peer.
 func (rs *remoteSeat) Deliver(msg *room.Outbound) {
 	b := append([]byte(nil), msg.Bytes()...)

@@ -12,6 +12,7 @@ const (
 	cmdJoin                          // control
 	cmdLeave                         // control
 	cmdDisconnect                    // control
+	cmdForfeit                       // control: a disconnect that gives up the seat
 	cmdResume                        // control
 	cmdCall                          // control: an admin function run on the worker
 )

@@ -354,7 +354,14 @@ func (m *Manager) Leave(s *Seat, requestID uint32) error {
 // nothing is delivered to the seat's peer once Disconnect has returned,
 // anything addressed to it is dropped, and the seat cannot join again.
 // Never blocks, never fails; idempotent.
-func (m *Manager) Disconnect(s *Seat) {
+func (m *Manager) Disconnect(s *Seat) { m.disconnect(s, cmdDisconnect) }
+
+// Forfeit is Disconnect for a connection the relay closed for the
+// client's own doing (closes.Info.KeepsSeat false): the member leaves at
+// once, whatever the room's seat grace.
+func (m *Manager) Forfeit(s *Seat) { m.disconnect(s, cmdForfeit) }
+
+func (m *Manager) disconnect(s *Seat, kind cmdKind) {
 	if s == nil || s.dead.Swap(true) {
 		return
 	}
@@ -362,7 +369,7 @@ func (m *Manager) Disconnect(s *Seat) {
 	case stateJoining, stateInRoom, stateLeaving:
 		// A control command is never refused (except after Close, when
 		// there is nothing left to clean up).
-		s.worker.in.pushControl(command{kind: cmdDisconnect, seat: s})
+		s.worker.in.pushControl(command{kind: kind, seat: s})
 	}
 }
 

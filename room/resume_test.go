@@ -174,7 +174,7 @@ func TestResumeWithTheOldTokenWhenTheResumedWasLost(t *testing.T) {
 	res, _, _ = h.resume(b, b.seq)
 	require.Equal(t, pb.ResumeFailure_RESUME_FAILURE_BAD_TOKEN, res.GetFailure())
 	b.token = newest
-	res, p, s = h.resume(b, b.seq)
+	res, _, _ = h.resume(b, b.seq)
 	require.True(t, res.GetRecovered(), "%v", res)
 	a.take(t)
 }

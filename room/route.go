@@ -66,15 +66,15 @@ func (w *worker) leave(s *Seat, requestID uint32) {
 	s.ready()
 }
 
-// disconnect processes a queued Disconnect: the connection dropped without
-// a Leave. With a seat grace the member goes away (its seat is kept for a
-// Resume); without one it leaves.
-func (w *worker) disconnect(s *Seat) {
+// disconnect processes a queued Disconnect or Forfeit: the connection
+// dropped without a Leave. With a seat grace, and keep, the member goes
+// away (its seat is kept for a Resume); otherwise it leaves.
+func (w *worker) disconnect(s *Seat, keep bool) {
 	m := w.memberOf(s)
 	if m == nil || m.seat != s {
 		return // it left already, or a Resume took its seat
 	}
-	if m.room.grace > 0 && m.resumable && !w.m.quiesced.Load() {
+	if keep && m.room.grace > 0 && m.resumable && !w.m.quiesced.Load() {
 		w.goAway(m)
 		return
 	}

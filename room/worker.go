@@ -154,7 +154,9 @@ func (w *worker) handle(c *command) {
 	case cmdLeave:
 		w.leave(c.seat, c.requestID)
 	case cmdDisconnect:
-		w.disconnect(c.seat)
+		w.disconnect(c.seat, true)
+	case cmdForfeit:
+		w.disconnect(c.seat, false)
 	case cmdResume:
 		w.resume(c.seat, c.resume)
 	case cmdCall:

@@ -186,7 +186,7 @@ func (s *Server) authFailed(c *conn, requestID uint32, err error) {
 	c.authFailures++
 	s.access.limits.JoinFailed(c.addr, time.Now())
 	reason := reasonOf(err)
-	if errors.Is(err, authMissing) || errors.Is(err, authExpired) {
+	if errors.Is(err, errAuthMissing) || errors.Is(err, errAuthExpired) {
 		s.access.mu.Lock()
 		s.access.refused[auth.Reason(reason)]++
 		s.access.mu.Unlock()
@@ -240,27 +240,27 @@ func (s *Server) joinGrant(c *conn, token string) (*room.Grant, error) {
 		}
 	}
 	if claims == nil {
-		return nil, authMissing
+		return nil, errAuthMissing
 	}
 	if !claims.ExpiresAt.IsZero() && now.After(claims.ExpiresAt) {
 		// The connection's token expired since Authenticate: a fresh one
 		// is needed (a new Authenticate, or Join.auth_token).
-		return nil, authExpired
+		return nil, errAuthExpired
 	}
 	return grantOf(claims), nil
 }
 
 var (
-	authMissing = errors.New("auth: missing: this relay needs an auth token (Authenticate, or Join.auth_token)")
-	authExpired = errors.New("auth: expired: the connection's token has expired: send a fresh one")
+	errAuthMissing = errors.New("auth: missing: this relay needs an auth token (Authenticate, or Join.auth_token)")
+	errAuthExpired = errors.New("auth: expired: the connection's token has expired: send a fresh one")
 )
 
 // reasonOf is the Error.reason of an auth refusal.
 func reasonOf(err error) string {
 	switch {
-	case errors.Is(err, authMissing):
+	case errors.Is(err, errAuthMissing):
 		return string(auth.ReasonMissing)
-	case errors.Is(err, authExpired):
+	case errors.Is(err, errAuthExpired):
 		return string(auth.ReasonExpired)
 	}
 	return string(auth.ReasonOf(err))

@@ -129,6 +129,7 @@ func TestAdminRoomsListDetailAndErrors(t *testing.T) {
 	require.Equal(t, "invalid_argument", admin.errorCode(body))
 	status, body = admin.do("POST", "/v1/rooms/alpha/players/x/kick", "")
 	require.Equal(t, http.StatusBadRequest, status)
+	require.Equal(t, "invalid_argument", admin.errorCode(body))
 	status, body = admin.do("POST", "/v1/rooms/alpha/players/99/kick", "")
 	require.Equal(t, http.StatusNotFound, status)
 	require.Equal(t, "player_not_found", admin.errorCode(body))

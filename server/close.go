@@ -83,6 +83,7 @@ func (c *conn) closeWith(cause closes.Cause, code uint16, reason, detail string,
 	}
 	info := closes.Of(cause)
 	c.failing.Store(info.Fail)
+	c.forfeitSeat.Store(!info.KeepsSeat)
 	c.closeSentAt.Store(time.Now().UnixNano())
 	c.srv.stats.closedBy(ws.StatusCode(code), false)
 	c.srv.stats.closedFor(cause)

@@ -250,37 +250,37 @@ func (c Config) validate() error {
 			errs = append(errs, fmt.Errorf("%s must not be negative (got %d)", name, v))
 		}
 	}
-	positive("EventLoops", c.EventLoops)
-	positive("MaxConnections", c.MaxConnections)
-	positive("MaxMessageBytes", c.MaxMessageBytes)
-	positive("MaxHeaderBytes", c.MaxHeaderBytes)
-	positive("OutboundSoftBytes", c.OutboundSoftBytes)
-	positive("OutboundHardBytes", c.OutboundHardBytes)
-	positive("MaxBadMessages", c.MaxBadMessages)
-	positive("MaxFragments", c.MaxFragments)
-	positive("RateLimits.MessageBurst", c.RateLimits.MessageBurst)
-	positive("RateLimits.BytesPerSecond", c.RateLimits.BytesPerSecond)
+	positive("event-loops", c.EventLoops)
+	positive("max-connections", c.MaxConnections)
+	positive("max-message-bytes", c.MaxMessageBytes)
+	positive("Config.MaxHeaderBytes", c.MaxHeaderBytes)
+	positive("outbound-soft-bytes", c.OutboundSoftBytes)
+	positive("outbound-hard-bytes", c.OutboundHardBytes)
+	positive("max-bad-messages", c.MaxBadMessages)
+	positive("max-fragments", c.MaxFragments)
+	positive("rate-message-burst", c.RateLimits.MessageBurst)
+	positive("rate-bytes", c.RateLimits.BytesPerSecond)
 	if c.RateLimits.MessagesPerSecond < 0 {
-		errs = append(errs, fmt.Errorf("RateLimits.MessagesPerSecond must not be negative (got %g)", c.RateLimits.MessagesPerSecond))
+		errs = append(errs, fmt.Errorf("rate-messages must not be negative (got %g)", c.RateLimits.MessagesPerSecond))
 	}
 	for name, d := range map[string]time.Duration{
-		"HandshakeTimeout": c.HandshakeTimeout, "PingInterval": c.PingInterval,
-		"IdleTimeout": c.IdleTimeout, "CloseTimeout": c.CloseTimeout,
-		"FailLinger": c.FailLinger, "MessageReadTimeout": c.MessageReadTimeout,
-		"RateLimits.Grace": c.RateLimits.Grace,
+		"handshake-timeout": c.HandshakeTimeout, "ping-interval": c.PingInterval,
+		"idle-timeout": c.IdleTimeout, "close-timeout": c.CloseTimeout,
+		"fail-linger": c.FailLinger, "message-read-timeout": c.MessageReadTimeout,
+		"rate-limit-grace": c.RateLimits.Grace,
 	} {
 		if d < 0 {
 			errs = append(errs, fmt.Errorf("%s must not be negative (got %s)", name, d))
 		}
 	}
 	if c.IdleTimeout > 0 && c.PingInterval > 0 && c.IdleTimeout <= c.PingInterval {
-		errs = append(errs, fmt.Errorf("IdleTimeout (%s) must exceed PingInterval (%s)", c.IdleTimeout, c.PingInterval))
+		errs = append(errs, fmt.Errorf("idle-timeout (%s) must exceed ping-interval (%s)", c.IdleTimeout, c.PingInterval))
 	}
 	if c.OutboundHardBytes > 0 && c.OutboundSoftBytes >= c.OutboundHardBytes {
-		errs = append(errs, fmt.Errorf("OutboundSoftBytes (%d) must be below OutboundHardBytes (%d)", c.OutboundSoftBytes, c.OutboundHardBytes))
+		errs = append(errs, fmt.Errorf("outbound-soft-bytes (%d) must be below outbound-hard-bytes (%d)", c.OutboundSoftBytes, c.OutboundHardBytes))
 	}
 	if c.Room.MaxFrameBytes != 0 && c.Room.MaxFrameBytes < c.MaxMessageBytes+roomFrameOverhead {
-		errs = append(errs, fmt.Errorf("Room.MaxFrameBytes (%d) must be at least MaxMessageBytes+%d (%d)",
+		errs = append(errs, fmt.Errorf("max-frame-bytes (%d) must be at least max-message-bytes+%d (%d)",
 			c.Room.MaxFrameBytes, roomFrameOverhead, c.MaxMessageBytes+roomFrameOverhead))
 	}
 	switch c.Auth.Mode {
@@ -299,10 +299,10 @@ func (c Config) validate() error {
 		errs = append(errs, fmt.Errorf("tick-budget-bytes (%d) must be at least max-message-bytes (%d)", c.Room.SenderTickBytes, c.MaxMessageBytes))
 	}
 	if len(c.Path) == 0 || c.Path[0] != '/' {
-		errs = append(errs, fmt.Errorf("Path must start with / (got %q)", c.Path))
+		errs = append(errs, fmt.Errorf("path must start with / (got %q)", c.Path))
 	}
 	if c.EchoPath != "" && (c.EchoPath[0] != '/' || c.EchoPath == c.Path) {
-		errs = append(errs, fmt.Errorf("EchoPath must start with / and differ from Path (got %q)", c.EchoPath))
+		errs = append(errs, fmt.Errorf("echo-path must start with / and differ from path (got %q)", c.EchoPath))
 	}
 	return errors.Join(errs...)
 }

@@ -88,6 +88,7 @@ type conn struct {
 	state       atomicState
 	closing     atomic.Bool  // a Close is on its way (or the connection is gone): no more data
 	failing     atomic.Bool  // the close fails the connection: linger, then drop it
+	forfeitSeat atomic.Bool  // the relay closed it for a cause that does not keep the seat
 	shutWrite   bool         // the write side was shut down after a failing close
 	shutAt      atomic.Int64 // unix nanos of that shutdown
 	lingerLeft  atomic.Int64 // unwritten bytes at the last sweep of a failing close
@@ -136,7 +137,9 @@ func (s *Server) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	return nil, gnet.None
 }
 
-// OnClose releases the connection's seat: its room sees it leave at once.
+// OnClose releases the connection's seat: its room keeps it for a Resume
+// (seat grace) unless the relay closed the connection for a cause that
+// forfeits it (closes.Info.KeepsSeat).
 func (s *Server) OnClose(gc gnet.Conn, _ error) gnet.Action {
 	c, ok := gc.Context().(*conn)
 	if !ok {
@@ -154,7 +157,11 @@ func (s *Server) OnClose(gc gnet.Conn, _ error) gnet.Action {
 	s.conns.remove(gc.Fd(), c)
 	s.openConns.Add(-1)
 	s.stats.connsClosed.Add(1)
-	if c.seat != nil {
+	switch {
+	case c.seat == nil:
+	case c.forfeitSeat.Load():
+		s.rooms.Forfeit(c.seat)
+	default:
 		s.rooms.Disconnect(c.seat)
 	}
 	if r := c.remote.Swap(nil); r != nil {

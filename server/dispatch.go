@@ -133,13 +133,7 @@ func (s *Server) request(c *conn, payload []byte) gnet.Action {
 // order they were sent; the room wakes the connection when the seat is
 // ready (conn.Ready).
 func (s *Server) join(c *conn, rid uint32, join *pb.Join, payload []byte) {
-	now := time.Now()
-	if locked, left := s.access.limits.LockedOut(c.addr, now); locked {
-		s.refuseJoin(c, rid, "too many failed joins from your address: locked out", "locked_out", left)
-		return
-	}
-	if ok, retry := s.access.limits.AllowJoin(c.addr, now); !ok {
-		s.refuseJoin(c, rid, "too many joins from your address", "address_rate", retry)
+	if !s.allowJoinFrom(c, rid) {
 		return
 	}
 	grant, err := s.joinGrant(c, join.GetAuthToken())
@@ -191,16 +185,26 @@ func (s *Server) parkFor(c *conn, payload []byte, grant *room.Grant) {
 	c.held.Store(true)
 }
 
-// resume hands a Resume to the rooms, under the same per-address limits as
-// a Join (a resume token cannot be guessed at speed either).
-func (s *Server) resume(c *conn, rid uint32, r *pb.Resume, payload []byte) {
+// allowJoinFrom applies the per-address join limits (the lockout after
+// failed joins, the join rate) to a Join or Resume, refusing it with
+// RATE_LIMITED when they say no.
+func (s *Server) allowJoinFrom(c *conn, rid uint32) bool {
 	now := time.Now()
 	if locked, left := s.access.limits.LockedOut(c.addr, now); locked {
 		s.refuseJoin(c, rid, "too many failed joins from your address: locked out", "locked_out", left)
-		return
+		return false
 	}
 	if ok, retry := s.access.limits.AllowJoin(c.addr, now); !ok {
 		s.refuseJoin(c, rid, "too many joins from your address", "address_rate", retry)
+		return false
+	}
+	return true
+}
+
+// resume hands a Resume to the rooms, under the same per-address limits as
+// a Join (a resume token cannot be guessed at speed either).
+func (s *Server) resume(c *conn, rid uint32, r *pb.Resume, payload []byte) {
+	if !s.allowJoinFrom(c, rid) {
 		return
 	}
 	var grant *room.Grant
@@ -209,7 +213,7 @@ func (s *Server) resume(c *conn, rid uint32, r *pb.Resume, payload []byte) {
 		// connection's auth decides whether, failing that, it may be
 		// seated anew.
 		grant = &room.Grant{AllowsRoom: func(string) bool { return false }}
-		if c.claims != nil && (c.claims.ExpiresAt.IsZero() || now.Before(c.claims.ExpiresAt)) {
+		if c.claims != nil && (c.claims.ExpiresAt.IsZero() || time.Now().Before(c.claims.ExpiresAt)) {
 			grant = grantOf(c.claims)
 		}
 	}

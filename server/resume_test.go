@@ -214,3 +214,34 @@ func TestLeaveGivesUpTheSeatAtOnce(t *testing.T) {
 	res := b2.resume(1, "bye", jb.GetPlayerId(), jb.GetResumeToken(), 0)
 	require.Equal(t, pb.ResumeFailure_RESUME_FAILURE_SEAT_EXPIRED, res.GetFailure())
 }
+
+// A connection the relay fails for the client's own doing gives its seat up
+// at once; one whose network failed keeps it for the grace.
+func TestClientFaultCloseForfeitsTheSeat(t *testing.T) {
+	forEachPath(t, func(t *testing.T, startServer startFunc) {
+		srv := startServer(t, func(c *Config) { c.Room.DefaultMaxPlayers = 3 })
+		a := dial(t, srv)
+		a.join("fault", 1)
+		b := dial(t, srv)
+		jb := b.join("fault", 1)
+		c := dial(t, srv)
+		jc := c.join("fault", 1)
+
+		// b breaks the protocol: a Text message (1003) forfeits its seat.
+		require.NoError(t, b.conn.WriteMessage(websocket.TextMessage, []byte("hello")))
+		require.Equal(t, 1003, b.expectClose())
+		ev := a.awaitEvent(pb.RoomEventType_ROOM_EVENT_TYPE_PLAYER_LEFT, jb.GetPlayerId())
+		require.Equal(t, pb.LeaveReason_LEAVE_REASON_DISCONNECTED, ev.GetReason())
+
+		// c's network fails: its seat is kept.
+		c.drop()
+		a.awaitEvent(pb.RoomEventType_ROOM_EVENT_TYPE_PLAYER_AWAY, jc.GetPlayerId())
+
+		// b's seat is free for a new player; c's resume still works.
+		d := dial(t, srv)
+		d.join("fault", 1)
+		c2 := dial(t, srv)
+		res := c2.resume(1, "fault", jc.GetPlayerId(), jc.GetResumeToken(), 0)
+		require.True(t, res.GetRecovered(), "%v", res)
+	})
+}

@@ -93,7 +93,7 @@ func findRoot(dir string) (string, error) {
 func environment(ctx context.Context, root string, proc procstat.Reader) Env {
 	e := Env{NProc: runtime.NumCPU(), CPUModel: proc.CPUModel(), Sysctl: map[string]string{}}
 	if out, err := runCapture(ctx, root, "nproc"); err == nil {
-		fmt.Sscan(out, &e.NProc)
+		_, _ = fmt.Sscan(out, &e.NProc) // on a parse error the Go runtime's count stays
 	}
 	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
 		e.Kernel = strings.TrimSpace(string(b))

@@ -30,7 +30,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"strconv"
 	"sync"
@@ -41,6 +40,8 @@ import (
 	"github.com/centrifugal/protocol"
 	"github.com/gobwas/ws"
 	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/tickrelay/tickrelay/internal/wsclient"
 )
 
 // Subprotocol selects the protobuf form of Centrifugo's protocol.
@@ -55,9 +56,9 @@ const (
 	closeTooBig   = 1009
 )
 
-// maxClientHeader is the largest client frame header (64-bit length and
-// mask); write buffers keep this much room in front of the message.
-const maxClientHeader = 14
+// maxClientHeader: write buffers keep this much room in front of the
+// message, so that header and message go out in one write.
+const maxClientHeader = wsclient.MaxHeader
 
 // Publication is one publication of the subscribed channel. Both slices
 // borrow from the read buffer.
@@ -137,7 +138,7 @@ type Conn struct {
 	writeMu  sync.Mutex // guards wbuf, writeErr, deadline, nextID and writes
 	wbuf     []byte
 	writeErr error
-	deadline time.Time
+	deadline wsclient.WriteDeadline
 	nextID   uint32
 
 	closing   atomic.Bool
@@ -502,46 +503,13 @@ func (c *Conn) writeControlLocked(op ws.OpCode, payload []byte, timeout time.Dur
 // bytes are scratch for the header. A failed write is sticky and closes the
 // socket. writeMu must be held.
 func (c *Conn) writeFrameLocked(op ws.OpCode, buf []byte, timeout time.Duration) error {
-	payload := buf[maxClientHeader:]
-	n := len(payload)
-	var hs int
-	switch {
-	case n <= 125:
-		hs = 2 + 4
-	case n <= 0xffff:
-		hs = 4 + 4
-	default:
-		hs = 10 + 4
+	frame := wsclient.Frame(op, buf)
+	if err := c.deadline.Refresh(c.conn, timeout); err != nil {
+		c.writeErr = fmt.Errorf("centrifugo: set write deadline: %w", err)
+		_ = c.conn.Close()
+		return c.writeErr
 	}
-	start := maxClientHeader - hs
-	h := buf[start:maxClientHeader]
-	h[0] = 0x80 | byte(op)
-	switch {
-	case n <= 125:
-		h[1] = 0x80 | byte(n)
-	case n <= 0xffff:
-		h[1] = 0x80 | 126
-		binary.BigEndian.PutUint16(h[2:], uint16(n))
-	default:
-		h[1] = 0x80 | 127
-		binary.BigEndian.PutUint64(h[2:], uint64(n))
-	}
-	var mask [4]byte
-	binary.LittleEndian.PutUint32(mask[:], rand.Uint32())
-	copy(h[hs-4:], mask[:])
-	ws.Cipher(payload, mask, 0)
-	// Moving the deadline costs a timer update per write: refresh it only
-	// when less than half of the timeout is left (as tickrelay's SDK).
-	now := time.Now()
-	if left := c.deadline.Sub(now); left < timeout/2 || left > timeout {
-		c.deadline = now.Add(timeout)
-		if err := c.conn.SetWriteDeadline(c.deadline); err != nil {
-			c.writeErr = fmt.Errorf("centrifugo: set write deadline: %w", err)
-			_ = c.conn.Close()
-			return c.writeErr
-		}
-	}
-	if _, err := c.conn.Write(buf[start:]); err != nil {
+	if _, err := c.conn.Write(frame); err != nil {
 		c.writeErr = fmt.Errorf("centrifugo: write: %w", err)
 		_ = c.conn.Close()
 		return c.writeErr

@@ -49,6 +49,7 @@ type Report struct {
 	Expected          uint64  `json:"expected"`   // sent x (members - 1), per room
 	Delivered         uint64  `json:"delivered"`  // unique deliveries of measured sends
 	LossRatio         float64 `json:"loss_ratio"` // 1 - delivered/expected
+	Lost              uint64  `json:"lost"`       // expected - delivered (0 when not below)
 	Duplicates        uint64  `json:"duplicates"`
 	OutOfOrder        uint64  `json:"out_of_order"`
 	BadPayloads       uint64  `json:"bad_payloads"`
@@ -78,6 +79,36 @@ type Report struct {
 	// Chaos is what the chaos connections (-chaos) got from the server;
 	// nil without them. Every figure above is the honest clients' alone.
 	Chaos *Chaos `json:"chaos,omitempty"`
+
+	// Resume is what the sessions (-resume) and the fault proxy
+	// (-fault-cut-fraction) went through; nil without either.
+	Resume *Resume `json:"resume,omitempty"`
+}
+
+// Resume holds the figures of resuming clients and of the fault proxy.
+type Resume struct {
+	Enabled     bool    `json:"enabled"`      // -resume: the clients are client.Sessions
+	CutFraction float64 `json:"cut_fraction"` // -fault-cut-fraction (0: no proxy)
+	CutEveryS   float64 `json:"cut_every_s"`  // -fault-cut-every
+	// Cuts is the number of connections the fault proxy reset;
+	// Disconnects the connections the sessions lost (cuts, and any other
+	// loss).
+	Cuts        uint64 `json:"cuts"`
+	Disconnects uint64 `json:"disconnects"`
+	// The sessions' client.SessionStats, summed: Recovered resumes took
+	// the seat back with every frame, Resyncs had to start over.
+	Reconnects     int    `json:"reconnects"`
+	Recovered      int    `json:"recovered"`
+	Resyncs        int    `json:"resyncs"`
+	FramesReplayed uint64 `json:"frames_replayed"`
+	InputsResent   int    `json:"inputs_resent"`
+	InputsLost     int    `json:"inputs_lost"`
+	// SessionsEnded counts sessions that gave up before the end of the
+	// run (no reconnect in time, a close not to reconnect after).
+	SessionsEnded int `json:"sessions_ended"`
+	// ResumeMs is the time from a lost connection to the seat back, per
+	// reconnect (its max: until the last was back).
+	ResumeMs Percentiles `json:"resume_ms"`
 }
 
 // Percentiles of a distribution, in milliseconds.
@@ -230,6 +261,7 @@ func Merge(rs []Report) (Report, error) {
 	out.Clients, out.Connected, out.Rooms = 0, 0, 0
 	out.Sent, out.SentTotal, out.Expected, out.Delivered = 0, 0, 0, 0
 	out.Duplicates, out.OutOfOrder, out.BadPayloads, out.ReceiversWithLoss = 0, 0, 0, 0
+	out.Resume = nil
 	out.ClientCPUS, out.ClientCores, out.ClientRSSKiB, out.ConnectS = 0, 0, 0, 0
 	var merged *hdrhistogram.Histogram
 	for i, r := range rs {
@@ -265,6 +297,7 @@ func Merge(rs []Report) (Report, error) {
 				merged.Merge(h)
 			}
 		}
+		out.Resume = mergeResume(out.Resume, r.Resume)
 		if i > 0 {
 			// Send lag cannot be merged from percentiles: keep the worst.
 			out.SendLagMs.P99 = max(out.SendLagMs.P99, r.SendLagMs.P99)
@@ -280,7 +313,10 @@ func Merge(rs []Report) (Report, error) {
 		return Report{}, err
 	}
 	out.Chaos = c
-	out.LossRatio = 0
+	out.LossRatio, out.Lost = 0, 0
+	if out.Delivered < out.Expected {
+		out.Lost = out.Expected - out.Delivered
+	}
 	if out.Expected > 0 {
 		out.LossRatio = max(0, 1-float64(out.Delivered)/float64(out.Expected))
 	}
@@ -296,4 +332,34 @@ func Merge(rs []Report) (Report, error) {
 		out.LatencyHist = string(b)
 	}
 	return out, nil
+}
+
+// mergeResume adds b's resume figures to a (either may be nil): sums, and
+// the worst resume times (percentiles cannot be merged).
+func mergeResume(a, b *Resume) *Resume {
+	if b == nil {
+		return a
+	}
+	if a == nil {
+		c := *b
+		return &c
+	}
+	out := *a
+	out.Enabled = a.Enabled || b.Enabled
+	out.Cuts += b.Cuts
+	out.Disconnects += b.Disconnects
+	out.Reconnects += b.Reconnects
+	out.Recovered += b.Recovered
+	out.Resyncs += b.Resyncs
+	out.FramesReplayed += b.FramesReplayed
+	out.InputsResent += b.InputsResent
+	out.InputsLost += b.InputsLost
+	out.SessionsEnded += b.SessionsEnded
+	out.ResumeMs.P50 = max(a.ResumeMs.P50, b.ResumeMs.P50)
+	out.ResumeMs.P90 = max(a.ResumeMs.P90, b.ResumeMs.P90)
+	out.ResumeMs.P99 = max(a.ResumeMs.P99, b.ResumeMs.P99)
+	out.ResumeMs.P999 = max(a.ResumeMs.P999, b.ResumeMs.P999)
+	out.ResumeMs.Max = max(a.ResumeMs.Max, b.ResumeMs.Max)
+	out.ResumeMs.Mean = max(a.ResumeMs.Mean, b.ResumeMs.Mean)
+	return &out
 }

@@ -128,3 +128,23 @@ func TestMerge(t *testing.T) {
 	_, err = Merge([]Report{a, {Clients: 1, DurationS: 5}})
 	require.Error(t, err, "different windows cannot be summed")
 }
+
+func TestMergeResume(t *testing.T) {
+	t.Parallel()
+	a := Report{Clients: 10, DurationS: 10, Expected: 100, Delivered: 100,
+		Resume: &Resume{Enabled: true, CutFraction: 0.05, CutEveryS: 1, Cuts: 5, Disconnects: 4, Reconnects: 4, Recovered: 4,
+			FramesReplayed: 30, InputsResent: 7, ResumeMs: Percentiles{P50: 10, P99: 40, Max: 50}}}
+	b := Report{Clients: 10, DurationS: 10, Expected: 100, Delivered: 97,
+		Resume: &Resume{Enabled: true, CutFraction: 0.05, CutEveryS: 1, Cuts: 3, Disconnects: 3, Reconnects: 2, Recovered: 1, Resyncs: 1,
+			InputsLost: 2, SessionsEnded: 1, ResumeMs: Percentiles{P50: 20, P99: 30, Max: 90}}}
+	m, err := Merge([]Report{a, b})
+	require.NoError(t, err)
+	require.Equal(t, uint64(3), m.Lost)
+	require.Equal(t, &Resume{Enabled: true, CutFraction: 0.05, CutEveryS: 1, Cuts: 8, Disconnects: 7, Reconnects: 6, Recovered: 5, Resyncs: 1,
+		FramesReplayed: 30, InputsResent: 7, InputsLost: 2, SessionsEnded: 1, ResumeMs: Percentiles{P50: 20, P99: 40, Max: 90}}, m.Resume)
+	require.Equal(t, uint64(5), a.Resume.Cuts, "the inputs are untouched")
+
+	none, err := Merge([]Report{{Clients: 1, DurationS: 10}, {Clients: 1, DurationS: 10}})
+	require.NoError(t, err)
+	require.Nil(t, none.Resume)
+}

@@ -115,34 +115,41 @@ type Info struct {
 	// short linger. Otherwise the close is clean: it waits for the client's
 	// Close up to close-timeout.
 	Fail bool
+	// KeepsSeat: a player closed for this cause keeps its seat for the
+	// room's seat grace, so that it can resume. Causes that are the
+	// client's own doing (protocol violations, floods, refused tokens, a
+	// client that does not read what it is sent) forfeit the seat at once: resume is for networks that fail, and a
+	// client that reconnects after such a close without resuming must not
+	// find its room full of its own old seats.
+	KeepsSeat bool
 	// When says when the relay uses it, for the docs.
 	When string
 }
 
 // Table maps every cause to its Info. Index it with a Cause, or use Of.
 var Table = [numCauses]Info{
-	Normal:           {"normal", 1000, "", 0, 0, false, false, "the client closed, or its session ended cleanly"},
-	GoingAway:        {"going_away", 1001, "server shutting down", 0, 503, true, false, "the relay shuts down (SIGINT, or a second signal)"},
-	Draining:         {"draining", 1001, "server draining: reconnect to resume", pb.ErrorCode_ERROR_CODE_DRAINING, 503, true, false, "the drain timeout passed while the client was still connected"},
-	ProtocolError:    {"protocol_error", 1002, "protocol error", 0, 400, false, true, "an RFC 6455 violation (the Close reason names it)"},
-	TextFrame:        {"text_frame", 1003, "text frames not supported", pb.ErrorCode_ERROR_CODE_BAD_MESSAGE, 0, false, true, "a Text message on the relay endpoint"},
-	InvalidData:      {"invalid_data", 1007, "invalid message data", 0, 0, false, true, "Text that is not UTF-8 (echo endpoint), a Close reason that is not UTF-8"},
-	Policy:           {"policy", 1008, "too many malformed messages", pb.ErrorCode_ERROR_CODE_POLICY_VIOLATION, 0, false, true, "max-bad-messages undecodable envelopes"},
-	TooBig:           {"too_big", 1009, "message too big", pb.ErrorCode_ERROR_CODE_MESSAGE_TOO_LARGE, 0, false, true, "a message over max-message-bytes or max-fragments"},
-	Internal:         {"internal", 1011, "internal error", pb.ErrorCode_ERROR_CODE_INTERNAL, 500, true, false, "a relay bug or an unexpected failure"},
-	Restart:          {"restart", 1012, "service restart: resume now", 0, 503, true, false, "the node can no longer serve the room (cluster fenced, room handed over)"},
-	SlowConsumer:     {"slow_consumer", 4000, "slow consumer", pb.ErrorCode_ERROR_CODE_SLOW_CONSUMER, 0, true, true, "the client's unwritten output passed outbound-hard-bytes, or its backlog max-backlog-bytes"},
-	IdleTimeout:      {"idle_timeout", 4001, "idle timeout", pb.ErrorCode_ERROR_CODE_TIMEOUT, 0, true, true, "nothing received within idle-timeout"},
-	HandshakeTimeout: {"handshake_timeout", 4001, "handshake timeout", 0, 408, true, true, "the upgrade request was not complete within handshake-timeout (HTTP only)"},
-	Overloaded:       {"overloaded", 4002, "server overloaded", pb.ErrorCode_ERROR_CODE_OVERLOADED, 503, true, false, "load shedding"},
-	ServerFull:       {"server_full", 4002, "server full", pb.ErrorCode_ERROR_CODE_SERVER_FULL, 503, true, true, "the connection limit is reached: upgraded and closed at once (far past the limit: HTTP 503 before reading the request)"},
-	RateLimited:      {"rate_limited", 4003, "rate limited", pb.ErrorCode_ERROR_CODE_RATE_LIMITED, 0, true, true, "the client kept sending over its rate limits after RATE_LIMITED answers"},
-	SlowMessage:      {"slow_message", 4004, "message read timeout", pb.ErrorCode_ERROR_CODE_TIMEOUT, 0, true, true, "a message not completed within message-read-timeout"},
-	AddressLimited:   {"address_limited", 4005, "too many connections from your address", pb.ErrorCode_ERROR_CODE_RATE_LIMITED, 429, true, true, "per-address connection or handshake limits"},
-	Kicked:           {"kicked", 4500, "kicked", 0, 0, false, false, "removed by the game or an operator"},
-	Unauthorized:     {"unauthorized", 4501, "unauthorized", pb.ErrorCode_ERROR_CODE_UNAUTHORIZED, 403, false, true, "the auth token was refused too many times"},
-	Replaced:         {"replaced", 4502, "session resumed on another connection", 0, 0, false, false, "a Resume on a newer connection took this connection's seat"},
-	OriginRefused:    {"origin_refused", 4503, "origin not allowed", 0, 403, false, true, "the page's Origin is not on allowed-origins: upgraded and closed at once, so the page can read why"},
+	Normal:           {"normal", 1000, "", 0, 0, false, false, true, "the client closed, or its session ended cleanly"},
+	GoingAway:        {"going_away", 1001, "server shutting down", 0, 503, true, false, true, "the relay shuts down (SIGINT, or a second signal)"},
+	Draining:         {"draining", 1001, "server draining: reconnect to resume", pb.ErrorCode_ERROR_CODE_DRAINING, 503, true, false, true, "the drain timeout passed while the client was still connected"},
+	ProtocolError:    {"protocol_error", 1002, "protocol error", 0, 400, false, true, false, "an RFC 6455 violation (the Close reason names it)"},
+	TextFrame:        {"text_frame", 1003, "text frames not supported", pb.ErrorCode_ERROR_CODE_BAD_MESSAGE, 0, false, true, false, "a Text message on the relay endpoint"},
+	InvalidData:      {"invalid_data", 1007, "invalid message data", 0, 0, false, true, false, "Text that is not UTF-8 (echo endpoint), a Close reason that is not UTF-8"},
+	Policy:           {"policy", 1008, "too many malformed messages", pb.ErrorCode_ERROR_CODE_POLICY_VIOLATION, 0, false, true, false, "max-bad-messages undecodable envelopes"},
+	TooBig:           {"too_big", 1009, "message too big", pb.ErrorCode_ERROR_CODE_MESSAGE_TOO_LARGE, 0, false, true, false, "a message over max-message-bytes or max-fragments"},
+	Internal:         {"internal", 1011, "internal error", pb.ErrorCode_ERROR_CODE_INTERNAL, 500, true, false, true, "a relay bug or an unexpected failure"},
+	Restart:          {"restart", 1012, "service restart: resume now", 0, 503, true, false, true, "the node can no longer serve the room (cluster fenced, room handed over)"},
+	SlowConsumer:     {"slow_consumer", 4000, "slow consumer", pb.ErrorCode_ERROR_CODE_SLOW_CONSUMER, 0, true, true, false, "the client's unwritten output passed outbound-hard-bytes, or its backlog max-backlog-bytes"},
+	IdleTimeout:      {"idle_timeout", 4001, "idle timeout", pb.ErrorCode_ERROR_CODE_TIMEOUT, 0, true, true, true, "nothing received within idle-timeout"},
+	HandshakeTimeout: {"handshake_timeout", 4001, "handshake timeout", 0, 408, true, true, false, "the upgrade request was not complete within handshake-timeout (HTTP only)"},
+	Overloaded:       {"overloaded", 4002, "server overloaded", pb.ErrorCode_ERROR_CODE_OVERLOADED, 503, true, false, true, "load shedding"},
+	ServerFull:       {"server_full", 4002, "server full", pb.ErrorCode_ERROR_CODE_SERVER_FULL, 503, true, true, false, "the connection limit is reached: upgraded and closed at once (far past the limit: HTTP 503 before reading the request)"},
+	RateLimited:      {"rate_limited", 4003, "rate limited", pb.ErrorCode_ERROR_CODE_RATE_LIMITED, 0, true, true, false, "the client kept sending over its rate limits after RATE_LIMITED answers"},
+	SlowMessage:      {"slow_message", 4004, "message read timeout", pb.ErrorCode_ERROR_CODE_TIMEOUT, 0, true, true, true, "a message not completed within message-read-timeout"},
+	AddressLimited:   {"address_limited", 4005, "too many connections from your address", pb.ErrorCode_ERROR_CODE_RATE_LIMITED, 429, true, true, false, "per-address connection or handshake limits"},
+	Kicked:           {"kicked", 4500, "kicked", 0, 0, false, false, false, "removed by the game or an operator"},
+	Unauthorized:     {"unauthorized", 4501, "unauthorized", pb.ErrorCode_ERROR_CODE_UNAUTHORIZED, 403, false, true, false, "the auth token was refused too many times"},
+	Replaced:         {"replaced", 4502, "session resumed on another connection", 0, 0, false, false, false, "a Resume on a newer connection took this connection's seat"},
+	OriginRefused:    {"origin_refused", 4503, "origin not allowed", 0, 403, false, true, false, "the page's Origin is not on allowed-origins: upgraded and closed at once, so the page can read why"},
 }
 
 // MaxReasonBytes is the longest Close reason RFC 6455 allows (a control

@@ -61,8 +61,8 @@ func TestMayReconnect(t *testing.T) {
 // renderTable is the close-code table of docs/PROTOCOL.md.
 func renderTable() string {
 	var b strings.Builder
-	b.WriteString("| Code | Reason sent | Error sent before | HTTP before upgrade | Client may reconnect | The relay | When |\n")
-	b.WriteString("| --- | --- | --- | --- | --- | --- | --- |\n")
+	b.WriteString("| Code | Reason sent | Error sent before | HTTP before upgrade | Client may reconnect | Seat kept | The relay | When |\n")
+	b.WriteString("| --- | --- | --- | --- | --- | --- | --- | --- |\n")
 	for _, c := range All() {
 		info := Of(c)
 		reason := "*(empty)*"
@@ -84,11 +84,15 @@ func renderTable() string {
 				reconnect = "yes, and resume"
 			}
 		}
+		seat := "no"
+		if info.KeepsSeat {
+			seat = "for the seat grace"
+		}
 		how := "waits for the client's Close"
 		if info.Fail {
 			how = "fails the connection"
 		}
-		fmt.Fprintf(&b, "| %d | %s | %s | %s | %s | %s | %s |\n", info.Code, reason, errCode, httpStatus, reconnect, how, info.When)
+		fmt.Fprintf(&b, "| %d | %s | %s | %s | %s | %s | %s | %s |\n", info.Code, reason, errCode, httpStatus, reconnect, seat, how, info.When)
 	}
 	return b.String()
 }

@@ -27,13 +27,12 @@ func frame(op ws.OpCode, payload []byte) *cframe {
 	return &cframe{fin: true, op: op, payload: payload, mask: [4]byte{0x37, 0xfa, 0x21, 0x3d}}
 }
 
-func (f *cframe) more() *cframe              { f.fin = false; return f }
-func (f *cframe) withRsv(r byte) *cframe     { f.rsv = r; return f }
-func (f *cframe) noMask() *cframe            { f.unmasked = true; return f }
-func (f *cframe) form16() *cframe            { f.form = 16; return f }
-func (f *cframe) form64() *cframe            { f.form = 64; return f }
-func (f *cframe) withMask(m [4]byte) *cframe { f.mask = m; return f }
-func (f *cframe) declare(n uint64) *cframe   { f.announce = &n; return f }
+func (f *cframe) more() *cframe            { f.fin = false; return f }
+func (f *cframe) withRsv(r byte) *cframe   { f.rsv = r; return f }
+func (f *cframe) noMask() *cframe          { f.unmasked = true; return f }
+func (f *cframe) form16() *cframe          { f.form = 16; return f }
+func (f *cframe) form64() *cframe          { f.form = 64; return f }
+func (f *cframe) declare(n uint64) *cframe { f.announce = &n; return f }
 
 func (f *cframe) bytes() []byte {
 	n := uint64(len(f.payload))

@@ -153,7 +153,7 @@ func (c *conn) writeLoop() {
 	defer c.srv.wg.Done()
 	// Closing the socket here also ends readLoop when the writer is the one
 	// that gives up (write error, slow consumer).
-	defer c.ws.Close()
+	defer func() { _ = c.ws.Close() }()
 	timeout := c.srv.cfg.WriteTimeout
 	for {
 		select {

@@ -3,6 +3,7 @@ import {
   ClientMessageSchema,
   ErrorCode,
   LeaveReason,
+  ResumeFailure,
   RoomEventType,
   ServerMessageSchema,
   type Error as PbError,
@@ -10,6 +11,7 @@ import {
   type Joined as PbJoined,
   type Member as PbMember,
   type RoomEvent as PbRoomEvent,
+  type Resumed as PbResumed,
   type ServerMessage,
 } from "./gen/tickrelay/v1/tickrelay_pb.js";
 import { backoffDelay, resolveReconnectOptions, type ReconnectOptions, type ResolvedReconnectOptions } from "./backoff.js";
@@ -29,8 +31,11 @@ import type {
   PingResult,
   ReconnectedInfo,
   ReconnectingInfo,
+  ResumedInfo,
+  ResyncInfo,
   RoomEvent,
   SendOptions,
+  SessionStats,
 } from "./types.js";
 
 /** The WebSocket subprotocol the client offers. */
@@ -68,8 +73,16 @@ export interface ClientEvents {
   close: (info: CloseInfo) => void;
   /** A reconnect attempt is scheduled. */
   reconnecting: (info: ReconnectingInfo) => void;
-  /** The connection is back (and the room rejoined, when the client was in one). */
+  /** The connection is back (and the seat resumed or the room rejoined, when the client was in one). */
   reconnected: (info: ReconnectedInfo) => void;
+  /**
+   * After a reconnect the seat could not be taken back as it was: the
+   * client holds a new seat (`info.joined`, a new player id when the old
+   * seat expired) or the same seat without the frames it missed (TOO_OLD).
+   * Rebuild the game's state from the room as it is now. Emitted after the
+   * "joined" of the new seat and before its first frame.
+   */
+  resync: (info: ResyncInfo) => void;
 }
 
 /** Options of a TickrelayClient. Omitted fields mean the default in their comment. */
@@ -109,6 +122,21 @@ export interface ClientOptions {
   deadAfterMs?: number;
   /** How long close() waits for the relay's answer to its Close, ms. Default 2,000. */
   closeTimeoutMs?: number;
+  /**
+   * Resume the seat after a lost connection (docs/PROTOCOL.md, "Resume"),
+   * when the relay keeps seats (Joined.resume_token): the missed frames are
+   * replayed, each once, and unacknowledged sends re-sent. false: rejoin
+   * the room as a new member instead. Default true.
+   */
+  resume?: boolean;
+  /**
+   * Sends kept for re-sending after a resume (the relay tells which it got),
+   * and the most buffered while reconnecting (beyond it send() returns
+   * false). Default 256.
+   */
+  resendInputs?: number;
+  /** How often a client with nothing to send acknowledges the frames it holds, ms. Default 250. */
+  ackIntervalMs?: number;
 }
 
 interface Pending {
@@ -124,6 +152,12 @@ interface Connection {
   readonly pending: Map<number, Pending>;
   /** The relay answered the first Ping: the connection serves. */
   ready: boolean;
+  /**
+   * The session is on this connection (the seat resumed or rejoined after a
+   * reconnect): sends and acks go out. Before it they wait, since a Resume
+   * must be the connection's first request.
+   */
+  serving: boolean;
   ended: boolean;
   lastReceivedAt: number;
   /** The last unsolicited Error, kept to explain a close that follows it. */
@@ -142,10 +176,29 @@ interface Seat {
   maxPlayers: number;
   roomMetadata: Readonly<Record<string, string>>;
   members: Map<number, Member>;
-  /** The highest Frame.seq received: what a Resume will name and an ack acknowledge. */
+  seatGraceMs: number;
+  /** The highest Frame.seq received: what a Resume names and an ack acknowledges. */
   lastSeq: number;
-  /** Joined.resume_token, for the relay's Resume once it supports it. */
+  /** The highest Frame.seq acknowledged to the relay on the current connection. */
+  ackSent: number;
+  /** The token for the next Resume: Joined.resume_token, then each Resumed.new_token (empty: the relay keeps no seats). */
   resumeToken: Uint8Array;
+  /** The latest Sends, kept until a Resumed says the relay got them. */
+  inputs: PendingInput[];
+  /** Of inputs, those queued while reconnecting. */
+  offline: number;
+  /** The Send.seq of the seat's first input (inputSeq + 1 when it began). */
+  firstInputSeq: number;
+}
+
+/** One Send, kept to be re-sent after a resume. */
+interface PendingInput {
+  readonly seq: number;
+  readonly payload: Uint8Array;
+  readonly kind: number;
+  readonly targets: number[];
+  readonly echo: boolean;
+  readonly latestOnly: boolean;
 }
 
 interface Waiter {
@@ -180,12 +233,30 @@ export class TickrelayClient extends Emitter<ClientEvents> {
   private readonly pingBurst: number;
   private readonly deadAfterMs: number;
   private readonly closeTimeoutMs: number;
+  private readonly resumeEnabled: boolean;
+  private readonly resendInputs: number;
+  private readonly ackIntervalMs: number;
   private readonly clock: ClockSync;
+  private readonly counters: { -readonly [K in keyof SessionStats]: SessionStats[K] } = {
+    reconnects: 0,
+    recovered: 0,
+    resyncs: 0,
+    framesReplayed: 0,
+    duplicatesDropped: 0,
+    inputsResent: 0,
+    inputsLost: 0,
+  };
 
   private currentState: ConnectionState = "idle";
   private conn: Connection | undefined;
   private seat: Seat | undefined;
   private nextRequestId = 0;
+  /**
+   * The last Send.seq given out. Never reset, not even for a new seat: the
+   * relay drops a Send whose seq is not above the highest it accepted, and
+   * a seat taken back after TOO_OLD keeps that mark.
+   */
+  private inputSeq = 0;
   private attempt = 0; // failed attempts since the last connection that served
   private reconnectTimer: ReturnType<typeof setTimeout> | undefined;
   private connectWaiter: { promise: Promise<void>; resolve: () => void; reject: (e: Error) => void } | undefined;
@@ -207,6 +278,10 @@ export class TickrelayClient extends Emitter<ClientEvents> {
     this.requestTimeoutMs = positive(options.requestTimeoutMs, 10_000, "requestTimeoutMs");
     this.connectTimeoutMs = positive(options.connectTimeoutMs, 10_000, "connectTimeoutMs");
     this.closeTimeoutMs = positive(options.closeTimeoutMs, 2_000, "closeTimeoutMs");
+    this.resumeEnabled = options.resume ?? true;
+    this.resendInputs = Math.floor(positive(options.resendInputs, 256, "resendInputs"));
+    // Timers take at most 2³¹−1 ms (longer ones fire at once).
+    this.ackIntervalMs = Math.min(positive(options.ackIntervalMs, 250, "ackIntervalMs"), 2 ** 31 - 1);
     const cs = options.clockSync;
     this.pingIntervalMs = cs === false ? 0 : positive(cs?.intervalMs, 2_000, "clockSync.intervalMs");
     this.pingBurst = cs === false ? 0 : Math.max(0, Math.floor(cs?.burst ?? 4));
@@ -263,6 +338,11 @@ export class TickrelayClient extends Emitter<ClientEvents> {
   /** Bytes handed to the socket and not yet sent: skip optional updates while it grows. */
   get bufferedAmount(): number {
     return this.conn?.ws.bufferedAmount ?? 0;
+  }
+
+  /** What the client went through across reconnects: resumes, resyncs, replayed frames, re-sent inputs. */
+  get stats(): SessionStats {
+    return { ...this.counters };
   }
 
   /** How the last connection ended, if one did. */
@@ -349,13 +429,20 @@ export class TickrelayClient extends Emitter<ClientEvents> {
   /**
    * Relays payload (bytes, or a string sent as UTF-8) to the room's other
    * members (or opts.targets). Not acknowledged: a refusal arrives as an
-   * "error" event. Returns false, dropping the message, when there is no
-   * connection serving right now (the client is reconnecting); true when the
-   * message was handed to the socket.
+   * "error" event. In a room, every send is numbered (Send.seq), so that
+   * after a resume the client re-sends what the relay did not get and the
+   * relay applies each send once; while the client reconnects, sends are
+   * queued (up to resendInputs) and go out once the seat is resumed.
+   * Returns true when the message was handed to the socket or queued;
+   * false when it was dropped: no connection serving and no seat to resume
+   * (or the queue is full).
    */
   send(payload: Uint8Array | string, opts: SendOptions = {}): boolean {
     const conn = this.conn;
-    if (!conn || !conn.ready || conn.ended || conn.ws.readyState !== OPEN) return false;
+    const serving = conn !== undefined && conn.serving && !conn.ended && conn.ws.readyState === OPEN;
+    const seat = this.seat;
+    const queue = !serving && seat !== undefined && this.resumeEnabled && seat.resumeToken.length > 0 && !this.closing;
+    if (!serving && !queue) return false;
     const kind = opts.kind ?? 0;
     if (!Number.isInteger(kind) || kind < 0 || kind > 0xffffffff) {
       throw new RangeError(`tickrelay: send: kind ${kind} is not a uint32`);
@@ -365,11 +452,31 @@ export class TickrelayClient extends Emitter<ClientEvents> {
       if (!Number.isInteger(t) || t < 0 || t > 0xffffffff) throw new RangeError(`tickrelay: send: target ${t} is not a player id`);
     }
     const bytes = typeof payload === "string" ? utf8.encode(payload) : payload;
+    const echo = opts.echo ?? false;
+    const latestOnly = opts.latestOnly ?? false;
+    if (!seat) {
+      this.write(conn!, 0, { case: "send", value: { payload: bytes, kind, targets: [...targets], echo, latestOnly } });
+      return true;
+    }
+    if (!serving && seat.offline >= this.resendInputs) return false;
+    // Copied: the caller may reuse its buffer before a re-send.
+    const input: PendingInput = { seq: ++this.inputSeq, payload: bytes.slice(), kind, targets: [...targets], echo, latestOnly };
+    if (seat.inputs.length >= this.resendInputs) seat.inputs.shift(); // surely delivered, or beyond help
+    seat.inputs.push(input);
+    if (!serving) {
+      seat.offline++;
+      return true;
+    }
+    // A write into a connection that is going keeps the input for the resume.
+    this.writeInput(conn!, input);
+    return true;
+  }
+
+  private writeInput(conn: Connection, i: PendingInput): void {
     this.write(conn, 0, {
       case: "send",
-      value: { payload: bytes, kind, targets: [...targets], echo: opts.echo ?? false, latestOnly: opts.latestOnly ?? false },
+      value: { payload: i.payload, kind: i.kind, targets: i.targets, echo: i.echo, latestOnly: i.latestOnly, seq: BigInt(i.seq) },
     });
-    return true;
   }
 
   /** Measures one round trip (and feeds the clock estimate). */
@@ -379,7 +486,8 @@ export class TickrelayClient extends Emitter<ClientEvents> {
   }
 
   /**
-   * Closes for good: sends a Close (1000), waits up to closeTimeoutMs for the
+   * Closes for good: leaves the room (the seat is not kept for a resume),
+   * sends a Close (1000), waits up to closeTimeoutMs for the
    * relay's answer, and stops reconnecting. Pending requests reject with a
    * ConnectionClosedError. Calling it again returns the same promise.
    */
@@ -404,6 +512,9 @@ export class TickrelayClient extends Emitter<ClientEvents> {
       });
       conn.timers.push(setTimeout(() => this.connectionEnded(conn, CLOSE_ABNORMAL, "closed by client before the relay answered", false), this.closeTimeoutMs));
       try {
+        // A Close alone keeps the seat for a Resume (the others see the
+        // player away for the seat grace): leave first, for good.
+        if (this.seat && conn.serving && conn.ws.readyState === OPEN) this.write(conn, 0, { case: "leave", value: {} });
         conn.ws.close(CLOSE_NORMAL, "");
       } catch {
         this.connectionEnded(conn, CLOSE_ABNORMAL, "closed by client", false);
@@ -451,6 +562,7 @@ export class TickrelayClient extends Emitter<ClientEvents> {
       ws,
       pending: new Map(),
       ready: false,
+      serving: false,
       ended: false,
       lastReceivedAt: performance.now(),
       lastError: undefined,
@@ -490,6 +602,7 @@ export class TickrelayClient extends Emitter<ClientEvents> {
     const attempts = this.attempt;
     this.attempt = 0;
     this.startPinging(conn);
+    this.startAcking(conn);
     this.emit("open");
     const reconnected = this.currentState === "reconnecting";
     let info: ReconnectedInfo | undefined;
@@ -497,24 +610,67 @@ export class TickrelayClient extends Emitter<ClientEvents> {
       try {
         info = await this.restoreSession(conn, attempts);
       } catch {
-        return; // the connection ended while rejoining: handled there
+        return; // the connection ended while resuming or rejoining: handled there
       }
+      this.counters.reconnects++;
     }
     if (conn.ended) return;
+    conn.serving = true;
     this.setState("open");
     if (this.connectWaiter) this.connectWaiter.resolve();
     if (info) this.emit("reconnected", info);
   }
 
   /**
-   * Gets the session back on a new connection. Today: join the room again
-   * (a new seat). Resume plugs in here: with a seat's resumeToken from a
-   * relay that keeps seats, send Resume{room_id, player_id, token, last_seq}
-   * instead and replay the frames after lastSeq.
+   * Gets the session back on a new connection: with a seat's resume token,
+   * Resume it (the relay replays the frames after lastSeq, and the client
+   * re-sends the inputs the relay lacks); when the seat is gone and the
+   * relay seated the player anew, resync from that seat; otherwise (no
+   * token, the room gone) join the room again.
    */
   private async restoreSession(conn: Connection, attempts: number): Promise<ReconnectedInfo> {
     const seat = this.seat;
-    if (!seat) return { attempts, rejoined: undefined, rejoinError: undefined };
+    if (!seat) return { attempts, rejoined: undefined, rejoinError: undefined, resumed: undefined };
+    let resumed: ResumedInfo | undefined;
+    let resyncedTo: Joined | undefined;
+    if (this.resumeEnabled && seat.resumeToken.length > 0) {
+      let m: ServerMessage;
+      try {
+        m = await this.request(
+          conn,
+          "resume",
+          {
+            case: "resume",
+            value: { roomId: seat.roomId, playerId: seat.playerId, token: seat.resumeToken, lastSeq: BigInt(seat.lastSeq) },
+          },
+          undefined,
+          (answer) => {
+            // Synchronously: the replayed frames follow at once.
+            if (answer.body.case === "resumed" && !conn.ended) [resumed, resyncedTo] = this.applyResumed(conn, seat, answer.body.value);
+          },
+        );
+      } catch (err) {
+        // No answer in time: this connection is no good, try another (the
+        // seat waits for its grace).
+        this.abandon(conn, `resume: ${describe(err)}`);
+        throw err;
+      }
+      if (m.body.case === "error") {
+        const error = toError(m.body.value, m.requestId);
+        if (error.retryAfterMs > 0) {
+          // Refused for now (rate limits): the next attempt waits as told.
+          conn.lastError = { error, at: performance.now() };
+          this.abandon(conn, `resume refused: ${error.message}`);
+          throw error;
+        }
+        // A relay that cannot resume (an older one): rejoin below.
+        resumed = { recovered: false, failure: ResumeFailure.UNSPECIFIED, replayed: 0, inputsResent: 0, inputsLost: 0 };
+      } else if (m.body.case !== "resumed" || !resumed) {
+        throw new Error(`tickrelay: resume: unexpected answer ${m.body.case}`);
+      }
+      if (resumed.recovered) return { attempts, rejoined: undefined, rejoinError: undefined, resumed };
+      if (resyncedTo) return { attempts, rejoined: resyncedTo, rejoinError: undefined, resumed };
+    }
     const again: JoinOptions = {
       ...seat.join,
       roomId: seat.roomId,
@@ -526,12 +682,64 @@ export class TickrelayClient extends Emitter<ClientEvents> {
     };
     try {
       const joined = await this.joinOn(conn, again);
-      return { attempts, rejoined: joined, rejoinError: undefined };
+      this.dropInputs(seat, resumed);
+      if (resumed) this.resynced(resumed.failure, seat, joined);
+      return { attempts, rejoined: joined, rejoinError: undefined, resumed };
     } catch (err) {
       if (conn.ended) throw err;
+      this.dropInputs(seat, resumed);
       if (this.seat === seat) this.leaveSeat({ roomId: seat.roomId, reason: LeaveReason.DISCONNECTED, message: describe(err) });
-      return { attempts, rejoined: undefined, rejoinError: err instanceof Error ? err : new Error(String(err)) };
+      return { attempts, rejoined: undefined, rejoinError: err instanceof Error ? err : new Error(String(err)), resumed };
     }
+  }
+
+  /**
+   * Applies a Resumed as it arrives, before the frames replayed after it:
+   * a recovered seat continues (re-sending the inputs the relay lacks,
+   * ahead of any new send); a snapshot is a new seat to resync from.
+   */
+  private applyResumed(conn: Connection, seat: Seat, r: PbResumed): [ResumedInfo, Joined | undefined] {
+    if (r.recovered) {
+      seat.resumeToken = r.newToken;
+      seat.ackSent = seat.lastSeq; // the Resume named it
+      const from = Number(r.replayFrom);
+      const to = Number(r.replayTo);
+      const replayed = to >= from ? to - from + 1 : 0;
+      const inputAck = Number(r.inputAck);
+      seat.inputs = seat.inputs.filter((i) => i.seq > inputAck);
+      // Kept inputs start right after inputAck unless older ones were
+      // pushed out of the buffer (those are lost); numbers given out before
+      // this seat began are not its inputs.
+      const floor = Math.max(inputAck, seat.firstInputSeq - 1);
+      const lost = Math.max(0, (seat.inputs.length > 0 ? seat.inputs[0]!.seq - 1 : this.inputSeq) - floor);
+      seat.offline = 0;
+      conn.serving = true;
+      for (const i of seat.inputs) this.writeInput(conn, i);
+      this.counters.recovered++;
+      this.counters.framesReplayed += replayed;
+      this.counters.inputsResent += seat.inputs.length;
+      this.counters.inputsLost += lost;
+      return [{ recovered: true, failure: r.failure, replayed, inputsResent: seat.inputs.length, inputsLost: lost }, undefined];
+    }
+    const info: ResumedInfo = { recovered: false, failure: r.failure, replayed: 0, inputsResent: 0, inputsLost: seat.inputs.length };
+    if (!r.snapshot) return [info, undefined];
+    this.counters.inputsLost += seat.inputs.length;
+    conn.serving = true;
+    const joined = this.enterSeat(conn, seat.join, r.snapshot);
+    this.resynced(r.failure, seat, joined);
+    return [info, joined];
+  }
+
+  /** The inputs of a seat that was not recovered are moot. */
+  private dropInputs(seat: Seat, resumed: ResumedInfo | undefined): void {
+    if (resumed) this.counters.inputsLost += seat.inputs.length;
+    seat.inputs = [];
+    seat.offline = 0;
+  }
+
+  private resynced(reason: ResumeFailure, previous: Seat, joined: Joined): void {
+    this.counters.resyncs++;
+    this.emit("resync", { reason, joined, previousPlayerId: previous.playerId });
   }
 
   /** Drops a connection that stopped answering, without waiting for its Close handshake. */
@@ -750,9 +958,14 @@ export class TickrelayClient extends Emitter<ClientEvents> {
   }
 
   private write(conn: Connection, requestId: number, body: MessageInitShape<typeof ClientMessageSchema>["body"]): void {
-    const msg = create(ClientMessageSchema, { requestId, body });
-    // Resume plugs in here: piggyback the highest Frame.seq held
-    // (ClientMessage.ack) once the relay keeps a replay ring.
+    let ack = 0n;
+    const seat = this.seat;
+    if (seat && conn.serving && seat.lastSeq > seat.ackSent) {
+      // Piggybacked: the relay can let go of the frames this client holds.
+      ack = BigInt(seat.lastSeq);
+      seat.ackSent = seat.lastSeq;
+    }
+    const msg = create(ClientMessageSchema, { requestId, body, ack });
     conn.ws.send(toBinary(ClientMessageSchema, msg));
   }
 
@@ -826,8 +1039,13 @@ export class TickrelayClient extends Emitter<ClientEvents> {
       maxPlayers: joined.maxPlayers,
       roomMetadata: joined.roomMetadata,
       members: new Map(joined.members.map((m) => [m.playerId, m])),
+      seatGraceMs: joined.seatGraceMs,
       lastSeq: 0,
+      ackSent: 0,
       resumeToken: j.resumeToken,
+      inputs: [],
+      offline: 0,
+      firstInputSeq: this.inputSeq + 1,
     };
     this.clock.resetSchedule(joined.tickRate, joined.tick);
     this.burstPings(conn);
@@ -855,7 +1073,14 @@ export class TickrelayClient extends Emitter<ClientEvents> {
       this.emit("frame", frame);
       return;
     }
-    if (frame.seq > seat.lastSeq) seat.lastSeq = frame.seq;
+    if (frame.seq !== 0) {
+      if (frame.seq <= seat.lastSeq) {
+        // Had already (a replay overlapping what arrived): each frame once.
+        this.counters.duplicatesDropped++;
+        return;
+      }
+      seat.lastSeq = frame.seq;
+    }
     if (seat.tickRate === 0) this.clock.observeTick(frame.tick);
     let changed = false;
     // PLAYER_JOINED before the deliveries (PROTOCOL.md, "Events vs deliveries").
@@ -926,6 +1151,21 @@ export class TickrelayClient extends Emitter<ClientEvents> {
       conn.timers.push(setTimeout(tick, this.pingIntervalMs));
     };
     conn.timers.push(setTimeout(tick, this.pingIntervalMs));
+  }
+
+  /** Tells the relay, while the client sends nothing, which frames it holds, so that the relay can drop them. */
+  private startAcking(conn: Connection): void {
+    // One interval for the connection's life (clearTimeout ends it too).
+    const timer = setInterval(() => {
+      const seat = this.seat;
+      if (conn.ended || !seat || !conn.serving || seat.lastSeq <= seat.ackSent || conn.ws.readyState !== OPEN) return;
+      try {
+        this.write(conn, 0, { case: undefined });
+      } catch {
+        // The connection is going: its close says more.
+      }
+    }, this.ackIntervalMs);
+    conn.timers.push(timer);
   }
 
   private burstPings(conn: Connection): void {
@@ -1001,4 +1241,4 @@ function toRoomEvent(e: PbRoomEvent): RoomEvent {
   };
 }
 
-export { ErrorCode, LeaveReason, RoomEventType };
+export { ErrorCode, LeaveReason, ResumeFailure, RoomEventType };

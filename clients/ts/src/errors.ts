@@ -1,4 +1,4 @@
-import { ErrorCode } from "./gen/tickrelay/v1/tickrelay_pb.js";
+import { ErrorCode, ResumeFailure } from "./gen/tickrelay/v1/tickrelay_pb.js";
 import type { CloseCause } from "./closes_gen.js";
 
 /**
@@ -41,6 +41,11 @@ export class TickrelayError extends Error {
 /** The name of an ErrorCode: "ROOM_FULL"; "ErrorCode(99)" for a code this SDK does not know. */
 export function errorCodeName(code: ErrorCode): string {
   return ErrorCode[code] ?? `ErrorCode(${code})`;
+}
+
+/** The name of a ResumeFailure: "SEAT_EXPIRED"; "ResumeFailure(99)" for one this SDK does not know. */
+export function resumeFailureName(f: ResumeFailure): string {
+  return ResumeFailure[f] ?? `ResumeFailure(${f})`;
 }
 
 /** How a connection ended. */

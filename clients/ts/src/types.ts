@@ -1,4 +1,4 @@
-import type { LeaveReason, RoomEventType } from "./gen/tickrelay/v1/tickrelay_pb.js";
+import type { LeaveReason, ResumeFailure, RoomEventType } from "./gen/tickrelay/v1/tickrelay_pb.js";
 import type { CloseInfo } from "./errors.js";
 
 /**
@@ -176,11 +176,58 @@ export interface ReconnectedInfo {
   /** Attempts it took. */
   readonly attempts: number;
   /**
-   * The room the client was in, joined again: a new seat with a new player
-   * id and the room's members now (events while away were missed). Undefined
-   * when the client was in no room, or rejoining failed (rejoinError).
+   * The seat the client holds now when it is not the one it had: the room
+   * joined again (no resume, or the room was gone), or the seat the relay
+   * gave after a failed resume; a new player id (the same after TOO_OLD)
+   * and the room's members now. Undefined when the seat was resumed as it
+   * was (see `resumed`), the client was in no room, or rejoining failed
+   * (rejoinError).
    */
   readonly rejoined: Joined | undefined;
   /** Why rejoining the room failed (the room is gone, full, ...); the client stays connected. */
   readonly rejoinError: Error | undefined;
+  /** How the Resume went; undefined when none was tried (no room, resume off, a relay without seats). */
+  readonly resumed: ResumedInfo | undefined;
+}
+
+/** The outcome of a Resume after a reconnect. */
+export interface ResumedInfo {
+  /** The seat is back with every frame it missed: the game goes on. */
+  readonly recovered: boolean;
+  /** Why not (ResumeFailure.SEAT_EXPIRED, TOO_OLD, ROOM_GONE, ...); UNSPECIFIED when recovered. */
+  readonly failure: ResumeFailure;
+  /** Frames the relay replayed. */
+  readonly replayed: number;
+  /** Sends re-sent because the relay had not got them (Resumed.input_ack). */
+  readonly inputsResent: number;
+  /** Sends that will never arrive: the seat was not recovered, or they were pushed out of the resendInputs kept. */
+  readonly inputsLost: number;
+}
+
+/** The "resync" event: the seat could not be taken back as it was. */
+export interface ResyncInfo {
+  /** Why (ResumeFailure.SEAT_EXPIRED: a new seat; TOO_OLD: the same seat, the missed frames gone; ROOM_GONE: the room made again). */
+  readonly reason: ResumeFailure;
+  /** The seat now: rebuild the game from it. */
+  readonly joined: Joined;
+  /** The player id before (differs from joined.playerId for a new seat). */
+  readonly previousPlayerId: number;
+}
+
+/** What a client went through across reconnects (TickrelayClient.stats). */
+export interface SessionStats {
+  /** Connections after the first that serve. */
+  readonly reconnects: number;
+  /** Resumes that took the seat back with every frame. */
+  readonly recovered: number;
+  /** Times the game had to resynchronise instead ("resync"). */
+  readonly resyncs: number;
+  /** Frames the relay replayed on resume. */
+  readonly framesReplayed: number;
+  /** Frames received twice and dropped (by Frame.seq). */
+  readonly duplicatesDropped: number;
+  /** Sends re-sent after a resume. */
+  readonly inputsResent: number;
+  /** Sends that could not be delivered (the seat was lost, or too many were waiting). */
+  readonly inputsLost: number;
 }

@@ -110,7 +110,7 @@ for (const transport of transports) {
 
       await c.close();
       await eventually(() => left.length === 2, 10_000, "c's leave at b");
-      assert.deepEqual(left[1], [jc.playerId, LeaveReason.DISCONNECTED]);
+      assert.deepEqual(left[1], [jc.playerId, LeaveReason.LEFT], "close() leaves: the seat is not kept for a resume");
       assert.deepEqual(b.members.map((m) => m.playerId), [jb.playerId]);
     });
 

@@ -1,7 +1,7 @@
 // Pure parts: backoff, the close-code table, the emitter.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { backoffDelay, CLOSE_CAUSES, closeCauseOf, ErrorCode, mayReconnect, resolveReconnectOptions } from "../src/node.js";
+import { backoffDelay, CLOSE_CAUSES, closeCauseOf, ErrorCode, mayReconnect, resolveReconnectOptions, ResumeFailure, resumeFailureName } from "../src/node.js";
 import { Emitter } from "../src/emitter.js";
 
 test("backoff: exponential, capped, jittered within its share", () => {
@@ -63,4 +63,10 @@ test("emitter: order, unsubscribe, once, and a throwing listener does not stop t
     g.reportError = saved;
   }
   assert.deepEqual(got, ["a1", "once1", "b1", "b2"]);
+});
+
+test("resume failures by name", () => {
+  assert.equal(resumeFailureName(ResumeFailure.SEAT_EXPIRED), "SEAT_EXPIRED");
+  assert.equal(resumeFailureName(ResumeFailure.ROOM_GONE), "ROOM_GONE");
+  assert.equal(resumeFailureName(99 as ResumeFailure), "ResumeFailure(99)");
 });

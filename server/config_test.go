@@ -79,7 +79,7 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 
 	// Cross-field rules are checked when the server is built.
 	_, err = New(Config{PingInterval: time.Minute, IdleTimeout: time.Second})
-	require.ErrorContains(t, err, "IdleTimeout")
+	require.ErrorContains(t, err, "idle-timeout", "named by its setting")
 
 	// A config file must say whether players need tokens.
 	_, _, err = LoadConfig([]string{"-config", writeFile(t, "tick-rate: 20\n")}, envMap(nil), nil)

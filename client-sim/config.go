@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -43,8 +44,14 @@ type Config struct {
 	RunID      string        `yaml:"run-id"`      // room ids are sim-<run-id>-<n>; empty: random
 	KeepAlive  time.Duration `yaml:"keepalive"`   // client WebSocket ping interval; 0: off
 	ServerPID  int           `yaml:"server-pid"`  // sample this process's CPU and memory; 0: off
-	Shards     int           `yaml:"shards"`      // send scheduler goroutines; 0: 2 x GOMAXPROCS
-	CPUProfile string        `yaml:"cpuprofile"`  // write a CPU profile of the whole run here
+	// ServerPIDs are more server processes (comma-separated: the other
+	// nodes of a cluster) whose CPU and memory are added to -server-pid's.
+	ServerPIDs string `yaml:"server-pids"`
+	// BrokerPID is a process the servers need beside them (a cluster's
+	// NATS server), sampled like the server and reported on its own.
+	BrokerPID  int    `yaml:"broker-pid"`
+	Shards     int    `yaml:"shards"`     // send scheduler goroutines; 0: 2 x GOMAXPROCS
+	CPUProfile string `yaml:"cpuprofile"` // write a CPU profile of the whole run here
 	// Chaos is the number of chaos clients beside the honest ones (package
 	// chaos): bad clients whose answers from the server are checked against
 	// the documented ones. 0: none.
@@ -113,6 +120,8 @@ func bindFlags(fs *flag.FlagSet, cfg *Config) {
 	fs.StringVar(&cfg.RunID, "run-id", cfg.RunID, "run id in room names sim-<run-id>-<n> (default random)")
 	fs.DurationVar(&cfg.KeepAlive, "keepalive", cfg.KeepAlive, "client keep-alive ping interval (0: off; the relay pings idle clients)")
 	fs.IntVar(&cfg.ServerPID, "server-pid", cfg.ServerPID, "also report CPU and memory of this server process (Linux /proc)")
+	fs.StringVar(&cfg.ServerPIDs, "server-pids", cfg.ServerPIDs, "comma-separated more server processes (a cluster's other nodes) whose CPU and memory are added to -server-pid's")
+	fs.IntVar(&cfg.BrokerPID, "broker-pid", cfg.BrokerPID, "also report CPU and memory of this process the servers use (a cluster's NATS server), separately from the server's")
 	fs.IntVar(&cfg.Shards, "shards", cfg.Shards, "send scheduler goroutines (0: 2 x GOMAXPROCS)")
 	fs.StringVar(&cfg.CPUProfile, "cpuprofile", cfg.CPUProfile, "write a CPU profile of client-sim to this file")
 	fs.IntVar(&cfg.Chaos, "chaos", cfg.Chaos, "chaos clients beside the honest ones: bad clients whose answers are checked against docs/PROTOCOL.md (0: none)")
@@ -219,6 +228,14 @@ func (c *Config) validate() error {
 	if err != nil {
 		errs = append(errs, err)
 	}
+	if more, err := c.serverPIDs(); err != nil {
+		errs = append(errs, err)
+	} else if len(more) > 1 && more[0] == 0 {
+		errs = append(errs, errors.New("server-pids needs server-pid"))
+	}
+	if c.BrokerPID < 0 {
+		errs = append(errs, fmt.Errorf("broker-pid must not be negative (got %d)", c.BrokerPID))
+	}
 	if c.FaultCutFraction < 0 || c.FaultCutFraction > 1 {
 		errs = append(errs, fmt.Errorf("fault-cut-fraction must be within 0-1 (got %g)", c.FaultCutFraction))
 	}
@@ -286,4 +303,21 @@ func validRunID(s string) bool {
 		}
 	}
 	return true
+}
+
+// serverPIDs is -server-pid followed by -server-pids: the processes whose
+// CPU and memory add up to the server's figures.
+func (c *Config) serverPIDs() ([]int, error) {
+	pids := []int{c.ServerPID}
+	for f := range strings.SplitSeq(c.ServerPIDs, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		pid, err := strconv.Atoi(f)
+		if err != nil || pid <= 0 {
+			return nil, fmt.Errorf("server-pids: %q is not a process id", f)
+		}
+		pids = append(pids, pid)
+	}
+	return pids, nil
 }

@@ -62,3 +62,20 @@ func TestScenarioFileErrors(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, defaultConfig().Clients, cfg.Clients)
 }
+
+func TestServerPIDs(t *testing.T) {
+	t.Parallel()
+	cfg, err := parseArgs([]string{"-server-pid", "10", "-server-pids", "11, 12", "-broker-pid", "13"}, &bytes.Buffer{})
+	require.NoError(t, err)
+	pids, err := cfg.serverPIDs()
+	require.NoError(t, err)
+	require.Equal(t, []int{10, 11, 12}, pids)
+	require.Equal(t, 13, cfg.BrokerPID)
+
+	_, err = parseArgs([]string{"-server-pids", "11"}, &bytes.Buffer{})
+	require.ErrorContains(t, err, "server-pids needs server-pid")
+	_, err = parseArgs([]string{"-server-pid", "10", "-server-pids", "11,x"}, &bytes.Buffer{})
+	require.ErrorContains(t, err, `"x" is not a process id`)
+	_, err = parseArgs([]string{"-broker-pid", "-1"}, &bytes.Buffer{})
+	require.ErrorContains(t, err, "broker-pid")
+}

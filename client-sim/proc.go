@@ -47,12 +47,14 @@ func selfRSS() int64 {
 	return m.RSSKiB
 }
 
-// serverProbe samples the server process named by -server-pid: CPU over
-// the measured window and memory at each phase, the figures scenarios.md
-// asks for. With pid 0 every sample is a no-op; a failed sample marks the
-// figures incomplete (the report says so) instead of failing the run.
+// serverProbe samples the server process named by -server-pid (and those
+// of -server-pids, summed: a cluster's nodes): CPU over the measured window
+// and memory at each phase, the figures scenarios.md asks for. With no pid
+// every sample is a no-op; a failed sample marks the figures incomplete
+// (the report says so) instead of failing the run.
 type serverProbe struct {
-	pid                          int
+	pid                          int   // the first of pids; 0: off
+	pids                         []int // every process summed
 	proc                         procstat.Reader
 	cpuStart, cpuEnd             time.Duration
 	rssBefore, rssJoined, rssEnd int64
@@ -60,14 +62,14 @@ type serverProbe struct {
 	failed                       bool
 }
 
-func newServerProbe(pid int) *serverProbe {
-	p := &serverProbe{pid: pid}
-	if pid == 0 {
-		return p
+func newServerProbe(pids ...int) *serverProbe {
+	if len(pids) == 0 || pids[0] == 0 {
+		return &serverProbe{}
 	}
+	p := &serverProbe{pid: pids[0], pids: pids}
 	r, err := procstat.New()
 	if err != nil {
-		p.pid, p.failed = 0, true
+		p.pid, p.pids, p.failed = 0, nil, true
 		return p
 	}
 	p.proc = r
@@ -78,34 +80,47 @@ func (p *serverProbe) sampleCPU(dst *time.Duration) {
 	if p.pid == 0 {
 		return
 	}
-	c, err := p.proc.CPU(p.pid)
-	if err != nil {
-		p.failed = true
-		return
+	var sum time.Duration
+	for _, pid := range p.pids {
+		c, err := p.proc.CPU(pid)
+		if err != nil {
+			p.failed = true
+			return
+		}
+		sum += c.Total()
 	}
-	*dst = c.Total()
+	*dst = sum
+}
+
+// memory is the sum of the processes' RSS and VmHWM (each process's own
+// peak: their sum bounds the peak of the sum from above).
+func (p *serverProbe) memory() (rss, hwm int64, ok bool) {
+	for _, pid := range p.pids {
+		m, err := p.proc.Memory(pid)
+		if err != nil {
+			p.failed = true
+			return 0, 0, false
+		}
+		rss += m.RSSKiB
+		hwm += m.HWMKiB
+	}
+	return rss, hwm, true
 }
 
 func (p *serverProbe) sampleRSS(dst *int64) {
 	if p.pid == 0 {
 		return
 	}
-	m, err := p.proc.Memory(p.pid)
-	if err != nil {
-		p.failed = true
-		return
+	if rss, _, ok := p.memory(); ok {
+		*dst = rss
 	}
-	*dst = m.RSSKiB
 }
 
 func (p *serverProbe) sampleHWM() {
 	if p.pid == 0 {
 		return
 	}
-	m, err := p.proc.Memory(p.pid)
-	if err != nil {
-		p.failed = true
-		return
+	if _, hwm, ok := p.memory(); ok {
+		p.hwm = hwm
 	}
-	p.hwm = m.HWMKiB
 }

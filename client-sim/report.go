@@ -25,6 +25,7 @@ type reportInputs struct {
 	clientCPU time.Duration
 	clientRSS int64
 	server    *serverProbe
+	broker    *serverProbe // -broker-pid
 }
 
 // report gathers the figures that do not need the reader goroutines to have
@@ -84,25 +85,8 @@ func (s *sim) report(members []int, in reportInputs) result {
 	r.ClientCPUS = in.clientCPU.Seconds()
 	r.ClientCores = r.ClientCPUS / r.DurationS
 	r.ClientRSSKiB = in.clientRSS
-	if p := in.server; p != nil && p.pid != 0 {
-		sr := &report.Server{
-			PID:                p.pid,
-			CPUS:               (p.cpuEnd - p.cpuStart).Seconds(),
-			RSSBeforeKiB:       p.rssBefore,
-			RSSAfterJoinKiB:    p.rssJoined,
-			RSSEndKiB:          p.rssEnd,
-			HWMKiB:             p.hwm,
-			SamplingIncomplete: p.failed,
-		}
-		sr.Cores = sr.CPUS / r.DurationS
-		if r.Delivered > 0 {
-			sr.CPUUsPerDelivery = sr.CPUS * 1e6 / float64(r.Delivered)
-		}
-		if r.Connected > 0 {
-			sr.KiBPerConnection = float64(p.rssJoined-p.rssBefore) / float64(r.Connected)
-		}
-		r.Server = sr
-	}
+	r.Server = serverFigures(in.server, r)
+	r.Broker = serverFigures(in.broker, r)
 	return result{Report: r, latency: latency}
 }
 
@@ -185,6 +169,10 @@ func writeSummary(w io.Writer, r report.Report) {
 		fmt.Fprintf(w, "  server    cpu %.2fs (%.2f cores, %.2f us/delivery)  rss %d -> %d -> %d KiB, hwm %d KiB, %.1f KiB/conn\n",
 			sr.CPUS, sr.Cores, sr.CPUUsPerDelivery, sr.RSSBeforeKiB, sr.RSSAfterJoinKiB, sr.RSSEndKiB, sr.HWMKiB, sr.KiBPerConnection)
 	}
+	if br := r.Broker; br != nil {
+		fmt.Fprintf(w, "  broker    cpu %.2fs (%.2f cores, %.2f us/delivery)  rss %d -> %d -> %d KiB, hwm %d KiB\n",
+			br.CPUS, br.Cores, br.CPUUsPerDelivery, br.RSSBeforeKiB, br.RSSAfterJoinKiB, br.RSSEndKiB, br.HWMKiB)
+	}
 	if len(r.Errors) == 0 {
 		fmt.Fprintln(w, "  errors    none")
 	} else {
@@ -257,4 +245,32 @@ func counts(m map[string]int64) string {
 // HdrHistogram presentation that gives the tail room.
 func percentileX(p float64) float64 {
 	return -math.Log10(1 - p/100)
+}
+
+// serverFigures are a probe's figures over r's window; nil when it sampled
+// nothing.
+func serverFigures(p *serverProbe, r report.Report) *report.Server {
+	if p == nil || p.pid == 0 {
+		return nil
+	}
+	sr := &report.Server{
+		PID:                p.pid,
+		CPUS:               (p.cpuEnd - p.cpuStart).Seconds(),
+		RSSBeforeKiB:       p.rssBefore,
+		RSSAfterJoinKiB:    p.rssJoined,
+		RSSEndKiB:          p.rssEnd,
+		HWMKiB:             p.hwm,
+		SamplingIncomplete: p.failed,
+	}
+	if len(p.pids) > 1 {
+		sr.PIDs = p.pids
+	}
+	sr.Cores = sr.CPUS / r.DurationS
+	if r.Delivered > 0 {
+		sr.CPUUsPerDelivery = sr.CPUS * 1e6 / float64(r.Delivered)
+	}
+	if r.Connected > 0 {
+		sr.KiBPerConnection = float64(p.rssJoined-p.rssBefore) / float64(r.Connected)
+	}
+	return sr
 }

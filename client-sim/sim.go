@@ -173,8 +173,14 @@ func run(ctx context.Context, cfg Config) (result, error) {
 		defer f.Close()
 		s.faults, s.urls = f, f.urls
 	}
-	srv := newServerProbe(cfg.ServerPID)
+	pids, err := cfg.serverPIDs() // validated with the config
+	if err != nil {
+		return result{}, err
+	}
+	srv := newServerProbe(pids...)
+	broker := newServerProbe(cfg.BrokerPID)
 	srv.sampleRSS(&srv.rssBefore)
+	broker.sampleRSS(&broker.rssBefore)
 
 	stopProgress := s.startProgress()
 	defer stopProgress()
@@ -198,6 +204,7 @@ func run(ctx context.Context, cfg Config) (result, error) {
 	}
 	s.logf("client-sim %s: %d/%d joined in %.1fs", s.runID, s.connected.Load(), cfg.Clients, connectDur.Seconds())
 	srv.sampleRSS(&srv.rssJoined)
+	broker.sampleRSS(&broker.rssJoined)
 	clientRSSJoined := selfRSS()
 
 	// Send phase: warm-up, then the measured window.
@@ -231,6 +238,7 @@ func run(ctx context.Context, cfg Config) (result, error) {
 	s.setPhase("measure")
 	cpu0 := selfCPU()
 	srv.sampleCPU(&srv.cpuStart)
+	broker.sampleCPU(&broker.cpuStart)
 	if h := cfg.hooks.midWindow; h != nil {
 		if err := sleepUntil(ctx, winStart.Add(cfg.Duration/2)); err != nil {
 			sendWG.Wait()
@@ -244,6 +252,7 @@ func run(ctx context.Context, cfg Config) (result, error) {
 	}
 	cpu1 := selfCPU()
 	srv.sampleCPU(&srv.cpuEnd)
+	broker.sampleCPU(&broker.cpuEnd)
 	if s.swarm != nil {
 		s.swarm.Stop() // connections still attacking count as unfinished
 	}
@@ -255,12 +264,15 @@ func run(ctx context.Context, cfg Config) (result, error) {
 	s.drain(ctx, expected)
 	srv.sampleRSS(&srv.rssEnd)
 	srv.sampleHWM()
+	broker.sampleRSS(&broker.rssEnd)
+	broker.sampleHWM()
 
 	rep := s.report(members, reportInputs{
 		connect:   connectDur,
 		clientCPU: cpu1 - cpu0,
 		clientRSS: clientRSSJoined,
 		server:    srv,
+		broker:    broker,
 	})
 	// Closing waits for every reader goroutine, after which their counters
 	// may be read. Our own closes are not counted as disconnects.

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -309,4 +310,25 @@ func TestMainRejectsBadFlags(t *testing.T) {
 		var stderr bytes.Buffer
 		require.Equal(t, 2, mainWithArgs(args, &bytes.Buffer{}, &stderr), "args %q", args)
 	}
+}
+
+// TestServerPIDsSummed samples this test process as the server twice
+// (-server-pid and -server-pids) and once as the broker: the server's
+// figures are the sum over its processes, the broker's its own.
+func TestServerPIDsSummed(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(t, startBaseline(30)(t))
+	me := os.Getpid()
+	cfg.ServerPID, cfg.ServerPIDs, cfg.BrokerPID = me, strconv.Itoa(me), me
+	rep := runWithTimeout(t, cfg).Report
+	require.NotNil(t, rep.Server)
+	require.NotNil(t, rep.Broker)
+	require.Equal(t, []int{me, me}, rep.Server.PIDs)
+	require.Empty(t, rep.Broker.PIDs)
+	require.Equal(t, me, rep.Broker.PID)
+	// Two readings of one process against one: about twice, whatever it
+	// allocated between them.
+	require.Greater(t, rep.Server.RSSBeforeKiB, rep.Broker.RSSBeforeKiB)
+	require.Greater(t, rep.Server.HWMKiB, rep.Broker.HWMKiB)
+	require.Positive(t, rep.Broker.CPUS)
 }

@@ -20,12 +20,20 @@ const (
 	centrifugoVersion = "v6.9.1"
 )
 
+// The pinned NATS server the cluster systems run (issue 14): the version
+// go.mod has for the cluster's tests.
+const (
+	natsModule  = "github.com/nats-io/nats-server/v2"
+	natsVersion = "v2.15.3"
+)
+
 // build compiles the relay, the baseline, the reference relay and
-// client-sim into dir, and Centrifugo when withCentrifugo: the harness runs
+// client-sim into dir, Centrifugo when withCentrifugo and the NATS server
+// when withNATS: the harness runs
 // binaries, never `go run`, so that the pid client-sim samples is the
 // server itself and not the go command. A Centrifugo that fails to build
 // is not an error: bins says why, and the other systems run.
-func build(ctx context.Context, root, dir string, withCentrifugo bool) (bins, []string, error) {
+func build(ctx context.Context, root, dir string, withCentrifugo, withNATS bool) (bins, []string, error) {
 	b := bins{
 		relay:     filepath.Join(dir, "tickrelay"),
 		baseline:  filepath.Join(dir, "baseline"),
@@ -44,11 +52,22 @@ func build(ctx context.Context, root, dir string, withCentrifugo bool) (bins, []
 			return b, cmds, fmt.Errorf("build %s: %w", t.pkg, err)
 		}
 	}
+	rel, _ := filepath.Rel(root, dir)
+	if withNATS {
+		// Like Centrifugo: a failed build fails only the cluster's runs.
+		cmds = append(cmds, "GOBIN="+rel+" go install "+natsModule+"@"+natsVersion)
+		if err := goInstall(ctx, root, dir, natsModule+"@"+natsVersion); err != nil {
+			b.missing[kindNATS] = "nats-server " + natsVersion + " failed to build: " + firstLine(err.Error())
+		} else {
+			b.nats = filepath.Join(dir, "nats-server")
+		}
+	} else {
+		b.missing[kindNATS] = "not built (no cluster system in this plan)"
+	}
 	if !withCentrifugo {
 		b.missing[kindCentrifugo] = "not built (no centrifugo system in this plan)"
 		return b, cmds, nil
 	}
-	rel, _ := filepath.Rel(root, dir)
 	cmds = append(cmds, "GOBIN="+rel+" go install "+centrifugoModule+"@"+centrifugoVersion)
 	if err := goInstall(ctx, root, dir, centrifugoModule+"@"+centrifugoVersion); err != nil {
 		b.missing[kindCentrifugo] = "Centrifugo " + centrifugoVersion + " failed to build: " + firstLine(err.Error())

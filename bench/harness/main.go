@@ -238,7 +238,11 @@ func (h *harness) run(ctx context.Context, args []string) error {
 	if withCentrifugo {
 		h.logf("building Centrifugo %s from its module (minutes the first time)...", centrifugoVersion)
 	}
-	h.bins, h.res.Builds, err = build(ctx, h.root, filepath.Join(h.outDir, "bin"), withCentrifugo)
+	withNATS := p.usesCluster()
+	if withNATS {
+		h.logf("building nats-server %s from its module...", natsVersion)
+	}
+	h.bins, h.res.Builds, err = build(ctx, h.root, filepath.Join(h.outDir, "bin"), withCentrifugo, withNATS)
 	if err != nil {
 		return err
 	}
@@ -250,6 +254,16 @@ func (h *harness) run(ctx context.Context, args []string) error {
 			h.res.Notes = append(h.res.Notes, note)
 		} else {
 			h.logf("built %s", h.bins.centrifugo)
+		}
+	}
+
+	if withNATS {
+		if h.bins.nats == "" {
+			note := h.bins.missing[kindNATS] + "; the cluster's runs fail, everything else runs."
+			h.logf("WARNING: %s", note)
+			h.res.Notes = append(h.res.Notes, note)
+		} else {
+			h.logf("built %s", h.bins.nats)
 		}
 	}
 

@@ -25,6 +25,10 @@ type System struct {
 	// pprof) and has the harness scrape GET /metrics once a second, as a
 	// monitored production relay would be. Off: -admin-listen off.
 	Admin bool
+	// Nodes > 1 makes a cluster of that many relay processes on one NATS
+	// server (issue 14): client-sim gets every node's URL, the server's
+	// figures are the sum over the nodes, NATS's are reported apart.
+	Nodes int
 }
 
 const (
@@ -32,6 +36,9 @@ const (
 	kindBaseline   = "baseline"
 	kindReference  = "reference"  // bench/reference: the floor of this design, a measuring instrument
 	kindCentrifugo = "centrifugo" // Centrifugo v6, built from its module (bench/centrifugo)
+	// kindNATS is not a system's kind: the NATS server a cluster system
+	// runs beside its relays (bins.missing's key when it is not built).
+	kindNATS = "nats"
 )
 
 // The systems. relay-30hz is the relay as shipped (30 Hz, admin API on),
@@ -46,6 +53,7 @@ var allSystems = []System{
 	{Name: "relay-60hz", Desc: "relay, -tick-rate 60, admin on and scraped", Kind: kindRelay, ServerArgs: []string{"-tick-rate", "60"}, Admin: true},
 	{Name: "relay-imm", Desc: "relay, immediate rooms (-allow-immediate; client-sim -immediate), admin on and scraped", Kind: kindRelay, ServerArgs: []string{"-allow-immediate=true"}, SimArgs: []string{"-immediate"}, Admin: true},
 	{Name: "relay-30hz-noadmin", Desc: "relay, 30 Hz, -admin-listen off: no metrics, no tick observer (the metrics-cost control)", Kind: kindRelay, ServerArgs: []string{"-admin-listen", "off"}},
+	{Name: refCluster, Desc: "3 relay nodes (30 Hz, admin API on and scraped, like relay-30hz) on one nats-server " + natsVersion + " with JetStream (built from its Go module), -cluster-node-id node-1..3; client-sim -url lists the three nodes, clients round-robin, so most players are on an edge that is not their room's owner (one more hop through NATS)", Kind: kindRelay, Admin: true, Nodes: 3},
 	{Name: "relay-30hz-nochaos", Desc: "relay-30hz with client-sim -chaos 0: the soak's clean control (the same honest load, no chaos clients)", Kind: kindRelay, SimArgs: []string{"-chaos", "0"}, Admin: true},
 }
 
@@ -190,8 +198,8 @@ func fullPlan() Plan {
 			// relay-10hz and relay-60hz are left to -systems: they answer
 			// no target and the full run must stay under ~50 minutes.
 			{ID: "s1", Title: "S1 small rooms", File: "bench/scenarios/s1.yaml",
-				Systems: append(slices.Clone(sideBySide), "relay-imm", "relay-30hz-noadmin")},
-			{ID: "s2", Title: "S2 big rooms", File: "bench/scenarios/s2.yaml", Systems: sideBySide},
+				Systems: append(slices.Clone(sideBySide), "relay-imm", "relay-30hz-noadmin", refCluster)},
+			{ID: "s2", Title: "S2 big rooms", File: "bench/scenarios/s2.yaml", Systems: append(slices.Clone(sideBySide), refCluster)},
 			{ID: "s3", Title: "S3 idle", File: "bench/scenarios/s3.yaml", Systems: sideBySide},
 			{ID: "s4", Title: "S4 reach", File: "bench/scenarios/s4.yaml", Systems: main3,
 				Reach: true, HoldProcs: 4, HoldClients: 19000, OverLimit: 300},
@@ -319,6 +327,19 @@ func (p Plan) uses(system string) bool {
 	for _, sc := range p.Scenarios {
 		if slices.Contains(sc.Systems, system) {
 			return true
+		}
+	}
+	return false
+}
+
+// usesCluster says whether any scenario of the plan runs a cluster system
+// (and so needs the NATS server).
+func (p Plan) usesCluster() bool {
+	for _, sc := range p.Scenarios {
+		for _, name := range sc.Systems {
+			if sys, err := systemByName(name); err == nil && sys.Nodes > 1 {
+				return true
+			}
 		}
 	}
 	return false

@@ -107,7 +107,7 @@ func (h *harness) runReach(ctx context.Context, sc Scenario, sys System, round, 
 	}
 	var scr *scraper
 	if srv.adminAddr != "" {
-		scr = startScraper(ctx, srv.adminAddr, time.Second)
+		scr = startScraper(ctx, time.Second, srv.adminAddr)
 		defer scr.stop()
 	}
 

@@ -33,6 +33,7 @@ func renderMain(r *Results) string {
 		writeScenario(&b, r, sc)
 	}
 	writeMetricsCost(&b, r)
+	writeCluster(&b, r)
 	writeProfiles(&b, r)
 	writeMethod(&b, r)
 	return b.String()
@@ -373,8 +374,11 @@ func writeMethod(b *strings.Builder, r *Results) {
 			if err == nil {
 				desc = sys.Desc
 			}
-			cmd := r.Commands["server "+name]
-			rows = append(rows, []string{"`" + name + "`", desc, "`" + cmd + "`"})
+			cmd := "`" + r.Commands["server "+name] + "`"
+			if nc, ok := r.Commands["nats-server "+name]; ok {
+				cmd += " (nodes 2 and 3: `-cluster-node-id node-2`, `node-3`), beside `" + nc + "`"
+			}
+			rows = append(rows, []string{"`" + name + "`", desc, cmd})
 		}
 	}
 	b.WriteString(table([]string{"system", "what", "server command"}, "lll", rows))

@@ -88,6 +88,7 @@ func (r Run) ok() bool { return r.Err == "" }
 // built is "", with the reason in missing (by kind).
 type bins struct {
 	relay, baseline, reference, centrifugo, sim string
+	nats                                        string // the cluster systems' NATS server
 	missing                                     map[string]string
 }
 
@@ -238,31 +239,34 @@ func (h *harness) serveAndSim(ctx context.Context, sc Scenario, sys System, tag 
 	// record is the system's own, unless no other scenario ran it.
 	if _, seen := h.res.Commands["server "+sys.Name]; len(extra) == 0 || !seen {
 		h.res.Commands["server "+sys.Name] = commandLine(h.bins.binOf(sys), srv.args)
+		if srv.nats != nil {
+			h.res.Commands["nats-server "+sys.Name] = commandLine(h.bins.nats, srv.natsArgs)
+		}
 	}
 	// A freshly started Go runtime is still growing its heap for a moment:
 	// let it settle so that "RSS before" is the idle server, not start-up.
 	sleepCtx(ctx, 300*time.Millisecond)
-	pid := srv.pid()
-	mem, err := h.proc.Memory(pid)
+	pids := srv.pids()
+	rss0, _, err := sumMemory(h.proc, pids)
 	if err != nil {
 		return out, err
 	}
-	probe.RSSBeforeKiB = mem.RSSKiB
-	if srv.adminAddr != "" {
-		out.scr = startScraper(ctx, srv.adminAddr, time.Second)
+	probe.RSSBeforeKiB = rss0
+	if addrs := srv.adminAddrs(); len(addrs) > 0 {
+		out.scr = startScraper(ctx, time.Second, addrs...)
 		defer out.scr.stop()
 	}
-	cpu0, err := h.proc.CPU(pid)
+	cpu0, err := sumCPU(h.proc, pids)
 	if err != nil {
 		return out, err
 	}
 	t0 := time.Now()
-	args := h.simArgs(sc, sys, srv.url, tag, []string{"-server-pid", strconv.Itoa(pid)})
+	args := h.simArgs(sc, sys, srv.urls(), tag, serverPIDArgs(pids, srv.nats))
 	h.res.Commands["client-sim "+sc.ID+" "+sys.Name] = commandLine(h.bins.sim, args)
 	simCtx, cancel := context.WithTimeout(ctx, simTimeout(sc.Load))
 	defer cancel()
-	split := &cpuSplit{pid: pid, proc: h.proc}
-	rss := startRSSSampler(h.proc, pid, rssEvery)
+	split := &cpuSplit{pids: pids, proc: h.proc}
+	rss := startRSSSampler(h.proc, pids, rssEvery)
 	defer rss.stop()
 	p, err := h.procs.spawn(simCtx, "client-sim "+tag, h.bins.sim, args, filepath.Join(h.logDir, tag+"-sim.log"), split.onLine)
 	if err != nil {
@@ -279,13 +283,13 @@ func (h *harness) serveAndSim(ctx context.Context, sc Scenario, sys System, tag 
 	}
 	werr := p.wait(simCtx)
 	<-duringDone // it may still be talking to the server: keep it up until then
-	cpu1, cerr := h.proc.CPU(pid)
+	cpu1, cerr := sumCPU(h.proc, pids)
 	probe.SimWallS = time.Since(t0).Seconds()
 	probe.CPUWholeS = cpu1.Sub(cpu0).Total().Seconds()
 	probe.RSSEveryS = rssEvery.Seconds()
 	probe.RSSTimelineKiB, probe.RSSPeakKiB = rss.stop()
-	if m, err := h.proc.Memory(pid); err == nil {
-		probe.RSSEndKiB, probe.HWMKiB = m.RSSKiB, m.HWMKiB
+	if rss, hwm, err := sumMemory(h.proc, pids); err == nil {
+		probe.RSSEndKiB, probe.HWMKiB = rss, hwm
 	}
 	out.scr.stop()
 	if werr != nil {
@@ -294,8 +298,8 @@ func (h *harness) serveAndSim(ctx context.Context, sc Scenario, sys System, tag 
 	if cerr != nil {
 		return out, fmt.Errorf("server died during the run: %w", cerr)
 	}
-	if srv.adminAddr != "" && ctx.Err() == nil {
-		out.relay = relayFigures(ctx, srv.adminAddr)
+	if addrs := srv.adminAddrs(); len(addrs) > 0 && ctx.Err() == nil {
+		out.relay = relayFiguresOf(ctx, addrs)
 	}
 	rep, err := report.ReadFile(filepath.Join(h.runDir, tag+".json"))
 	out.rep = rep
@@ -305,6 +309,97 @@ func (h *harness) serveAndSim(ctx context.Context, sc Scenario, sys System, tag 
 	probe.WindowUserS, probe.WindowSysS, probe.MachineBusyCores = split.result()
 	probe.Check = checkProbe(rep, *probe)
 	return out, nil
+}
+
+// relayFiguresOf is relayFigures summed over a cluster's nodes (one node:
+// its own); nil when any node's /metrics cannot be read.
+func relayFiguresOf(ctx context.Context, adminAddrs []string) *RelayFigures {
+	var sum *RelayFigures
+	for _, addr := range adminAddrs {
+		f := relayFigures(ctx, addr)
+		if f == nil {
+			return nil
+		}
+		if sum == nil {
+			sum = f
+			continue
+		}
+		sum.add(*f)
+	}
+	return sum
+}
+
+// add sums another node's figures into f: counts add up, the release is
+// the slowest node's (-1 if any node did not release).
+func (f *RelayFigures) add(o RelayFigures) {
+	f.Closes = addCounts(f.Closes, o.Closes)
+	f.HandshakeFailures = addCounts(f.HandshakeFailures, o.HandshakeFailures)
+	f.ConnsOpen += o.ConnsOpen
+	if f.ReleasedS < 0 || o.ReleasedS < 0 {
+		f.ReleasedS = -1
+	} else {
+		f.ReleasedS = max(f.ReleasedS, o.ReleasedS)
+	}
+}
+
+func addCounts(a, b map[string]float64) map[string]float64 {
+	if len(b) == 0 {
+		return a
+	}
+	if a == nil {
+		a = map[string]float64{}
+	}
+	for k, v := range b {
+		a[k] += v
+	}
+	return a
+}
+
+// serverPIDArgs are client-sim's flags for sampling the server: the
+// first relay process with -server-pid, a cluster's other nodes with
+// -server-pids (summed into the server's figures) and its NATS server
+// with -broker-pid (reported apart).
+func serverPIDArgs(pids []int, nats *proc) []string {
+	args := []string{"-server-pid", strconv.Itoa(pids[0])}
+	if len(pids) > 1 {
+		var more []string
+		for _, p := range pids[1:] {
+			more = append(more, strconv.Itoa(p))
+		}
+		args = append(args, "-server-pids", strings.Join(more, ","))
+	}
+	if nats != nil {
+		args = append(args, "-broker-pid", strconv.Itoa(nats.pid()))
+	}
+	return args
+}
+
+// sumCPU is the CPU of pids added up (a cluster's nodes).
+func sumCPU(proc procstat.Reader, pids []int) (procstat.CPU, error) {
+	var sum procstat.CPU
+	for _, pid := range pids {
+		c, err := proc.CPU(pid)
+		if err != nil {
+			return sum, err
+		}
+		sum.User += c.User
+		sum.System += c.System
+	}
+	return sum, nil
+}
+
+// sumMemory is the RSS and VmHWM of pids added up (each process's own
+// peak: their sum bounds the peak of the sum from above).
+func sumMemory(proc procstat.Reader, pids []int) (rss, hwm int64, err error) {
+	for _, pid := range pids {
+		m, err := proc.Memory(pid)
+		if err != nil {
+			return 0, 0, err
+		}
+		rss += m.RSSKiB
+		hwm += m.HWMKiB
+	}
+	return rss, hwm, nil
 }
 
 // relayFigures reads the relay's own counters once every client is gone,
@@ -344,15 +439,15 @@ type rssSampler struct {
 	once sync.Once
 }
 
-func startRSSSampler(proc procstat.Reader, pid int, every time.Duration) *rssSampler {
+func startRSSSampler(proc procstat.Reader, pids []int, every time.Duration) *rssSampler {
 	s := &rssSampler{quit: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(s.done)
 		t := time.NewTicker(every)
 		defer t.Stop()
 		for {
-			if m, err := proc.Memory(pid); err == nil {
-				s.kib = append(s.kib, m.RSSKiB)
+			if rss, _, err := sumMemory(proc, pids); err == nil {
+				s.kib = append(s.kib, rss)
 			}
 			select {
 			case <-s.quit:
@@ -380,7 +475,7 @@ func (s *rssSampler) stop() (kib []int64, peak int64) {
 // first later line that is not a "measure" progress line ("drain", or
 // "close" and the summary when the drain took under a second).
 type cpuSplit struct {
-	pid            int
+	pids           []int // summed
 	proc           procstat.Reader
 	mu             sync.Mutex
 	started, ended bool
@@ -396,13 +491,13 @@ func (c *cpuSplit) onLine(line string) {
 	defer c.mu.Unlock()
 	switch {
 	case measuring && !c.started:
-		if cpu, err := c.proc.CPU(c.pid); err == nil {
+		if cpu, err := sumCPU(c.proc, c.pids); err == nil {
 			c.c0, c.started = cpu, true
 			c.m0, _ = c.proc.MachineCPU()
 			c.t0 = time.Now()
 		}
 	case !measuring && c.started && !c.ended:
-		if cpu, err := c.proc.CPU(c.pid); err == nil {
+		if cpu, err := sumCPU(c.proc, c.pids); err == nil {
 			c.c1, c.ended = cpu, true
 			c.m1, _ = c.proc.MachineCPU()
 			c.t1 = time.Now()

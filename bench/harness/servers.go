@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,6 +23,75 @@ type server struct {
 	adminAddr string // relay admin API; "" when off
 	url       string // ws://addr/ws
 	args      []string
+	// A cluster system (Nodes > 1): the other relay nodes (this one is
+	// node 1) and the NATS server they share; nil otherwise.
+	peers    []*server
+	nats     *proc
+	natsArgs []string
+	natsDir  string // its JetStream store, removed after it stopped
+}
+
+// stop ends the server: a cluster's nodes first, then its NATS server.
+func (s *server) stop() {
+	for _, p := range s.peers {
+		p.proc.stop()
+	}
+	s.proc.stop()
+	if s.nats != nil {
+		stopNATS(s.nats, s.natsDir)
+	}
+}
+
+// stopNATS stops a cluster's NATS server and removes its store.
+func stopNATS(p *proc, dir string) {
+	p.stop()
+	_ = os.RemoveAll(dir)
+}
+
+// nodes are the relay processes of the system: this one, then its peers.
+func (s *server) nodes() []*server { return append([]*server{s}, s.peers...) }
+
+// pids are the relay processes' ids, node 1 first.
+func (s *server) pids() []int {
+	var out []int
+	for _, n := range s.nodes() {
+		out = append(out, n.pid())
+	}
+	return out
+}
+
+// urls is every node's WebSocket URL, comma-separated (client-sim's -url
+// list: clients are given to them round-robin).
+func (s *server) urls() string {
+	var out []string
+	for _, n := range s.nodes() {
+		out = append(out, n.url)
+	}
+	return strings.Join(out, ",")
+}
+
+// adminAddrs are the nodes' admin API addresses (none when off).
+func (s *server) adminAddrs() []string {
+	var out []string
+	for _, n := range s.nodes() {
+		if n.adminAddr != "" {
+			out = append(out, n.adminAddr)
+		}
+	}
+	return out
+}
+
+// natsServerArgs is the command line of the cluster's NATS server: one
+// node, loopback only, JetStream on (the cluster's leases and room
+// directory are JetStream key-value buckets) with its store in dir.
+func natsServerArgs(port int, dir string) []string {
+	return []string{"-a", "127.0.0.1", "-p", strconv.Itoa(port), "-js", "-sd", dir}
+}
+
+// clusterNodeArgs are the flags that make relay node i (from 1) a node of
+// the cluster on natsURL.
+func clusterNodeArgs(natsURL string, i int) []string {
+	return []string{"-cluster-nats-url", natsURL, "-cluster-node-id", "node-" + strconv.Itoa(i)}
 }
 
 // centrifugoConfig is the Centrifugo configuration of the centrifugo
@@ -72,6 +143,62 @@ func healthURL(sys System, addr string) string {
 // and returns once it accepts connections (and, for the relay, answers its
 // health check on the WebSocket port).
 func (h *harness) startServer(ctx context.Context, sys System, tag string, extra []string) (*server, error) {
+	if sys.Nodes > 1 {
+		return h.startCluster(ctx, sys, tag, extra)
+	}
+	return h.startNode(ctx, sys, tag, "server", extra)
+}
+
+// startCluster starts a NATS server with JetStream on a fresh store, then
+// sys.Nodes relays on it, each on its own ports; the returned server is
+// node 1, the others its peers.
+func (h *harness) startCluster(ctx context.Context, sys System, tag string, extra []string) (*server, error) {
+	if h.bins.nats == "" {
+		return nil, fmt.Errorf("%s: no nats-server binary: %s", sys.Name, h.bins.missing[kindNATS])
+	}
+	natsPort, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "tickrelay-bench-nats-")
+	if err != nil {
+		return nil, fmt.Errorf("nats store: %w", err)
+	}
+	natsArgs := natsServerArgs(natsPort, dir)
+	np, err := h.procs.spawn(ctx, sys.Name+" nats-server", h.bins.nats, natsArgs, filepath.Join(h.logDir, tag+"-nats.log"), nil)
+	if err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, err
+	}
+	if err := waitTCP(ctx, np, "127.0.0.1:"+strconv.Itoa(natsPort), 15*time.Second); err != nil {
+		stopNATS(np, dir)
+		return nil, err
+	}
+	natsURL := "nats://127.0.0.1:" + strconv.Itoa(natsPort)
+	var first *server
+	for i := 1; i <= sys.Nodes; i++ {
+		args := append(slices.Clone(extra), clusterNodeArgs(natsURL, i)...)
+		n, err := h.startNode(ctx, sys, tag, "node"+strconv.Itoa(i), args)
+		if err != nil {
+			if first != nil {
+				first.stop()
+			} else {
+				stopNATS(np, dir)
+			}
+			return nil, fmt.Errorf("%s node %d: %w", sys.Name, i, err)
+		}
+		if first == nil {
+			first = n
+			first.nats, first.natsArgs, first.natsDir = np, natsArgs, dir
+		} else {
+			first.peers = append(first.peers, n)
+		}
+	}
+	return first, nil
+}
+
+// startNode starts one server process of sys.
+func (h *harness) startNode(ctx context.Context, sys System, tag, role string, extra []string) (*server, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -87,7 +214,11 @@ func (h *harness) startServer(ctx context.Context, sys System, tag string, extra
 		return nil, fmt.Errorf("%s: no binary: %s", sys.Name, h.bins.missing[sys.Kind])
 	}
 	args := serverArgs(sys, port, adminPort, extra...)
-	p, err := h.procs.spawn(ctx, sys.Name, bin, args, filepath.Join(h.logDir, tag+"-server.log"), nil)
+	name := sys.Name
+	if role != "server" {
+		name += " " + role
+	}
+	p, err := h.procs.spawn(ctx, name, bin, args, filepath.Join(h.logDir, tag+"-"+role+".log"), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -162,10 +293,11 @@ type scraper struct {
 	done       chan struct{}
 }
 
-func startScraper(ctx context.Context, adminAddr string, every time.Duration) *scraper {
+// startScraper scrapes every one of adminAddrs (a cluster's nodes) each
+// period; last is the first address's body.
+func startScraper(ctx context.Context, every time.Duration, adminAddrs ...string) *scraper {
 	ctx, cancel := context.WithCancel(ctx)
 	s := &scraper{cancel: cancel, done: make(chan struct{})}
-	url := "http://" + adminAddr + "/metrics"
 	go func() {
 		defer close(s.done)
 		t := time.NewTicker(every)
@@ -176,17 +308,21 @@ func startScraper(ctx context.Context, adminAddr string, every time.Duration) *s
 				return
 			case <-t.C:
 			}
-			body, err := httpGet(ctx, url)
-			if err != nil {
-				if ctx.Err() == nil {
-					s.failed.Add(1)
+			for i, addr := range adminAddrs {
+				body, err := httpGet(ctx, "http://"+addr+"/metrics")
+				if err != nil {
+					if ctx.Err() == nil {
+						s.failed.Add(1)
+					}
+					continue
 				}
-				continue
+				s.ok.Add(1)
+				if i == 0 {
+					s.mu.Lock()
+					s.last = body
+					s.mu.Unlock()
+				}
 			}
-			s.ok.Add(1)
-			s.mu.Lock()
-			s.last = body
-			s.mu.Unlock()
 		}
 	}()
 	return s
@@ -207,6 +343,21 @@ func (s *scraper) stop() {
 	})
 }
 
+// portPlaceholder replaces the port of a loopback address or URL with
+// PORT.
+func portPlaceholder(a string) string {
+	if !strings.HasPrefix(a, "127.0.0.1:") && !strings.HasPrefix(a, "ws://127.0.0.1:") && !strings.HasPrefix(a, "nats://127.0.0.1:") {
+		return a
+	}
+	i := strings.LastIndexByte(a, ':')
+	rest := a[i+1:]
+	suffix := ""
+	if j := strings.IndexByte(rest, '/'); j >= 0 {
+		suffix = rest[j:]
+	}
+	return a[:i+1] + "PORT" + suffix
+}
+
 // commandLine renders a command for the report, with the binary's base name
 // and the per-run ports replaced by placeholders.
 func commandLine(bin string, args []string) string {
@@ -218,20 +369,22 @@ func commandLine(bin string, args []string) string {
 				a = "$SERVER_PID"
 			case "-json":
 				a = "REPORT.json"
-			case "--http_server.port":
+			case "--http_server.port", "-p":
 				a = "PORT"
+			case "-sd":
+				a = "STORE_DIR"
+			case "-server-pids":
+				a = "$OTHER_NODE_PIDS"
+			case "-broker-pid":
+				a = "$NATS_PID"
 			}
 		}
-		if strings.HasPrefix(a, "127.0.0.1:") || strings.HasPrefix(a, "ws://127.0.0.1:") {
-			i := strings.LastIndexByte(a, ':')
-			rest := a[i+1:]
-			j := strings.IndexByte(rest, '/')
-			suffix := ""
-			if j >= 0 {
-				suffix = rest[j:]
-			}
-			a = a[:i+1] + "PORT" + suffix
+		// A -url list (a cluster's nodes): each address's port.
+		list := strings.Split(a, ",")
+		for k, item := range list {
+			list[k] = portPlaceholder(item)
 		}
+		a = strings.Join(list, ",")
 		if strings.ContainsAny(a, " \t'\"") {
 			a = "'" + a + "'"
 		}

@@ -28,6 +28,7 @@ const (
 	refImm        = "relay-imm"
 	refFloor      = "reference-30hz"
 	refCentrifugo = "centrifugo"
+	refCluster    = "relay-cluster3"
 	baseImm       = "baseline-imm"
 	base30        = "baseline-30hz"
 )

@@ -74,7 +74,10 @@ type Report struct {
 	ClientCores  float64 `json:"client_cores"`
 	ClientRSSKiB int64   `json:"client_rss_kib"` // after joining
 
-	Server *Server `json:"server,omitempty"` // with -server-pid
+	Server *Server `json:"server,omitempty"` // with -server-pid (and -server-pids, summed)
+	// Broker is the process of -broker-pid (a cluster's NATS server),
+	// sampled at the same instants as Server.
+	Broker *Server `json:"broker,omitempty"`
 
 	// Chaos is what the chaos connections (-chaos) got from the server;
 	// nil without them. Every figure above is the honest clients' alone.
@@ -123,7 +126,10 @@ type Percentiles struct {
 
 // Server holds the figures of the server process given by -server-pid.
 type Server struct {
-	PID                int     `json:"pid"`
+	PID int `json:"pid"`
+	// PIDs, when more than one process was sampled (-server-pids), are
+	// all of them, PID first: every figure below is their sum.
+	PIDs               []int   `json:"pids,omitempty"`
 	CPUS               float64 `json:"cpu_s"` // utime+stime over the measured window
 	Cores              float64 `json:"cores"`
 	CPUUsPerDelivery   float64 `json:"cpu_us_per_delivery"`
@@ -215,6 +221,9 @@ func Decode(b []byte) (Report, error) {
 	if r.Server != nil && r.Server.SamplingIncomplete {
 		return r, fmt.Errorf("report: server sampling incomplete (pid %d gone?)", r.Server.PID)
 	}
+	if r.Broker != nil && r.Broker.SamplingIncomplete {
+		return r, fmt.Errorf("report: broker sampling incomplete (pid %d gone?)", r.Broker.PID)
+	}
 	return r, nil
 }
 
@@ -257,7 +266,7 @@ func Merge(rs []Report) (Report, error) {
 	out := rs[0]
 	out.RunID = ""
 	out.Errors = map[string]int64{}
-	out.Server = nil
+	out.Server, out.Broker = nil, nil
 	out.Clients, out.Connected, out.Rooms = 0, 0, 0
 	out.Sent, out.SentTotal, out.Expected, out.Delivered = 0, 0, 0, 0
 	out.Duplicates, out.OutOfOrder, out.BadPayloads, out.ReceiversWithLoss = 0, 0, 0, 0

@@ -421,16 +421,23 @@ type Stats struct {
 	Players    int
 	MessagesIn uint64 // relayed messages accepted
 	// MessagesDropped counts messages accepted from a client but delivered
-	// to nobody: refused with ErrOverloaded, over their sender's tick budget,
-	// or latest-only updates superseded before their tick (once per message,
-	// not per recipient).
+	// to nobody: refused with ErrOverloaded (InboxFull, OverInboxShare),
+	// over their sender's tick budget (OverBudget), or latest-only updates
+	// superseded before their tick (Superseded); once per message, not per
+	// recipient. It is the sum of those four.
 	MessagesDropped uint64
-	Deliveries      uint64 // message copies put into frames
-	Frames          uint64 // frames handed to peers
-	FrameBytes      uint64
-	Ticks           uint64
-	TickOverruns    uint64
-	SlowConsumers   uint64 // peers evicted as slow consumers
+	// InboxFull counts Sends refused (ErrOverloaded) because their worker's
+	// inbox was full.
+	InboxFull uint64
+	// Superseded counts latest-only updates superseded by a newer one
+	// before their tick (once per message).
+	Superseded    uint64
+	Deliveries    uint64 // message copies put into frames
+	Frames        uint64 // frames handed to peers
+	FrameBytes    uint64
+	Ticks         uint64
+	TickOverruns  uint64
+	SlowConsumers uint64 // peers evicted as slow consumers
 	// OverBudget counts messages dropped for passing their sender's budget
 	// of the tick (SenderTickMessages, SenderTickBytes).
 	OverBudget uint64

@@ -15,7 +15,7 @@ func (m *Manager) Sync() error {
 	dones := make([]chan struct{}, len(m.workers))
 	for i, w := range m.workers {
 		dones[i] = make(chan struct{})
-		if !w.in.pushControl(command{kind: cmdSync, done: dones[i]}) {
+		if !w.in.pushControl(command{kind: cmdCall, fn: func(*worker) {}, done: dones[i]}) {
 			return ErrClosed
 		}
 	}

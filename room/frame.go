@@ -49,30 +49,18 @@ func (w *worker) flushRoom(r *room, tick uint64, keepAlive bool) bool {
 }
 
 // flushMember builds m's frames of tick, or moves its messages to its
-// backlog when its peer is congested.
+// backlog when its peer is congested. It reports whether it sent anything.
 func (w *worker) flushMember(r *room, m *member, tick uint64, keepAlive bool) bool {
-	if len(m.pending) == 0 && len(m.backlog) == 0 && !keepAlive {
+	queued := len(m.pending) > 0 || len(m.backlog) > 0
+	if !queued && !keepAlive {
 		return false // checked first: it needs no look at the seat's memory
 	}
 	if m.detached() {
-		// The connection is gone (its disconnect may still be on the
-		// way): never call the peer again. With a seat grace its frames
-		// are built all the same, into the replay ring, for a resume.
-		if r.grace == 0 || len(m.pending) == 0 && len(m.backlog) == 0 {
-			w.dropQueued(m)
-			return false
-		}
-		w.moveToBacklog(m)
-		w.writeFrames(r, m, m.backlog, tick, false)
-		w.clearBacklog(m)
+		w.flushDetached(r, m, tick)
 		return false
 	}
-	if len(m.pending) == 0 && len(m.backlog) == 0 {
-		if w.now.Sub(m.lastSent) >= w.m.policy().KeepAliveInterval && !m.seat.peer.Congested() {
-			w.writeFrames(r, m, nil, tick, false)
-			return true
-		}
-		return false
+	if !queued {
+		return w.keepAliveIfDue(r, m, tick)
 	}
 	congested := m.seat.peer.Congested()
 	if !congested && len(m.backlog) == 0 {
@@ -85,29 +73,57 @@ func (w *worker) flushMember(r *room, m *member, tick uint64, keepAlive bool) bo
 		// is left waits in the backlog like any held-back message.
 		w.releasePendingPrefix(m, n)
 		w.moveToBacklog(m)
-		if m.backlogBytes > w.m.cfg.MaxBacklogBytes {
-			w.evictions = append(w.evictions, m)
-		}
+		w.evictIfBacklogTooBig(m)
 		return true
 	}
 	// Congested, or draining a backlog: pending joins the backlog first
 	// (with latest-only conflation), so the backlog goes out ahead of it.
 	w.moveToBacklog(m)
 	if congested {
-		if m.backlogBytes > w.m.cfg.MaxBacklogBytes {
-			w.evictions = append(w.evictions, m)
-		}
+		w.evictIfBacklogTooBig(m)
 		return false
 	}
 	if n := w.writeFrames(r, m, m.backlog, tick, true); n < len(m.backlog) {
 		w.releaseBacklogPrefix(m, n)
-		if m.backlogBytes > w.m.cfg.MaxBacklogBytes {
-			w.evictions = append(w.evictions, m)
-		}
+		w.evictIfBacklogTooBig(m)
 		return true
 	}
 	w.clearBacklog(m)
 	return true
+}
+
+// flushDetached handles a member whose connection is gone (its disconnect
+// may still be on the way): the peer is never called again. With a seat
+// grace its frames are built all the same, into the replay ring, for a
+// resume; without one its messages are dropped.
+func (w *worker) flushDetached(r *room, m *member, tick uint64) {
+	if r.grace == 0 || len(m.pending) == 0 && len(m.backlog) == 0 {
+		w.dropQueued(m)
+		return
+	}
+	w.moveToBacklog(m)
+	w.writeFrames(r, m, m.backlog, tick, false)
+	w.clearBacklog(m)
+}
+
+// keepAliveIfDue sends m, which has nothing queued, an empty frame when it
+// has been sent nothing for the keep-alive interval and its peer can take
+// it. It reports whether it did.
+func (w *worker) keepAliveIfDue(r *room, m *member, tick uint64) bool {
+	if w.now.Sub(m.lastSent) < w.m.policy().KeepAliveInterval || m.seat.peer.Congested() {
+		return false
+	}
+	w.writeFrames(r, m, nil, tick, false)
+	return true
+}
+
+// evictIfBacklogTooBig queues m for eviction as a slow consumer when its
+// held-back messages passed MaxBacklogBytes; the flush evicts after the
+// whole room has been flushed.
+func (w *worker) evictIfBacklogTooBig(m *member) {
+	if m.backlogBytes > w.m.cfg.MaxBacklogBytes {
+		w.evictions = append(w.evictions, m)
+	}
 }
 
 // writeFrames copies items (nil entries skipped) into frames of tick for m,

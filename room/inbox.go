@@ -15,7 +15,6 @@ const (
 	cmdForfeit                       // control: a disconnect that gives up the seat
 	cmdResume                        // control
 	cmdCall                          // control: an admin function run on the worker
-	cmdSync                          // control: a barrier (tests)
 	cmdInput                         // data: a lockstep Input
 	cmdSnapshot                      // data: a lockstep Snapshot
 )
@@ -31,7 +30,7 @@ type command struct {
 	resume    *resumeCmd    // cmdResume
 	snapshot  *snapshotCmd  // cmdSnapshot
 	fn        func(*worker) // cmdCall
-	done      chan struct{} // cmdCall, cmdSync: closed once the batch is processed
+	done      chan struct{} // cmdCall: closed once the batch is processed
 }
 
 // inbox is a worker's queue: a mutex-guarded slice that producers append to

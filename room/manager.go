@@ -414,7 +414,8 @@ func (m *Manager) Stats() Stats {
 		s.Rooms += int(p.rooms.Load())
 		s.Players += int(p.players.Load())
 		s.MessagesIn += p.messagesIn.Load()
-		s.MessagesDropped += p.dropped.Load() + w.in.dropped.Load()
+		s.Superseded += p.dropped.Load()
+		s.InboxFull += w.in.dropped.Load()
 		s.Deliveries += p.deliveries.Load()
 		s.Frames += p.frames.Load()
 		s.FrameBytes += p.frameBytes.Load()
@@ -443,8 +444,8 @@ func (m *Manager) Stats() Stats {
 			}
 		}
 	}
-	s.MessagesDropped += m.seatOverShare.Load()
 	s.OverInboxShare = m.seatOverShare.Load()
+	s.MessagesDropped = s.InboxFull + s.OverInboxShare + s.OverBudget + s.Superseded
 	return s
 }
 

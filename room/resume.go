@@ -197,10 +197,11 @@ func (w *worker) resumeFailed(s *Seat, c *resumeCmd, r *room, why pb.ResumeFailu
 		s.settle(stateJoining, stateInRoom)
 		return
 	}
-	w.sendMessage(s, &pb.ServerMessage{RequestId: c.requestID, Body: &pb.ServerMessage_Resumed{Resumed: resumed}})
 	if why == pb.ResumeFailure_RESUME_FAILURE_BAD_TOKEN && !s.dead.Load() {
-		s.peer.JoinRefused(pb.ErrorCode_ERROR_CODE_UNAUTHORIZED) // counts as a failed join
+		// Counts as a failed join, before the answer (see join).
+		s.peer.JoinRefused(pb.ErrorCode_ERROR_CODE_UNAUTHORIZED)
 	}
+	w.sendMessage(s, &pb.ServerMessage{RequestId: c.requestID, Body: &pb.ServerMessage_Resumed{Resumed: resumed}})
 	s.settle(stateJoining, stateIdle)
 }
 

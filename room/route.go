@@ -32,10 +32,12 @@ func (w *worker) join(s *Seat, j *joinCmd) {
 	}
 	r, err := w.roomForJoin(j)
 	if err != nil {
-		w.sendError(s, j.requestID, err)
+		// Counted before the answer goes out: a client that has read its
+		// refusal may join again at once, and must find the count moved.
 		if !s.dead.Load() {
 			s.peer.JoinRefused(ErrorCode(err))
 		}
+		w.sendError(s, j.requestID, err)
 		// CAS: a pipelined Leave may have moved the seat to leaving; its
 		// queued leave command completes the seat then.
 		s.settle(stateJoining, stateIdle)

@@ -172,8 +172,6 @@ func (w *worker) handle(c *command) {
 	case cmdCall:
 		c.fn(w)
 		w.waiters = append(w.waiters, c.done)
-	case cmdSync:
-		w.waiters = append(w.waiters, c.done)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+	"github.com/panjf2000/gnet/v2"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/tickrelay/tickrelay/proto/closes"
@@ -56,6 +57,22 @@ func (c *conn) closeDecodeError(err error, onLoop bool) {
 
 func (c *conn) closeWith(cause closes.Cause, code uint16, reason, detail string, retry time.Duration, onLoop bool) {
 	if c.state.Load() == stateHandshake {
+		if !onLoop {
+			// Only the loop moves a connection out of the handshake, and
+			// it may be writing the 101 right now: decide there, where a
+			// connection that has just been upgraded gets its Close
+			// frame instead of a bare TCP close.
+			err := c.gc.Wake(func(gnet.Conn, error) error {
+				if c.state.Load() != stateClosed {
+					c.closeWith(cause, code, reason, detail, retry, true)
+				}
+				return nil
+			})
+			if err != nil {
+				_ = c.gc.Close()
+			}
+			return
+		}
 		// Before the upgrade there is no WebSocket to close.
 		c.closing.Store(true)
 		_ = c.gc.Close()

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 
@@ -101,7 +102,7 @@ func LoadConfig(args []string, getenv func(string) string, extra func(*flag.Flag
 	path := getenv(EnvName(ConfigFileFlag))
 	// The file must be applied before env and flags, so find its flag first.
 	probe := flag.NewFlagSet("probe", flag.ContinueOnError)
-	probe.SetOutput(discard{})
+	probe.SetOutput(io.Discard)
 	probe.String(ConfigFileFlag, path, "")
 	BindFlags(probe, &Config{})
 	if extra != nil {
@@ -134,7 +135,3 @@ func LoadConfig(args []string, getenv func(string) string, extra func(*flag.Flag
 	}
 	return cfg, path, nil
 }
-
-type discard struct{}
-
-func (discard) Write(p []byte) (int, error) { return len(p), nil }

@@ -22,13 +22,33 @@ import (
 	"github.com/tickrelay/tickrelay/server/wsproto"
 )
 
-// Connection states. Only the event loop moves a connection forward; other
-// goroutines read the state (sweeper) or start a close (conn.close).
+// connState is where a connection is in its life. Only the event loop moves
+// a connection forward; other goroutines read the state (sweeper) or start a
+// close (conn.close).
+type connState int32
+
+// Connection states.
 const (
-	stateHandshake int32 = iota
-	stateOpen
-	stateClosed
+	stateHandshake connState = iota // the HTTP upgrade is not done
+	stateOpen                       // upgraded: WebSocket frames
+	stateClosed                     // OnClose ran
 )
+
+var connStateNames = [...]string{stateHandshake: "handshake", stateOpen: "open", stateClosed: "closed"}
+
+// String names the state, for logs and test failures.
+func (s connState) String() string {
+	if s < 0 || int(s) >= len(connStateNames) {
+		return "connState(" + strconv.Itoa(int(s)) + ")"
+	}
+	return connStateNames[s]
+}
+
+// atomicState is a connState that any goroutine may read.
+type atomicState struct{ v atomic.Int32 }
+
+func (a *atomicState) Load() connState   { return connState(a.v.Load()) }
+func (a *atomicState) Store(s connState) { a.v.Store(int32(s)) }
 
 // conn is one client connection. Fields without a comment belong to the
 // connection's event loop; the atomics and out may be used from any
@@ -65,7 +85,7 @@ type conn struct {
 	// cluster owns (cluster.go).
 	remote atomic.Pointer[cluster.Remote]
 
-	state       atomic.Int32
+	state       atomicState
 	closing     atomic.Bool  // a Close is on its way (or the connection is gone): no more data
 	failing     atomic.Bool  // the close fails the connection: linger, then drop it
 	forfeitSeat atomic.Bool  // the relay closed it for a cause that does not keep the seat
@@ -125,6 +145,12 @@ func (s *Server) OnClose(gc gnet.Conn, _ error) gnet.Action {
 	if !ok {
 		return gnet.None
 	}
+	if c.state.Load() == stateHandshake && !c.closing.Load() {
+		// Neither answered nor timed out: the client closed or reset the
+		// connection before its upgrade was done (a TCP health check that
+		// connects and leaves counts here too).
+		s.stats.handshakeFailed(failClientClosed)
+	}
 	c.closing.Store(true)
 	c.state.Store(stateClosed)
 	c.out.discard()
@@ -178,6 +204,11 @@ func (s *Server) OnTraffic(gc gnet.Conn) gnet.Action {
 	}
 	c.lastRead.Store(time.Now().UnixNano())
 	if c.state.Load() == stateHandshake {
+		if c.closing.Load() {
+			// Being closed before its upgrade: it must not get a 101 now.
+			discardInput(gc)
+			return gnet.None
+		}
 		action, upgraded := s.handshake(c, in)
 		if !upgraded || action != gnet.None {
 			return action
@@ -199,6 +230,7 @@ func (s *Server) handshake(c *conn, in []byte) (gnet.Action, bool) {
 			// A trusted proxy that should speak PROXY protocol did not:
 			// a misconfiguration, not a client to serve.
 			s.stats.handshakeFailed(failProxyHeader)
+			c.closing.Store(true)
 			_, _ = c.gc.Write(httpAnswer(400, "tickrelay: expected a PROXY protocol header from this proxy\n"))
 			return gnet.Close, false
 		}
@@ -211,12 +243,24 @@ func (s *Server) handshake(c *conn, in []byte) (gnet.Action, bool) {
 			return gnet.None, false
 		}
 	}
-	res, err := wsproto.Handshake(in, c.gc, &s.hs)
+	// The answer is held back until the connection is set up: a client
+	// that has read its 101 may send at once, and whatever closes it from
+	// then on (a shutdown, its own address limit) must find an open
+	// connection that gets a Close frame, with its address counted.
+	var answer heldAnswer
+	res, err := wsproto.Handshake(in, &answer, &s.hs)
 	if res.NeedMore && err == nil {
 		return gnet.None, false
 	}
 	consume(c.gc, res.Consumed)
 	if err != nil || !res.Upgraded {
+		c.closing.Store(true) // closed by us: not a client that went away
+		if _, werr := c.gc.Write(answer.b); werr != nil {
+			// gnet has closed the connection (OnClose ran): the client
+			// is gone, and no answer reached it.
+			s.stats.handshakeFailed(failClientClosed)
+			return gnet.None, false
+		}
 		switch res.Status {
 		case 200, 426, 404, 405:
 			s.stats.plainHTTP.Add(1) // a real HTTP answer to a plain request
@@ -227,6 +271,54 @@ func (s *Server) handshake(c *conn, in []byte) (gnet.Action, bool) {
 		}
 		return gnet.Close, false
 	}
+	now := time.Now()
+	refusal := s.setUp(c, &res, now)
+	c.state.Store(stateOpen)
+	if _, werr := c.gc.Write(answer.b); werr != nil {
+		// A reset or EOF before the 101 could be written: gnet has
+		// closed the connection, and OnClose released what setUp took.
+		s.stats.handshakeFailed(failClientClosed)
+		return gnet.None, false
+	}
+	if s.log.Enabled(context.Background(), slog.LevelDebug) {
+		s.log.Debug("upgraded", "client", c.addr, "peer", c.gc.RemoteAddr())
+	}
+	if refusal != nil {
+		// Refusals after the upgrade, with a code and reason the page can
+		// read (browsers hide an HTTP refusal behind close 1006); input is
+		// not read.
+		s.stats.handshakeFailed(refusal.reason)
+		c.refuse(refusal.cause, refusal.detail, refusal.retry, true)
+		return gnet.None, false
+	}
+	s.stats.upgrades.Add(1)
+	return gnet.None, true
+}
+
+// heldAnswer keeps the one HTTP answer wsproto.Handshake writes, for the
+// connection to send once it is ready for what follows it.
+type heldAnswer struct{ b []byte }
+
+func (a *heldAnswer) Write(p []byte) (int, error) {
+	a.b = append(a.b, p...)
+	return len(p), nil
+}
+
+// upgradeRefusal is why an upgraded connection is closed at once: its close
+// cause, the Error's detail and retry hint, and the handshake failure
+// reason it is counted under.
+type upgradeRefusal struct {
+	cause  closes.Cause
+	detail string
+	retry  time.Duration
+	reason string
+}
+
+// setUp makes an upgraded connection ready to serve, before its 101 is
+// sent: decoder, client address, seat, rate limits, the per-address counts
+// and a token given with the handshake. It returns why the connection must
+// be refused, or nil.
+func (s *Server) setUp(c *conn, res *wsproto.HandshakeResult, now time.Time) *upgradeRefusal {
 	c.decoder = wsproto.NewDecoder(wsproto.Limits{
 		MaxMessageBytes: s.cfg.MaxMessageBytes,
 		MaxFragments:    s.cfg.MaxFragments,
@@ -239,49 +331,31 @@ func (s *Server) handshake(c *conn, in []byte) (gnet.Action, bool) {
 		c.seat = s.rooms.NewSeat(c)
 		c.seat.SetAddress(c.addr)
 	}
-	now := time.Now()
 	c.limits.init(s.policy(), now)
-	c.state.Store(stateOpen)
-	if s.log.Enabled(context.Background(), slog.LevelDebug) {
-		s.log.Debug("upgraded", "client", c.addr, "peer", c.gc.RemoteAddr())
-	}
-	// Refusals after the upgrade, with a code and reason the page can read
-	// (browsers hide an HTTP refusal behind close 1006); input is not read.
 	switch {
 	case res.OriginRefused:
-		s.stats.handshakeFailed(failOrigin)
-		c.close(closes.OriginRefused, "", true)
-		return gnet.None, false
+		return &upgradeRefusal{cause: closes.OriginRefused, reason: failOrigin}
 	case c.reject:
-		s.stats.handshakeFailed(failServerFull)
-		c.refuse(closes.ServerFull, "the relay holds as many connections as it may", serverFullRetry, true)
-		return gnet.None, false
+		return &upgradeRefusal{closes.ServerFull, "the relay holds as many connections as it may", serverFullRetry, failServerFull}
 	}
 	// Per-address limits, on the address behind trusted proxies.
 	if !s.access.limits.OpenConn(c.addr) {
-		s.stats.handshakeFailed(failAddressLimit)
-		c.refuse(closes.AddressLimited, "too many connections from your address", addressRetry, true)
-		return gnet.None, false
+		return &upgradeRefusal{closes.AddressLimited, "too many connections from your address", addressRetry, failAddressLimit}
 	}
 	c.addrCounted = true
 	if ok, retry := s.access.limits.AllowHandshake(c.addr, now); !ok {
-		s.stats.handshakeFailed(failAddressLimit)
-		c.refuse(closes.AddressLimited, "too many new connections from your address", retry, true)
-		return gnet.None, false
+		return &upgradeRefusal{closes.AddressLimited, "too many new connections from your address", retry, failAddressLimit}
 	}
 	// A token offered with the handshake (a browser's subprotocol) holds
 	// for the connection; a bad one ends it: the client can do nothing.
 	if res.AuthToken != "" && s.access.verifier != nil {
 		claims, err := s.access.verify(res.AuthToken, now)
 		if err != nil {
-			s.stats.handshakeFailed(failUnauthorized)
-			c.close(closes.Unauthorized, err.Error(), true)
-			return gnet.None, false
+			return &upgradeRefusal{cause: closes.Unauthorized, detail: err.Error(), reason: failUnauthorized}
 		}
 		c.claims = claims
 	}
-	s.stats.upgrades.Add(1)
-	return gnet.None, true
+	return nil
 }
 
 // serverFullRetry is the retry hint of a refusal for the connection limit,

@@ -31,7 +31,10 @@ func (s *Server) dispatch(c *conn, payload []byte) gnet.Action {
 		return gnet.None
 	case rateClose:
 		s.stats.rateLimited.Add(1)
-		c.close(closes.RateLimited, "kept sending over the rate limits after RATE_LIMITED", true)
+		// The last Error says when the buckets would let a message through
+		// again, as every RATE_LIMITED before it did.
+		retry := c.limits.retryAfter(pol, now, len(payload))
+		c.refuse(closes.RateLimited, "kept sending over the rate limits after RATE_LIMITED", rateRetryHint(retry), true)
 		return gnet.None
 	}
 	return s.request(c, payload)
@@ -40,8 +43,14 @@ func (s *Server) dispatch(c *conn, payload []byte) gnet.Action {
 func rateLimitedMessage(retry time.Duration) *pb.ServerMessage {
 	m := errorMessage(0, pb.ErrorCode_ERROR_CODE_RATE_LIMITED,
 		"sending faster than the relay allows: messages are being dropped")
-	m.GetError().RetryAfterMs = uint32(min(retry.Milliseconds()+1, 60_000))
+	m.GetError().RetryAfterMs = uint32(rateRetryHint(retry).Milliseconds())
 	return m
+}
+
+// rateRetryHint is the retry_after_ms of a rate-limit answer: the wait the
+// buckets need, rounded up (never 0: 0 means "no hint"), at most a minute.
+func rateRetryHint(wait time.Duration) time.Duration {
+	return min(wait.Truncate(time.Millisecond)+time.Millisecond, time.Minute)
 }
 
 // request handles one admitted envelope.

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+	"github.com/panjf2000/gnet/v2"
 
 	"github.com/tickrelay/tickrelay/proto/closes"
 	"github.com/tickrelay/tickrelay/server/wsproto"
@@ -41,12 +42,15 @@ func (sw *sweeper) run(period time.Duration) {
 	t := time.NewTicker(period)
 	defer t.Stop()
 	lastLimitSweep := time.Now()
+	last := time.Now()
 	for {
 		select {
 		case <-sw.quit:
 			return
 		case now := <-t.C:
-			sw.srv.conns.each(func(c *conn) { sw.check(c, now.UnixNano()) })
+			elapsed := int64(now.Sub(last))
+			last = now
+			sw.srv.conns.each(func(c *conn) { sw.check(c, now.UnixNano(), elapsed) })
 			sw.srv.refreshFileLimit()
 			if now.Sub(lastLimitSweep) > 10*time.Second {
 				lastLimitSweep = now
@@ -63,22 +67,27 @@ func (sw *sweeper) stop() {
 
 var handshakeTimeoutAnswer = httpAnswer(closes.Of(closes.HandshakeTimeout).HTTPStatus, "tickrelay: the WebSocket handshake did not complete in time\n")
 
-func (sw *sweeper) check(c *conn, now int64) {
+// check applies the time limits to c; elapsed is the time since the
+// previous sweep.
+func (sw *sweeper) check(c *conn, now, elapsed int64) {
 	cfg := &sw.srv.cfg
 	switch c.state.Load() {
 	case stateHandshake:
-		if now-c.openedAt > int64(cfg.HandshakeTimeout) && c.closing.CompareAndSwap(false, true) {
-			sw.srv.stats.handshakeFailed(failTimeout)
-			// AsyncWrite runs before the low-priority Close.
-			_ = c.gc.AsyncWrite(handshakeTimeoutAnswer, nil)
-			_ = c.gc.Close()
+		if now-c.openedAt > int64(cfg.HandshakeTimeout) && !c.closing.Load() {
+			c.timeOutHandshake()
 		}
 	case stateOpen:
 		if c.closing.Load() {
 			sw.checkClosing(c, now)
 			return
 		}
-		if since := c.partialSince.Load(); since != 0 && now-since > int64(cfg.MessageReadTimeout) {
+		if c.held.Load() {
+			// The relay holds this connection's input back (its output is
+			// over the soft limit, or a request waits for its seat): the
+			// client cannot complete a message the relay does not read, so
+			// the message read timeout stands still, to within a sweep.
+			c.pausePartial(now, elapsed)
+		} else if since := c.partialSince.Load(); since != 0 && now-since > int64(cfg.MessageReadTimeout) {
 			sw.srv.stats.slowMessages.Add(1)
 			c.close(closes.SlowMessage, "a message was not completed within the message read timeout", false)
 			return
@@ -99,6 +108,30 @@ func (sw *sweeper) check(c *conn, now int64) {
 			c.wake()
 		}
 	}
+}
+
+// pausePartial moves the start of the message being received forward by
+// elapsed (never past now), so time spent held does not count against the
+// message read timeout. A CAS: the loop may store a new start meanwhile, and
+// that one wins.
+func (c *conn) pausePartial(now, elapsed int64) {
+	if since := c.partialSince.Load(); since != 0 {
+		c.partialSince.CompareAndSwap(since, min(since+elapsed, now))
+	}
+}
+
+// timeOutHandshake answers 408 and closes a connection whose upgrade request
+// is late, on its event loop: there the answer cannot cross a 101 the loop
+// is writing (the request may complete just now). Goroutine-safe.
+func (c *conn) timeOutHandshake() {
+	_ = c.gc.Wake(func(gc gnet.Conn, err error) error {
+		if err != nil || c.state.Load() != stateHandshake || !c.closing.CompareAndSwap(false, true) {
+			return nil
+		}
+		c.srv.stats.handshakeFailed(failTimeout)
+		_, _ = gc.Write(handshakeTimeoutAnswer)
+		return gc.Close()
+	})
 }
 
 // checkClosing drops a closing connection whose time is up. A failed one:

@@ -61,6 +61,16 @@ func (q *outbox) overSoft() bool {
 	return q.total() > int64(q.c.srv.cfg.OutboundSoftBytes)
 }
 
+// refreshNet takes a fresh figure of gnet's unwritten bytes and reports
+// whether the connection is still over its soft limit. gnet drains its
+// buffer without telling, so the figure goes stale when nothing is written
+// (input held back by the connection's own pongs and errors would be held
+// for ever). Loop only.
+func (q *outbox) refreshNet() bool {
+	q.net.Store(int64(q.c.gc.OutboundBuffered()))
+	return q.overSoft()
+}
+
 func (q *outbox) pending() bool { return q.queued.Load() > 0 }
 
 // push queues b (releasing o after it is written). It returns false, having

@@ -30,9 +30,13 @@ func (s *Server) frames(c *conn, in []byte) gnet.Action {
 	}
 	used := 0
 	pings := 0 // control frames answered in this batch
+	// boundary: a message ended in this batch with no fragmented one open,
+	// so whatever is left began in the bytes read since.
+	boundary := false
 	for used < len(in) {
-		if c.out.overSoft() {
+		if c.out.overSoft() && c.out.refreshNet() {
 			consume(c.gc, used)
+			s.trackPartial(c, boundary)
 			return s.holdInput(c)
 		}
 		msg, n, ok, err := c.decoder.Next(in[used:])
@@ -52,6 +56,7 @@ func (s *Server) frames(c *conn, in []byte) gnet.Action {
 		if !ok {
 			break
 		}
+		boundary = boundary || !c.decoder.Assembling()
 		if msg.Kind == wsproto.Ping {
 			pings++
 			if !c.limits.allowControl(s.policy(), time.Now()) {
@@ -69,6 +74,7 @@ func (s *Server) frames(c *conn, in []byte) gnet.Action {
 		if c.parked != nil || c.closing.Load() && c.failing.Load() {
 			consume(c.gc, used)
 			if c.parked != nil {
+				s.trackPartial(c, boundary)
 				return s.holdInput(c)
 			}
 			discardInput(c.gc)
@@ -77,21 +83,25 @@ func (s *Server) frames(c *conn, in []byte) gnet.Action {
 	}
 	consume(c.gc, used)
 	c.held.Store(false)
-	s.trackPartial(c)
+	s.trackPartial(c, boundary)
 	return gnet.None
 }
 
 // trackPartial notes when a message starts arriving and forgets it when it
 // is complete, for message-read-timeout: a client that keeps a frame open by
-// trickling its bytes is closed, not kept forever with its buffer.
-func (s *Server) trackPartial(c *conn) {
-	if c.gc.InboundBuffered() > 0 || c.decoder.Assembling() {
-		if c.partialSince.Load() == 0 {
-			c.partialSince.Store(time.Now().UnixNano())
-		}
+// trickling its bytes is closed, not kept forever with its buffer. The time
+// is the message's own: after a message ended in this batch (boundary), the
+// bytes left over are the start of a new one, whose clock starts now; a
+// message still incomplete keeps the time it started. (The sweeper pauses
+// the clock while the relay holds input back: see sweeper.check.)
+func (s *Server) trackPartial(c *conn, boundary bool) {
+	if c.gc.InboundBuffered() == 0 && !c.decoder.Assembling() {
+		c.partialSince.Store(0)
 		return
 	}
-	c.partialSince.Store(0)
+	if boundary || c.partialSince.Load() == 0 {
+		c.partialSince.Store(time.Now().UnixNano())
+	}
 }
 
 // holdInput leaves the buffered input for later: the sweeper (output

@@ -151,7 +151,7 @@ var settings = []setting{
 	intSetting("max-bad-messages", "undecodable envelopes after which a connection is closed with 1008 (each one before gets `BAD_MESSAGE`)", reloadRestart, func(c *Config) *int { return &c.MaxBadMessages }, 0, 1<<20),
 	intSetting("max-fragments", "frames one fragmented message may have; more: close 1009", reloadRestart, func(c *Config) *int { return &c.MaxFragments }, 0, 1<<20),
 	durationSetting("handshake-timeout", "a connection that has not completed the upgrade in time gets HTTP 408 and is closed", reloadRestart, func(c *Config) *time.Duration { return &c.HandshakeTimeout }),
-	durationSetting("message-read-timeout", "a message whose first bytes arrived must be complete within this long, else close 4004", reloadRestart, func(c *Config) *time.Duration { return &c.MessageReadTimeout }),
+	durationSetting("message-read-timeout", "a message whose first bytes arrived must be complete within this long (timed from its first byte; paused while the relay holds the input back), else close 4004", reloadRestart, func(c *Config) *time.Duration { return &c.MessageReadTimeout }),
 	durationSetting("ping-interval", "a connection silent this long is pinged", reloadRestart, func(c *Config) *time.Duration { return &c.PingInterval }),
 	durationSetting("idle-timeout", "a connection silent this long gets `Error{TIMEOUT}` and close 4001", reloadRestart, func(c *Config) *time.Duration { return &c.IdleTimeout }),
 	durationSetting("close-timeout", "after a clean close (drain, kick) the relay waits this long for the client's Close", reloadRestart, func(c *Config) *time.Duration { return &c.CloseTimeout }),

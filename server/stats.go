@@ -45,6 +45,7 @@ const (
 	failAddressLimit = "address_limited"
 	failUnauthorized = "unauthorized"
 	failProxyHeader  = "proxy_header"
+	failClientClosed = "client_closed"
 )
 
 func newCounters() *counters {

@@ -195,7 +195,6 @@ func (d *Decoder) Next(in []byte) (msg Message, consumed int, ok bool, err error
 		d.releaseAssembly()
 	}
 	lim := d.limits.withDefaults()
-
 	for {
 		rest := in[consumed:]
 		h, hlen, cerr := parseHeader(rest)
@@ -205,28 +204,8 @@ func (d *Decoder) Next(in []byte) (msg Message, consumed int, ok bool, err error
 		if hlen == 0 {
 			return Message{}, consumed, false, nil
 		}
-		state := ws.StateServerSide
-		if d.assembling {
-			state = state.Set(ws.StateFragmented)
-		}
-		// Mask, RSV bits, reserved opcodes, control frame FIN and size, and
-		// continuation order; all of them are 1002.
-		if e := ws.CheckHeader(h, state); e != nil {
-			return d.fail(consumed, closeError(ws.StatusProtocolError, e.Error()))
-		}
-		if h.OpCode.IsData() {
-			// Decided on the header alone, before any payload is waited for
-			// or stored: a peer's declared length never makes us buffer.
-			have := 0
-			if d.assembling && d.asm != nil {
-				have = len(*d.asm)
-			}
-			if h.Length > int64(lim.MaxMessageBytes-have) {
-				return d.fail(consumed, closeError(ws.StatusMessageTooBig, reasonTooBig))
-			}
-			if (d.assembling || !h.Fin) && d.fragments >= lim.MaxFragments {
-				return d.fail(consumed, closeError(ws.StatusMessageTooBig, reasonTooManyFragments))
-			}
+		if cerr := d.checkHeader(h, lim); cerr != nil {
+			return d.fail(consumed, cerr)
 		}
 		// Length is at most 125 for control frames and at most
 		// MaxMessageBytes for data frames here, so this cannot overflow.
@@ -237,45 +216,94 @@ func (d *Decoder) Next(in []byte) (msg Message, consumed int, ok bool, err error
 		payload := rest[hlen:end:end]
 		ws.Cipher(payload, h.Mask, 0)
 		consumed += end
-
 		if h.OpCode.IsControl() {
-			m := Message{Kind: kindOf(h.OpCode), Payload: payload}
-			if h.OpCode == ws.OpClose {
-				code, reason, cerr := parseClose(payload)
-				if cerr != nil {
-					return d.fail(consumed, cerr)
-				}
-				m.CloseCode, m.CloseReason = code, reason
+			m, cerr := controlMessage(h.OpCode, payload)
+			if cerr != nil {
+				return d.fail(consumed, cerr)
 			}
 			return m, consumed, true, nil
 		}
-
-		switch {
-		case h.OpCode != ws.OpContinuation && h.Fin:
-			// The common case: a whole message in one frame, returned in place.
-			return Message{Kind: kindOf(h.OpCode), Payload: payload}, consumed, true, nil
-		case h.OpCode != ws.OpContinuation:
-			// First fragment.
-			d.assembling = true
-			d.asmKind = kindOf(h.OpCode)
-			d.fragments = 1
-		default:
-			d.fragments++
+		if m, complete := d.assemble(h, payload, lim.MaxMessageBytes); complete {
+			return m, consumed, true, nil
 		}
-		d.appendAssembly(payload, lim.MaxMessageBytes)
-		if !h.Fin {
-			continue
-		}
-		m := Message{Kind: d.asmKind}
-		if d.asm != nil {
-			m.Payload = *d.asm
-			d.lent = true
-		}
-		d.assembling = false
-		d.asmKind = 0
-		d.fragments = 0
-		return m, consumed, true, nil
+		// A fragment absorbed: look for the next frame.
 	}
+}
+
+// checkHeader applies the frame policy to a header, before any of its
+// payload is waited for or stored: RFC 6455's rules (mask, RSV bits,
+// reserved opcodes, control frame FIN and size, continuation order: all
+// 1002) and the decoder's limits on data frames (message size counting what
+// is assembled already, and the number of fragments: 1009). A peer's
+// declared length never makes the decoder buffer.
+func (d *Decoder) checkHeader(h ws.Header, lim Limits) *CloseError {
+	state := ws.StateServerSide
+	if d.assembling {
+		state = state.Set(ws.StateFragmented)
+	}
+	if e := ws.CheckHeader(h, state); e != nil {
+		return closeError(ws.StatusProtocolError, e.Error())
+	}
+	if !h.OpCode.IsData() {
+		return nil
+	}
+	have := 0
+	if d.assembling && d.asm != nil {
+		have = len(*d.asm)
+	}
+	if h.Length > int64(lim.MaxMessageBytes-have) {
+		return closeError(ws.StatusMessageTooBig, reasonTooBig)
+	}
+	if (d.assembling || !h.Fin) && d.fragments >= lim.MaxFragments {
+		return closeError(ws.StatusMessageTooBig, reasonTooManyFragments)
+	}
+	return nil
+}
+
+// controlMessage is the Message of a control frame's unmasked payload; a
+// Close payload is validated.
+func controlMessage(op ws.OpCode, payload []byte) (Message, *CloseError) {
+	m := Message{Kind: kindOf(op), Payload: payload}
+	if op == ws.OpClose {
+		code, reason, cerr := parseClose(payload)
+		if cerr != nil {
+			return Message{}, cerr
+		}
+		m.CloseCode, m.CloseReason = code, reason
+	}
+	return m, nil
+}
+
+// assemble takes one checked data frame's unmasked payload. A whole message
+// in one frame (the common case) is returned in place; a fragment is copied
+// into the assembly buffer (at most limit bytes in all), and the message is
+// returned, lent from that buffer, with its final fragment. complete is
+// false while fragments are still to come.
+func (d *Decoder) assemble(h ws.Header, payload []byte, limit int) (m Message, complete bool) {
+	switch {
+	case h.OpCode != ws.OpContinuation && h.Fin:
+		return Message{Kind: kindOf(h.OpCode), Payload: payload}, true
+	case h.OpCode != ws.OpContinuation:
+		// First fragment.
+		d.assembling = true
+		d.asmKind = kindOf(h.OpCode)
+		d.fragments = 1
+	default:
+		d.fragments++
+	}
+	d.appendAssembly(payload, limit)
+	if !h.Fin {
+		return Message{}, false
+	}
+	m = Message{Kind: d.asmKind}
+	if d.asm != nil {
+		m.Payload = *d.asm
+		d.lent = true
+	}
+	d.assembling = false
+	d.asmKind = 0
+	d.fragments = 0
+	return m, true
 }
 
 // Reset returns the assembly buffer to its pool and forgets all state,

@@ -149,6 +149,11 @@ func TestChaosThroughSplittingProxy(t *testing.T) {
 	require.Zero(t, rep.Duplicates)
 	require.Zero(t, rep.OutOfOrder)
 	ok, problems := rep.Chaos.Verdict()
+	for _, p := range rep.Chaos.Personas {
+		if len(p.Violations) > 0 {
+			t.Logf("%s: violations %v", p.Persona, p.Violations)
+		}
+	}
 	require.True(t, ok, "%v", problems)
 	require.Positive(t, rep.Chaos.Persona("trickle").Outcomes["error:timeout+close:4004"])
 	require.Positive(t, rep.Chaos.Persona("garbage").Outcomes["after-upgrade close:1002"])

@@ -364,10 +364,12 @@ func (n *Node) handoff(ctx context.Context, o *owned) error {
 	// The lease passes by compare-and-set: its new revision is the
 	// successor's epoch.
 	lease, _ := proto.Marshal(&cpb.Lease{Node: to})
+	o.leaseMu.Lock() // a renewal under way ends first: its revision is the one to pass on
 	o.mu.Lock()
 	last := o.rev
 	o.mu.Unlock()
 	rev, err := n.leases.Update(ctx, roomKey(o.id), lease, last)
+	o.leaseMu.Unlock()
 	if err != nil {
 		n.disown(o)
 		return fmt.Errorf("cluster: passing the lease of room %q: %w", o.id, err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -80,6 +81,8 @@ func (n *Node) release(o *owned) {
 	n.disown(o)
 	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.LeaseTTL)
 	defer cancel()
+	o.leaseMu.Lock()
+	defer o.leaseMu.Unlock()
 	o.mu.Lock()
 	rev := o.rev
 	o.mu.Unlock()
@@ -106,13 +109,25 @@ func (n *Node) fence(o *owned, why string) {
 	_ = n.leases.Delete(ctx, roomKey(o.id), jetstream.LastRevision(rev))
 }
 
+// renewParallel bounds the lease renewals (and fences) in flight at once.
+// Renewals are round trips to NATS: one after another, a node owning many
+// rooms on a busy machine took longer than the renew interval for all of
+// them, and one fence (which waits for its room to be abandoned) held up
+// the renewal of every other room until they were late too.
+const renewParallel = 32
+
 // leaseLoop renews the leases of owned rooms, and fences those whose last
 // successful renewal is too old: the node then stops serving them before
 // the lease can have run out (the grantor's clock runs its TTL from the
-// renewal's arrival, which is after its sending).
+// renewal's arrival, which is after its sending). Each room's renewal runs
+// on its own goroutine, at most renewParallel at once, so that a slow one
+// delays no other.
 func (n *Node) leaseLoop() {
 	t := time.NewTicker(min(n.cfg.RenewEvery/4, 100*time.Millisecond))
 	defer t.Stop()
+	var inFlight sync.WaitGroup
+	defer inFlight.Wait()
+	slots := make(chan struct{}, renewParallel)
 	for {
 		select {
 		case <-n.ctx.Done():
@@ -126,16 +141,40 @@ func (n *Node) leaseLoop() {
 		}
 		n.mu.Unlock()
 		for _, o := range rooms {
-			if n.ctx.Err() != nil {
+			if !o.renewing.CompareAndSwap(false, true) {
+				continue // its last renewal is still under way
+			}
+			select {
+			case slots <- struct{}{}:
+			case <-n.ctx.Done():
+				o.renewing.Store(false)
 				return
 			}
-			n.renew(o)
+			inFlight.Add(1)
+			go func() {
+				defer inFlight.Done()
+				defer func() { <-slots; o.renewing.Store(false) }()
+				if n.ctx.Err() == nil {
+					n.renew(o)
+				}
+			}()
 		}
 	}
 }
 
 // renew renews o's lease when due, or fences it when it is too late.
 func (n *Node) renew(o *owned) {
+	if why := n.renewLease(o); why != "" {
+		n.fence(o, why)
+	}
+}
+
+// renewLease renews o's lease if due; it returns why o must be fenced, if
+// it must. The fence is left to the caller, outside leaseMu: it abandons
+// the room, which may release the lease.
+func (n *Node) renewLease(o *owned) (fence string) {
+	o.leaseMu.Lock()
+	defer o.leaseMu.Unlock()
 	now := time.Now()
 	o.mu.Lock()
 	skip := o.fenced || o.leaving
@@ -148,12 +187,11 @@ func (n *Node) renew(o *owned) {
 	o.mu.Unlock()
 	switch {
 	case skip:
-		return
+		return ""
 	case late:
-		n.fence(o, "no successful lease renewal in time")
-		return
+		return "no successful lease renewal in time"
 	case !due:
-		return
+		return ""
 	}
 	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.RenewEvery)
 	rev, err := n.leases.Update(ctx, roomKey(o.id), n.leaseValue(), last)
@@ -165,8 +203,9 @@ func (n *Node) renew(o *owned) {
 		o.mu.Unlock()
 	case errors.Is(err, jetstream.ErrKeyRevisionMismatch), errors.Is(err, jetstream.ErrKeyNotFound), errors.Is(err, jetstream.ErrKeyDeleted):
 		n.stats.leaseLosses.Add(1)
-		n.fence(o, "the lease is gone: "+err.Error())
+		return "the lease is gone: " + err.Error()
 	default:
 		n.stats.renewFailures.Add(1) // retried at the next tick, until the fence
 	}
+	return ""
 }

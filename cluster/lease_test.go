@@ -18,7 +18,9 @@ import (
 
 func startTestNode(t *testing.T, url, id string) *Node {
 	t.Helper()
-	n, err := New(Config{NATSURL: url, NodeID: id, LeaseTTL: time.Second}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	// A TTL no lease can outlive in the test, however loaded the machine:
+	// a lapsed lease would let a second node win a race fairly.
+	n, err := New(Config{NATSURL: url, NodeID: id, LeaseTTL: time.Minute}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	require.NoError(t, err)
 	rooms, err := room.New(room.Config{Hooks: n.Hooks(), Workers: 1})
 	require.NoError(t, err)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -29,7 +30,11 @@ type owned struct {
 	rev       uint64
 	renewedAt time.Time // when the last successful renewal was sent
 	triedAt   time.Time
-	sub       *nats.Subscription
+	renewing  atomic.Bool // a renewal (or the fence it led to) is in flight
+	// leaseMu orders the writes of the room's lease (renewal, handoff,
+	// release), each of which needs the revision the one before it got.
+	leaseMu sync.Mutex
+	sub     *nats.Subscription
 
 	mu sync.Mutex
 	// fenced: the node stopped serving the room; nothing more is sent.

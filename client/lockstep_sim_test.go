@@ -138,7 +138,7 @@ type simPlayer struct {
 	leads      []time.Duration
 	sendErr    error
 	stopped    bool        // leaving: send nothing more
-	progress   chan uint64 // latest tick, best effort
+	progress   chan uint64 // wakes waitTick: a tick was applied
 }
 
 func newSimPlayer(name string, delay uint64) *simPlayer {
@@ -204,11 +204,12 @@ func (p *simPlayer) onInputSet(s *InputSet) {
 	if mine && p.sendErr == nil && !p.stopped {
 		p.sendAfter(s.Tick)
 	}
+	// A wake-up for waitTick, which reads p.last itself: when one is
+	// pending already, that one will do. (Taking it out to put in a newer
+	// one blocked for ever, holding p.mu, when waitTick took it first.)
 	select {
 	case p.progress <- s.Tick:
 	default:
-		<-p.progress
-		p.progress <- s.Tick
 	}
 }
 

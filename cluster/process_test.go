@@ -100,6 +100,20 @@ func startProcessNode(t *testing.T, natsURL, id string) *processNode {
 	return p
 }
 
+// startProcessCluster is a cluster of three on one NATS server: node n1 in
+// a child process (so that it can be killed or paused), n2 and n3 in this
+// one; it returns once every node has seen the others.
+func startProcessCluster(t *testing.T) (owner *processNode, nodes []*node) {
+	t.Helper()
+	ns := startNATS(t, t.TempDir(), -1)
+	owner = startProcessNode(t, ns.ClientURL(), "n1")
+	nodes = []*node{startNode(t, ns.ClientURL(), "n2", nil), startNode(t, ns.ClientURL(), "n3", nil)}
+	for _, n := range nodes {
+		require.Eventually(t, func() bool { return n.srv.Cluster().PeersSeen() >= 3 }, waitTimeout, 10*time.Millisecond)
+	}
+	return owner, nodes
+}
+
 // The owner's process is killed (SIGKILL: no goodbye of any kind): as with
 // an in-process crash, the players on the other nodes keep going without a
 // reconnect and lose nothing.
@@ -108,12 +122,7 @@ func TestClusterOwnerProcessKilled(t *testing.T) {
 		t.Skip("starts child processes")
 	}
 	t.Parallel()
-	ns := startNATS(t, t.TempDir(), -1)
-	owner := startProcessNode(t, ns.ClientURL(), "n1")
-	nodes := []*node{startNode(t, ns.ClientURL(), "n2", nil), startNode(t, ns.ClientURL(), "n3", nil)}
-	for _, n := range nodes {
-		require.Eventually(t, func() bool { return n.srv.Cluster().PeersSeen() >= 3 }, waitTimeout, 10*time.Millisecond)
-	}
+	owner, nodes := startProcessCluster(t)
 	lb := &balancer{p: splitproxy.ForTest(t, owner.addr, nil)}
 	p1 := joinPlayer(t, "p1", lb.url(), "sigkill")
 	p2 := joinPlayer(t, "p2", nodes[0].url(), "sigkill")
@@ -151,12 +160,7 @@ func TestClusterOwnerProcessPaused(t *testing.T) {
 		t.Skip("starts child processes")
 	}
 	t.Parallel()
-	ns := startNATS(t, t.TempDir(), -1)
-	owner := startProcessNode(t, ns.ClientURL(), "n1")
-	nodes := []*node{startNode(t, ns.ClientURL(), "n2", nil), startNode(t, ns.ClientURL(), "n3", nil)}
-	for _, n := range nodes {
-		require.Eventually(t, func() bool { return n.srv.Cluster().PeersSeen() >= 3 }, waitTimeout, 10*time.Millisecond)
-	}
+	owner, nodes := startProcessCluster(t)
 	joinPlayer(t, "p1", "ws://"+owner.addr+"/ws", "sigstop") // makes n1 the owner
 	p2 := joinPlayer(t, "p2", nodes[0].url(), "sigstop")
 	p3 := joinPlayer(t, "p3", nodes[1].url(), "sigstop")

@@ -62,7 +62,8 @@ type Config struct {
 	// flushed and drops the connection when the client answers (FIN or
 	// Close) or this long after the shutdown; before it, a client that reads
 	// nothing for this long is dropped (one that keeps reading gets up to
-	// CloseTimeout). Zero means 250ms.
+	// CloseTimeout). An HTTP error answered before the upgrade ends the
+	// same way. Zero means 250ms.
 	FailLinger time.Duration
 	// MessageReadTimeout: a message whose first bytes arrived must be
 	// complete within this long, or the connection is closed with 4004 (a

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
+	"golang.org/x/sys/unix"
 
 	"github.com/tickrelay/tickrelay/auth"
 	"github.com/tickrelay/tickrelay/clientip"
@@ -89,7 +90,8 @@ type conn struct {
 	closing     atomic.Bool  // a Close is on its way (or the connection is gone): no more data
 	failing     atomic.Bool  // the close fails the connection: linger, then drop it
 	forfeitSeat atomic.Bool  // the relay closed it for a cause that does not keep the seat
-	shutWrite   bool         // the write side was shut down after a failing close
+	answered    atomic.Bool  // given an HTTP answer before its upgrade: linger, then drop it
+	shutWrite   bool         // the write side was shut down after a failing close or an answer
 	shutAt      atomic.Int64 // unix nanos of that shutdown
 	lingerLeft  atomic.Int64 // unwritten bytes at the last sweep of a failing close
 	progressAt  atomic.Int64 // unix nanos when they last went down
@@ -186,6 +188,14 @@ func (s *Server) OnTraffic(gc gnet.Conn) gnet.Action {
 	if !ok {
 		return gnet.Close
 	}
+	if c.state.Load() == stateHandshake && c.closing.Load() {
+		// Answered with an HTTP error (or being closed) before its
+		// upgrade: the rest of its request is read and thrown away, and
+		// the write side is shut once the answer is out (answerAndLinger).
+		c.shutAnsweredIfFlushed()
+		discardInput(gc)
+		return gnet.None
+	}
 	switch {
 	case c.out.pending():
 		c.flush()
@@ -204,11 +214,6 @@ func (s *Server) OnTraffic(gc gnet.Conn) gnet.Action {
 	}
 	c.lastRead.Store(time.Now().UnixNano())
 	if c.state.Load() == stateHandshake {
-		if c.closing.Load() {
-			// Being closed before its upgrade: it must not get a 101 now.
-			discardInput(gc)
-			return gnet.None
-		}
 		action, upgraded := s.handshake(c, in)
 		if !upgraded || action != gnet.None {
 			return action
@@ -230,9 +235,8 @@ func (s *Server) handshake(c *conn, in []byte) (gnet.Action, bool) {
 			// A trusted proxy that should speak PROXY protocol did not:
 			// a misconfiguration, not a client to serve.
 			s.stats.handshakeFailed(failProxyHeader)
-			c.closing.Store(true)
-			_, _ = c.gc.Write(httpAnswer(400, "tickrelay: expected a PROXY protocol header from this proxy\n"))
-			return gnet.Close, false
+			c.answerAndLinger(httpAnswer(400, "tickrelay: expected a PROXY protocol header from this proxy\n"))
+			return gnet.None, false
 		}
 		if ap, ok := h.ClientAddr(); ok {
 			c.addr = ap.Addr().Unmap()
@@ -254,8 +258,7 @@ func (s *Server) handshake(c *conn, in []byte) (gnet.Action, bool) {
 	}
 	consume(c.gc, res.Consumed)
 	if err != nil || !res.Upgraded {
-		c.closing.Store(true) // closed by us: not a client that went away
-		if _, werr := c.gc.Write(answer.b); werr != nil {
+		if !c.answerAndLinger(answer.b) {
 			// gnet has closed the connection (OnClose ran): the client
 			// is gone, and no answer reached it.
 			s.stats.handshakeFailed(failClientClosed)
@@ -269,7 +272,7 @@ func (s *Server) handshake(c *conn, in []byte) (gnet.Action, bool) {
 		default:
 			s.stats.handshakeFailed("http_" + strconv.Itoa(res.Status))
 		}
-		return gnet.Close, false
+		return gnet.None, false
 	}
 	now := time.Now()
 	refusal := s.setUp(c, &res, now)
@@ -293,6 +296,39 @@ func (s *Server) handshake(c *conn, in []byte) (gnet.Action, bool) {
 	}
 	s.stats.upgrades.Add(1)
 	return gnet.None, true
+}
+
+// answerAndLinger writes an HTTP answer to a connection the relay will not
+// upgrade and ends it the way a failing WebSocket close does, not with an
+// immediate close: closing a socket whose peer is still sending (the rest of
+// a garbage request, a body, a pipelined request, often in pieces through a
+// proxy) makes the kernel answer those bytes with a reset, and a reset can
+// destroy the answer before the client has read it. So the input is read
+// and discarded, the write side is shut down once the answer is flushed
+// (the client reads the answer, then our FIN), and the connection is
+// dropped on the client's FIN or after fail-linger (the sweeper,
+// checkAnswered). It reports false when the connection is already gone.
+// Loop only.
+func (c *conn) answerAndLinger(answer []byte) bool {
+	c.closing.Store(true) // closed by us: not a client that went away
+	c.closeSentAt.Store(time.Now().UnixNano())
+	if _, err := c.gc.Write(answer); err != nil {
+		return false
+	}
+	c.answered.Store(true)
+	c.shutAnsweredIfFlushed()
+	return true
+}
+
+// shutAnsweredIfFlushed shuts down the write side of a connection answered
+// by answerAndLinger once gnet has written all of its answer. Loop only.
+func (c *conn) shutAnsweredIfFlushed() {
+	if !c.answered.Load() || c.shutWrite || c.gc.OutboundBuffered() > 0 {
+		return
+	}
+	c.shutWrite = true
+	c.shutAt.Store(time.Now().UnixNano())
+	_ = unix.Shutdown(c.gc.Fd(), unix.SHUT_WR)
 }
 
 // heldAnswer keeps the one HTTP answer wsproto.Handshake writes, for the

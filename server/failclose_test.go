@@ -1,8 +1,11 @@
 package server
 
 import (
+	"bytes"
 	"errors"
+	"io"
 	"net"
+	"net/http"
 	"testing"
 	"time"
 
@@ -90,4 +93,62 @@ func TestCleanCloseWaitsForTheClient(t *testing.T) {
 	require.NoError(t, r.nc.SetDeadline(time.Now().Add(testTimeout)))
 	r.write(clientFrame(true, opClose, []byte{0x03, 0xe8}, false))
 	r.expectEOF()
+}
+
+// An HTTP error before the upgrade (a bad request, a timeout) is not lost
+// to a reset when the rest of the client's bytes are still arriving, in
+// pieces, after the answer: the relay reads and discards them, shuts its
+// write side once the answer is out (the client reads the answer, then
+// EOF), and drops the connection a fail linger later even if the client
+// never closes.
+func TestAnswerBeforeUpgradeSurvivesTheRestOfTheRequest(t *testing.T) {
+	forEachPath(t, func(t *testing.T, startServer startFunc) {
+		answerBeforeUpgradeSurvives(t, startServer(t, func(c *Config) {
+			c.HandshakeTimeout = 300 * time.Millisecond
+			c.FailLinger = 2 * time.Second // longer than the client's pieces take, on a loaded machine too
+		}))
+	})
+}
+
+func answerBeforeUpgradeSurvives(t *testing.T, srv *Server) {
+	cases := []struct {
+		name   string
+		first  string
+		chunk  int // bytes of each later piece
+		pause  time.Duration
+		status int
+	}{
+		{"no key", "GET /ws HTTP/1.1\r\nHost: relay.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n", 1448, 15 * time.Millisecond, http.StatusBadRequest},
+		{"garbage", "\x01\x02\x03 not a request at all\r\n\r\n", 1448, 15 * time.Millisecond, http.StatusBadRequest},
+		// A header dribbled past the handshake timeout, and on after it.
+		{"timeout", "GET /ws HTTP/1.1\r\nHost: relay.test\r\nX-Slow: ", 16, 60 * time.Millisecond, http.StatusRequestTimeout},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := dialRaw(t, srv)
+			r.write([]byte(tc.first))
+			// The rest keeps coming in pieces: a body, the rest of a
+			// garbage stream, or a slow header, sent while (and after) the
+			// relay answers. None of it may draw a reset: a TCP stack that
+			// gets one discards what it had received and not yet handed to
+			// the application (Windows does; so do proxies that abort the
+			// client side on an upstream reset), the answer with it.
+			chunk := bytes.Repeat([]byte("x"), tc.chunk)
+			for i := range 8 {
+				pause := time.NewTimer(tc.pause) // separate TCP reads: the condition under test
+				<-pause.C
+				_, err := r.nc.Write(chunk)
+				require.NoError(t, err, "piece %d: the relay reset the connection while the client was sending", i)
+			}
+			resp, err := http.ReadResponse(r.br, nil)
+			require.NoError(t, err, "the answer reaches the client; no reset destroyed it")
+			require.Equal(t, tc.status, resp.StatusCode)
+			require.True(t, resp.Close, "Connection: close")
+			_, err = io.Copy(io.Discard, resp.Body)
+			require.NoError(t, err)
+			r.expectEOF() // the relay's FIN, not a reset
+			require.Eventually(t, func() bool { return srv.OpenConnections() == 0 }, testTimeout, 5*time.Millisecond,
+				"an answered connection is dropped after the linger though its client never closes")
+		})
+	}
 }

@@ -73,6 +73,10 @@ func (sw *sweeper) check(c *conn, now, elapsed int64) {
 	cfg := &sw.srv.cfg
 	switch c.state.Load() {
 	case stateHandshake:
+		if c.answered.Load() {
+			sw.checkAnswered(c, now)
+			return
+		}
 		if now-c.openedAt > int64(cfg.HandshakeTimeout) && !c.closing.Load() {
 			c.timeOutHandshake()
 		}
@@ -129,9 +133,28 @@ func (c *conn) timeOutHandshake() {
 			return nil
 		}
 		c.srv.stats.handshakeFailed(failTimeout)
-		_, _ = gc.Write(handshakeTimeoutAnswer)
-		return gc.Close()
+		c.answerAndLinger(handshakeTimeoutAnswer)
+		return nil
 	})
+}
+
+// checkAnswered drops a connection answered with an HTTP error before its
+// upgrade (answerAndLinger): fail-linger after its write side was shut, or
+// fail-linger after the answer when the client has not read it all by then;
+// until then it is woken, so its write side is shut once the answer is out.
+func (sw *sweeper) checkAnswered(c *conn, now int64) {
+	linger := int64(sw.srv.cfg.FailLinger)
+	if shut := c.shutAt.Load(); shut != 0 {
+		if now-shut > linger {
+			_ = c.gc.Close()
+		}
+		return
+	}
+	if now-c.closeSentAt.Load() > linger {
+		_ = c.gc.Close()
+		return
+	}
+	c.wake()
 }
 
 // checkClosing drops a closing connection whose time is up. A failed one:

@@ -218,8 +218,7 @@ func TestClusterEdgeDies(t *testing.T) {
 // state: the players elsewhere notice nothing, and its own player resumes
 // on another node with every frame (the replay rings moved too).
 func TestClusterDrainHandsOver(t *testing.T) {
-	t.Skip("open bug (issue 14): deliveries are lost across a drain handoff since merge 82a21e3 " +
-		"(server handshake and read-path changes); passed before it; see docs/OPERATIONS.md, Cluster")
+	t.Parallel()
 	_, nodes := startCluster(t, 3)
 	lb := newBalancer(t, nodes[0])
 	p1 := joinPlayer(t, "p1", lb.url(), "drain")

@@ -252,11 +252,11 @@ func (n *Node) onUpLoop(fn func()) {
 	}
 }
 
-// openUplinks ends o's restoring: the uplinks held meanwhile are handled,
-// then new ones as they come. Up loop only.
+// openUplinks ends o's restoring (or a failed handoff's hold): the uplinks
+// held meanwhile are handled, then new ones as they come. Up loop only.
 func (o *owned) openUplinks() {
 	o.mu.Lock()
-	o.restoring, o.leaving = false, false
+	o.restoring, o.leaving, o.handing = false, false, false
 	early := o.early
 	o.early = nil
 	o.mu.Unlock()
@@ -342,6 +342,18 @@ func (n *Node) handoff(ctx context.Context, o *owned) error {
 	o.mu.Lock()
 	o.leaving = true
 	o.mu.Unlock()
+	// The up loop stops handling the room's uplinks before the export: the
+	// upSeqs handed on must be exactly those whose requests reached the
+	// room before its state was taken. An uplink the up loop handled after
+	// the export was counted in upSeqs, so the successor skipped it, yet
+	// the room here had gone: that client message was lost (a Send missing
+	// for every player).
+	if err := n.holdUplinks(o); err != nil {
+		o.mu.Lock()
+		o.leaving = false
+		o.mu.Unlock()
+		return err
+	}
 	// The remote seats move with the room, each to its player.
 	carried := make(map[*remoteSeat]uint32)
 	rec, err := n.rooms.Export(ctx, o.id, func(s *room.Seat) bool {
@@ -352,9 +364,8 @@ func (n *Node) handoff(ctx context.Context, o *owned) error {
 		return remote
 	})
 	if err != nil {
-		o.mu.Lock()
-		o.leaving = false
-		o.mu.Unlock()
+		// The room stays: the uplinks held meanwhile are handled here.
+		n.onUpLoop(o.openUplinks)
 		return fmt.Errorf("cluster: exporting room %q: %w", o.id, err)
 	}
 	o.flush() // the last tick's frames
@@ -389,6 +400,32 @@ func (n *Node) handoff(ctx context.Context, o *owned) error {
 	}
 	n.stats.handoffs.Add(1)
 	return nil
+}
+
+// holdUplinks makes the up loop hold room o's uplinks from now on (see
+// owned.handing) and returns once it does: no uplink of the room is being
+// handled then, and every request handled before is queued on the room's
+// worker ahead of the export.
+func (n *Node) holdUplinks(o *owned) error {
+	held := make(chan struct{})
+	select {
+	case n.upDo <- func() {
+		o.mu.Lock()
+		o.handing = true
+		o.mu.Unlock()
+		close(held)
+	}:
+	case <-n.ctx.Done():
+		return fmt.Errorf("cluster: handing off room %q: %w", o.id, n.ctx.Err())
+	}
+	// Once queued the hold is set however long the wait (the up loop never
+	// blocks), so the wait is only for the node closing.
+	select {
+	case <-held:
+		return nil
+	case <-n.ctx.Done():
+		return fmt.Errorf("cluster: handing off room %q: %w", o.id, n.ctx.Err())
+	}
 }
 
 // acceptHandoff takes a room a draining owner hands over.

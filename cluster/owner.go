@@ -40,10 +40,13 @@ type owned struct {
 	// fenced: the node stopped serving the room; nothing more is sent.
 	// leaving: it is being handed off or given up; its closing must not
 	// release the lease. restoring: uplinks wait in early until the room
-	// is rebuilt.
-	fenced, leaving, restoring bool
-	early                      []*nats.Msg
-	seats                      map[connKey]*remoteSeat
+	// is rebuilt. handing: the room is being exported to a successor:
+	// uplinks wait in early (at most maxHeldUplinks), for the successor
+	// has them too and takes those the export did not; they are handled
+	// here only if the handoff fails before the room left.
+	fenced, leaving, restoring, handing bool
+	early                               []*nats.Msg
+	seats                               map[connKey]*remoteSeat
 	// upSeq is the last uplink handled per edge run.
 	upSeq   map[string]uint64
 	pending []*cpb.DownEntry
@@ -281,6 +284,10 @@ func (rs *remoteSeat) handleNow(b []byte) bool {
 	return true
 }
 
+// maxHeldUplinks bounds the uplinks a room being handed off keeps in case
+// the handoff fails (the export takes one room worker round trip).
+const maxHeldUplinks = 4096
+
 // upLoop handles the uplinks of owned rooms, and parked seats woken by
 // their room.
 func (n *Node) upLoop() {
@@ -305,8 +312,13 @@ func (n *Node) handleUplink(m *nats.Msg) {
 		return // not (or no longer) ours: the new owner has it too
 	}
 	o.mu.Lock()
-	if o.restoring {
-		o.early = append(o.early, m)
+	if o.restoring || o.handing {
+		if o.restoring || len(o.early) < maxHeldUplinks {
+			o.early = append(o.early, m)
+		}
+		// Past the bound a handing room drops the uplink: the successor
+		// holds it, and should the handoff fail, apply's sequence check
+		// makes that edge's clients resume.
 		o.mu.Unlock()
 		return
 	}

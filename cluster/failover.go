@@ -405,16 +405,27 @@ func (n *Node) handoff(ctx context.Context, o *owned) error {
 // holdUplinks makes the up loop hold room o's uplinks from now on (see
 // owned.handing) and returns once it does: no uplink of the room is being
 // handled then, and every request handled before is queued on the room's
-// worker ahead of the export.
+// worker ahead of the export. Called once the successor answered Prepare.
 func (n *Node) holdUplinks(o *owned) error {
 	held := make(chan struct{})
-	select {
-	case n.upDo <- func() {
+	hold := func() {
+		// An uplink NATS routed before the successor subscribed reached
+		// only this node, and it is in n.up already: NATS hands a
+		// connection's messages to channel subscriptions in order, before
+		// the Prepare answer that came after the subscription. The up
+		// loop picks among ready channels at random, so it may not have
+		// handled it yet: it does now, or the successor would see a gap.
+		// (What NATS routed later, the successor has too.)
+		for range len(n.up) {
+			n.handleUplink(<-n.up)
+		}
 		o.mu.Lock()
 		o.handing = true
 		o.mu.Unlock()
 		close(held)
-	}:
+	}
+	select {
+	case n.upDo <- hold:
 	case <-n.ctx.Done():
 		return fmt.Errorf("cluster: handing off room %q: %w", o.id, n.ctx.Err())
 	}

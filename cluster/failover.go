@@ -252,11 +252,32 @@ func (n *Node) onUpLoop(fn func()) {
 	}
 }
 
-// openUplinks ends o's restoring (or a failed handoff's hold): the uplinks
-// held meanwhile are handled, then new ones as they come. Up loop only.
+// openUplinks ends o's restoring: the uplinks held meanwhile are handled,
+// then new ones as they come. Up loop only.
 func (o *owned) openUplinks() {
 	o.mu.Lock()
-	o.restoring, o.leaving, o.handing = false, false, false
+	o.restoring, o.leaving = false, false
+	o.mu.Unlock()
+	o.applyEarly()
+}
+
+// unhold ends the hold of a handoff that failed before the room left: the
+// uplinks held meanwhile are handled here, then new ones as they come (a
+// room still being restored keeps them for the end of its restore). Up
+// loop only.
+func (o *owned) unhold() {
+	o.mu.Lock()
+	o.handing, o.leaving = false, false
+	restoring := o.restoring
+	o.mu.Unlock()
+	if !restoring {
+		o.applyEarly()
+	}
+}
+
+// applyEarly handles the uplinks held in o.early, in order. Up loop only.
+func (o *owned) applyEarly() {
+	o.mu.Lock()
 	early := o.early
 	o.early = nil
 	o.mu.Unlock()
@@ -365,7 +386,7 @@ func (n *Node) handoff(ctx context.Context, o *owned) error {
 	})
 	if err != nil {
 		// The room stays: the uplinks held meanwhile are handled here.
-		n.onUpLoop(o.openUplinks)
+		n.onUpLoop(o.unhold)
 		return fmt.Errorf("cluster: exporting room %q: %w", o.id, err)
 	}
 	o.flush() // the last tick's frames

@@ -480,7 +480,7 @@ func (n *Node) acceptHandoff(m *nats.Msg) {
 		o := n.newOwned(id, 0, time.Now())
 		o.restoring = true
 		o.leaving = true // no lease yet: nothing to renew or release
-		answer(n.own(o))
+		answer(n.own(o, true))
 		return
 	}
 	o := n.ownedRoom(id)

@@ -128,6 +128,14 @@ type player struct {
 
 func joinPlayer(t *testing.T, name, url, roomID string, opts ...func(*client.SessionOptions)) *player {
 	t.Helper()
+	p, err := tryJoinPlayer(t, name, url, roomID, opts...)
+	require.NoError(t, err, "%s joins %s", name, roomID)
+	return p
+}
+
+// tryJoinPlayer is joinPlayer for other goroutines than the test's: it
+// returns the error instead of failing the test.
+func tryJoinPlayer(t *testing.T, name, url, roomID string, opts ...func(*client.SessionOptions)) (*player, error) {
 	p := &player{t: t, name: name, arrived: make(chan struct{}, 1)}
 	o := client.SessionOptions{
 		Join: client.JoinOptions{RoomID: roomID, CreateIfMissing: true, Metadata: map[string]string{"name": name}},
@@ -166,10 +174,12 @@ func joinPlayer(t *testing.T, name, url, roomID string, opts ...func(*client.Ses
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
 	s, err := client.Connect(ctx, url, o)
-	require.NoError(t, err, "%s joins %s", name, roomID)
+	if err != nil {
+		return nil, fmt.Errorf("%s joins %s: %w", name, roomID, err)
+	}
 	p.s = s
 	t.Cleanup(func() { _ = s.Close() })
-	return p
+	return p, nil
 }
 
 // waitFor waits until the player holds at least n deliveries whose

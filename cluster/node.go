@@ -66,6 +66,10 @@ type Node struct {
 	draining   bool
 	connected  atomic.Bool // NATS is up
 
+	// afterLease, if set (tests), runs when acquire has created a lease,
+	// before the room is used.
+	afterLease atomic.Pointer[func(id string)]
+
 	nextConn atomic.Uint64
 	stats    counters
 

@@ -313,6 +313,7 @@ func (n *Node) publish(subject string, m proto.Message) bool {
 }
 
 func (n *Node) publishLoop() {
+	var lastErrLog time.Time
 	for {
 		select {
 		case <-n.ctx.Done():
@@ -320,6 +321,12 @@ func (n *Node) publishLoop() {
 		case m := <-n.out:
 			if err := n.nc.Publish(m.subject, m.data); err != nil {
 				n.stats.publishErrors.Add(1)
+				// At most one line a second: disconnected, every
+				// publish fails.
+				if now := time.Now(); now.Sub(lastErrLog) >= time.Second {
+					lastErrLog = now
+					n.log.Warn("cluster: publish refused", "subject", m.subject, "bytes", len(m.data), "err", err)
+				}
 			}
 			n.stats.published.Add(1)
 			n.stats.publishedBytes.Add(uint64(len(m.data)))

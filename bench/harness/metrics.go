@@ -30,6 +30,39 @@ func gauge(body, name string) (v float64, ok bool, err error) {
 	return 0, false, nil
 }
 
+// counters returns every counter whose name starts with prefix, keyed by
+// the name without it and, for a labelled sample, its labels
+// ("link_gaps_total{direction=uplink}"); zero samples are left out.
+func counters(body, prefix string) (map[string]float64, error) {
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := p.TextToMetricFamilies(strings.NewReader(body))
+	if err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	out := map[string]float64{}
+	for name, f := range families {
+		if !strings.HasPrefix(name, prefix) || f.GetType() != dto.MetricType_COUNTER {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			v := m.GetCounter().GetValue()
+			if v == 0 {
+				continue
+			}
+			key := strings.TrimPrefix(name, prefix)
+			if ls := m.GetLabel(); len(ls) > 0 {
+				var parts []string
+				for _, l := range ls {
+					parts = append(parts, l.GetName()+"="+l.GetValue())
+				}
+				key += "{" + strings.Join(parts, ",") + "}"
+			}
+			out[key] += v
+		}
+	}
+	return out, nil
+}
+
 // labelled returns the samples of the counter name in a Prometheus text
 // exposition by the value of label (a relay's closes by cause, say); an
 // empty map when there are none yet.

@@ -47,3 +47,16 @@ func TestLabelled(t *testing.T) {
 	_, err = labelled("x{ 1\n", "x", "cause")
 	require.Error(t, err)
 }
+
+func TestCounters(t *testing.T) {
+	t.Parallel()
+	body := "# TYPE tickrelay_cluster_link_gaps_total counter\n" +
+		"tickrelay_cluster_link_gaps_total{direction=\"downlink\"} 4\n" +
+		"tickrelay_cluster_link_gaps_total{direction=\"uplink\"} 0\n" +
+		"# TYPE tickrelay_cluster_fenced_total counter\ntickrelay_cluster_fenced_total 2\n" +
+		"# TYPE tickrelay_cluster_rooms_owned gauge\ntickrelay_cluster_rooms_owned 3\n" +
+		"# TYPE tickrelay_server_closes_total counter\ntickrelay_server_closes_total{cause=\"restart\"} 1\n"
+	m, err := counters(body, "tickrelay_cluster_")
+	require.NoError(t, err)
+	require.Equal(t, map[string]float64{"link_gaps_total{direction=downlink}": 4, "fenced_total": 2}, m)
+}

@@ -52,6 +52,10 @@ type RelayFigures struct {
 	// client-sim's exit it read 0 (-1: not within releaseWait).
 	ConnsOpen float64 `json:"conns_open"`
 	ReleasedS float64 `json:"released_s"`
+	// Cluster is every tickrelay_cluster_*_total counter of a cluster node
+	// (link gaps by direction as link_gaps_total{direction}), summed over
+	// the nodes: what went wrong between them.
+	Cluster map[string]float64 `json:"cluster,omitempty"`
 }
 
 // Probe is what the harness read from /proc itself.
@@ -334,6 +338,7 @@ func relayFiguresOf(ctx context.Context, adminAddrs []string) *RelayFigures {
 func (f *RelayFigures) add(o RelayFigures) {
 	f.Closes = addCounts(f.Closes, o.Closes)
 	f.HandshakeFailures = addCounts(f.HandshakeFailures, o.HandshakeFailures)
+	f.Cluster = addCounts(f.Cluster, o.Cluster)
 	f.ConnsOpen += o.ConnsOpen
 	if f.ReleasedS < 0 || o.ReleasedS < 0 {
 		f.ReleasedS = -1
@@ -415,6 +420,7 @@ func relayFigures(ctx context.Context, adminAddr string) *RelayFigures {
 		f := &RelayFigures{ReleasedS: time.Since(start).Seconds()}
 		f.Closes, _ = labelled(body, "tickrelay_server_closes_total", "cause")
 		f.HandshakeFailures, _ = labelled(body, "tickrelay_handshake_failures_total", "reason")
+		f.Cluster, _ = counters(body, "tickrelay_cluster_")
 		open, ok, _ := gauge(body, "tickrelay_connections_open")
 		if !ok {
 			return nil

@@ -8,8 +8,11 @@ import (
 	"time"
 
 	natsserver "github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/proto"
 
+	cpb "github.com/tickrelay/tickrelay/proto/tickrelay/cluster/v1"
 	pb "github.com/tickrelay/tickrelay/proto/tickrelay/v1"
 )
 
@@ -62,4 +65,46 @@ func TestDownlinkLargerThanNATSMaxPayload(t *testing.T) {
 	}
 	require.Zero(t, owner.Stats().PublishErrors, "NATS refused no downlink")
 	require.Zero(t, edge.Stats().DownlinkGaps, "no downlink lost")
+}
+
+// A batch split over several downlinks reaches an edge's players only
+// once its last downlink is in: cut by its owner's death, it reaches none
+// of them (what the takeover's reports say), and the next owner's frames
+// follow. The downlinks here are published by the test, as an owner would.
+func TestDownlinkBatchAppliedWhole(t *testing.T) {
+	t.Parallel()
+	ns, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
+	require.NoError(t, err)
+	ns.Start()
+	require.True(t, ns.ReadyForConnections(10*time.Second))
+	t.Cleanup(ns.Shutdown)
+	edge := startTestNode(t, ns.ClientURL(), "b")
+	const id = "cut"
+	c := newFakeConn()
+	r := edge.Attach(c, id, netip.MustParseAddr("127.0.0.1"), nil)
+	require.NoError(t, edge.nc.Flush()) // its downlink subscription is in
+
+	owner, err := nats.Connect(ns.ClientURL())
+	require.NoError(t, err)
+	t.Cleanup(owner.Close)
+	frame := func(payload string) *cpb.DownEntry {
+		b, err := proto.Marshal(&pb.ServerMessage{Body: &pb.ServerMessage_Frame{Frame: &pb.Frame{Deliveries: []*pb.Delivery{{Sender: 1, Kind: 1, Payload: []byte(payload)}}}}})
+		require.NoError(t, err)
+		return &cpb.DownEntry{Node: "b", Conn: r.id, Body: &cpb.DownEntry_Server{Server: b}}
+	}
+	send := func(d *cpb.Downlink) {
+		b, err := proto.Marshal(d)
+		require.NoError(t, err)
+		require.NoError(t, owner.Publish(edge.names.roomOut(id), b))
+	}
+	// A whole batch in two downlinks, then one cut after its first.
+	send(&cpb.Downlink{Node: "a", Epoch: 5, Seq: 1, Entries: []*cpb.DownEntry{frame("1")}, More: true})
+	send(&cpb.Downlink{Node: "a", Epoch: 5, Seq: 2, Entries: []*cpb.DownEntry{frame("2")}})
+	send(&cpb.Downlink{Node: "a", Epoch: 5, Seq: 3, Entries: []*cpb.DownEntry{frame("cut")}, More: true})
+	// The next owner.
+	send(&cpb.Downlink{Node: "c", Epoch: 9, Seq: 1, Entries: []*cpb.DownEntry{frame("3")}})
+	c.waitFor(t, "the next owner's frame", func() bool { return len(c.got) > 0 && c.got[len(c.got)-1] == "3" })
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	require.Equal(t, []string{"1", "2", "3"}, c.got, "the whole batch, none of the cut one")
 }

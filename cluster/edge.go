@@ -41,6 +41,10 @@ type edgeRoom struct {
 	// The owner's downlinks: the highest epoch seen, and the last seq in
 	// it.
 	epoch, downSeq uint64
+	// partial holds the entries of a batch whose last downlink is still
+	// to come (Downlink.more); down loop only. Bounded by the owner's
+	// batch, one worker round of the room.
+	partial []*cpb.DownEntry
 }
 
 // Remote is a client connection of this node in a room owned by a node,
@@ -338,9 +342,25 @@ func (n *Node) downlink(m *nats.Msg) {
 		// owner that asked for this node's report (a takeover) set the
 		// epoch already, and its stream is checked from its first seq.
 		er.epoch, er.downSeq = d.GetEpoch(), d.GetSeq()-1
+		er.partial = nil
 	}
 	gap := d.GetSeq() != er.downSeq+1
 	er.downSeq = d.GetSeq()
+	entries := d.GetEntries()
+	switch {
+	case gap:
+		er.partial = nil
+	case d.GetMore():
+		// The rest of the batch follows: it is applied whole, so that a
+		// tick cut by the owner's death reaches none of the players here
+		// rather than some (the takeover's reports must agree on it).
+		er.partial = append(er.partial, entries...)
+		er.mu.Unlock()
+		return
+	case len(er.partial) > 0:
+		entries = append(er.partial, entries...)
+		er.partial = nil
+	}
 	var lost []*Remote
 	if gap {
 		for _, r := range er.conns {
@@ -359,7 +379,7 @@ func (n *Node) downlink(m *nats.Msg) {
 		}
 		return
 	}
-	for _, e := range d.GetEntries() {
+	for _, e := range entries {
 		if e.GetNode() != n.cfg.NodeID {
 			continue
 		}

@@ -156,7 +156,9 @@ func (n *Node) answerHandover(m *nats.Msg) {
 	if er != nil {
 		er.mu.Lock()
 		if req.GetEpoch() > er.epoch {
-			er.epoch, er.downSeq = req.GetEpoch(), 0
+			// A batch of the old owner still incomplete never will be:
+			// it reached none of the players here, as the report says.
+			er.epoch, er.downSeq, er.partial = req.GetEpoch(), 0, nil
 		}
 		n.upMu.Lock()
 		rep.UpSeq = n.upSeqs[er.id]

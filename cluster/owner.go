@@ -106,7 +106,8 @@ func (o *owned) flushLocked() {
 		return
 	}
 	// A tick's entries go in as few downlinks as fit in NATS's largest
-	// message, each with the next seq: one downlink over the limit was
+	// message, each with the next seq, all but the last marked more (the
+	// edges apply the batch whole): one downlink over the limit was
 	// refused by NATS, and the gap it left closed every player of the
 	// room on the edges with 1012 (the 3-node bench's S2: rooms of 100, a
 	// downlink carrying the frames of ~67 remote players).
@@ -123,7 +124,7 @@ func (o *owned) flushLocked() {
 			size += es
 		}
 		o.downSeq++
-		d := &cpb.Downlink{Node: o.n.cfg.NodeID, Run: o.n.run, Epoch: o.epoch, Seq: o.downSeq, Entries: entries[:k:k]}
+		d := &cpb.Downlink{Node: o.n.cfg.NodeID, Run: o.n.run, Epoch: o.epoch, Seq: o.downSeq, Entries: entries[:k:k], More: k < len(entries)}
 		o.n.publish(o.out, d)
 		entries = entries[k:]
 	}

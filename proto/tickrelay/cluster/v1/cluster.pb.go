@@ -358,7 +358,11 @@ func (x *Grant) GetMaxPlayers() uint32 {
 
 // Downlink is what the owner of a room sends to the edges, on the room's
 // "out" subject: the frames of a tick for every remote player at once (one
-// message, so that every edge sees the same tick), or an answer.
+// batch, so that every edge sees the same tick), or an answer. A batch
+// larger than NATS's largest message goes in several downlinks, each with
+// the next seq, all but the last with more set: an edge applies the batch
+// once its last downlink is in, so it still sees a tick whole or not at
+// all.
 type Downlink struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Node  string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
@@ -366,8 +370,10 @@ type Downlink struct {
 	// The owner's lease epoch: edges drop downlinks of an older epoch.
 	Epoch uint64 `protobuf:"varint,3,opt,name=epoch,proto3" json:"epoch,omitempty"`
 	// Contiguous from 1 per (owner run, room, epoch).
-	Seq           uint64       `protobuf:"varint,4,opt,name=seq,proto3" json:"seq,omitempty"`
-	Entries       []*DownEntry `protobuf:"bytes,5,rep,name=entries,proto3" json:"entries,omitempty"`
+	Seq     uint64       `protobuf:"varint,4,opt,name=seq,proto3" json:"seq,omitempty"`
+	Entries []*DownEntry `protobuf:"bytes,5,rep,name=entries,proto3" json:"entries,omitempty"`
+	// More downlinks of this batch follow.
+	More          bool `protobuf:"varint,6,opt,name=more,proto3" json:"more,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -435,6 +441,13 @@ func (x *Downlink) GetEntries() []*DownEntry {
 		return x.Entries
 	}
 	return nil
+}
+
+func (x *Downlink) GetMore() bool {
+	if x != nil {
+		return x.More
+	}
+	return false
 }
 
 // DownEntry is one event for one client connection of an edge.
@@ -1702,13 +1715,14 @@ const file_tickrelay_cluster_v1_cluster_proto_rawDesc = "" +
 	"maxPlayers\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x93\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa7\x01\n" +
 	"\bDownlink\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x10\n" +
 	"\x03run\x18\x02 \x01(\tR\x03run\x12\x14\n" +
 	"\x05epoch\x18\x03 \x01(\x04R\x05epoch\x12\x10\n" +
 	"\x03seq\x18\x04 \x01(\x04R\x03seq\x129\n" +
-	"\aentries\x18\x05 \x03(\v2\x1f.tickrelay.cluster.v1.DownEntryR\aentries\"\xcb\x01\n" +
+	"\aentries\x18\x05 \x03(\v2\x1f.tickrelay.cluster.v1.DownEntryR\aentries\x12\x12\n" +
+	"\x04more\x18\x06 \x01(\bR\x04more\"\xcb\x01\n" +
 	"\tDownEntry\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x12\n" +
 	"\x04conn\x18\x02 \x01(\x04R\x04conn\x12\x18\n" +

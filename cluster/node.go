@@ -148,8 +148,11 @@ func (n *Node) Start(ctx context.Context, rooms *room.Manager) error {
 		nats.ReconnectBufSize(-1),
 		nats.PingInterval(n.cfg.LeaseTTL / 3),
 		nats.MaxPingsOutstanding(2),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+		nats.DisconnectErrHandler(func(c *nats.Conn, err error) {
 			n.connected.Store(false)
+			if c.IsClosed() {
+				return // the node's own Close: nothing lost
+			}
 			n.log.Warn("cluster: lost NATS", "err", err)
 		}),
 		nats.ReconnectHandler(func(*nats.Conn) {

@@ -2,6 +2,9 @@ package cluster
 
 import (
 	"context"
+	"fmt"
+	"io"
+	"log/slog"
 	"net/netip"
 	"strings"
 	"testing"
@@ -14,6 +17,7 @@ import (
 
 	cpb "github.com/tickrelay/tickrelay/proto/tickrelay/cluster/v1"
 	pb "github.com/tickrelay/tickrelay/proto/tickrelay/v1"
+	"github.com/tickrelay/tickrelay/room"
 )
 
 // A tick whose frames for an edge's players add up to more than NATS's
@@ -107,4 +111,83 @@ func TestDownlinkBatchAppliedWhole(t *testing.T) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	require.Equal(t, []string{"1", "2", "3"}, c.got, "the whole batch, none of the cut one")
+}
+
+// An edge whose takeover report is larger than NATS's largest message
+// sends it in parts, and the new owner takes every connection's
+// unconfirmed inputs again. One report over the limit was refused by NATS,
+// and the new owner went on without that edge's connections: their inputs
+// lost, their seats not in the room. Here NATS takes at most 64 KiB, and
+// three senders on the edge hold 40 KB of inputs each when the owner goes.
+func TestTakeoverReportLargerThanNATSMaxPayload(t *testing.T) {
+	t.Parallel()
+	const maxPayload = 64 << 10
+	ns, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true, MaxPayload: maxPayload})
+	require.NoError(t, err)
+	ns.Start()
+	require.True(t, ns.ReadyForConnections(10*time.Second))
+	t.Cleanup(ns.Shutdown)
+	start := func(id string) *Node {
+		n, err := New(Config{NATSURL: ns.ClientURL(), NodeID: id, LeaseTTL: 2 * time.Second}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		require.NoError(t, err)
+		// Frames of at most 16 KiB: the re-taken inputs spread over
+		// ticks, so that no single frame is over NATS's limit.
+		rooms, err := room.New(room.Config{Hooks: n.Hooks(), Workers: 1, MaxFrameBytes: 16 << 10})
+		require.NoError(t, err)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		require.NoError(t, n.Start(ctx, rooms))
+		t.Cleanup(func() {
+			n.Close()
+			rooms.Close()
+		})
+		return n
+	}
+	owner, edge := start("a"), start("b")
+	for _, n := range []*Node{owner, edge} {
+		require.Eventually(t, func() bool { return n.PeersSeen() >= 2 }, 15*time.Second, 10*time.Millisecond)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("edge (b): %+v", edge.Stats())
+		}
+	})
+	const id = "big-report"
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	_, err = owner.acquire(ctx, id, false)
+	require.NoError(t, err)
+	require.NoError(t, owner.nc.Flush())
+
+	addr := netip.MustParseAddr("127.0.0.1")
+	conns := []*fakeConn{newFakeConn(), newFakeConn(), newFakeConn(), newFakeConn()}
+	remotes := make([]*Remote, len(conns))
+	for i, c := range conns {
+		remotes[i] = edge.Attach(c, id, addr, nil)
+		forward(t, remotes[i], &pb.ClientMessage{RequestId: uint32(i + 1), Body: &pb.ClientMessage_Join{Join: &pb.Join{RoomId: id, CreateIfMissing: true}}})
+		c.waitFor(t, "joined", func() bool { return c.player != 0 })
+	}
+	// The room's record, with every member, is what the takeover rebuilds
+	// from.
+	require.Eventually(t, func() bool {
+		e, err := edge.recs.Get(ctx, roomKey(id))
+		if err != nil {
+			return false
+		}
+		var st cpb.RoomState
+		return proto.Unmarshal(e.Value(), &st) == nil && len(st.GetMembers()) == len(conns)
+	}, 15*time.Second, 10*time.Millisecond)
+
+	owner.Close() // gone without a word: its lease runs out
+	const perSender = 40
+	payload := strings.Repeat("y", 1000)
+	for i, r := range remotes[:3] {
+		for k := 1; k <= perSender; k++ {
+			forward(t, r, &pb.ClientMessage{Body: &pb.ClientMessage_Send{Send: &pb.Send{Seq: uint64(k), Payload: []byte(fmt.Sprintf("%d:%d:%s", i, k, payload)), Kind: 1}}})
+		}
+	}
+	recv := conns[3]
+	recv.waitFor(t, "every sender's inputs after the takeover", func() bool { return len(recv.got) == 3*perSender })
+	require.Equal(t, uint64(1), edge.Stats().Takeovers)
+	require.Zero(t, edge.Stats().PublishErrors, "NATS refused nothing")
 }

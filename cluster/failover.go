@@ -125,14 +125,28 @@ func (n *Node) gatherReports(ctx context.Context, id string, epoch uint64) []*cp
 	defer t.Stop()
 	var out []*cpb.HandoverReport
 	seen := map[string]bool{}
+	parts := map[string]*cpb.HandoverReport{} // reports still in parts, by node
 	for len(seen) < want {
 		select {
 		case m := <-replies:
-			var rep cpb.HandoverReport
-			if proto.Unmarshal(m.Data, &rep) == nil && !seen[rep.GetNode()] {
-				seen[rep.GetNode()] = true
-				out = append(out, &rep)
+			rep := new(cpb.HandoverReport)
+			if proto.Unmarshal(m.Data, rep) != nil || seen[rep.GetNode()] {
+				continue
 			}
+			// The parts of one report come in order (one publisher, one
+			// inbox): the connections add up until the last.
+			if p := parts[rep.GetNode()]; p != nil && p.GetRun() == rep.GetRun() {
+				p.Conns = append(p.Conns, rep.GetConns()...)
+				p.More = rep.GetMore()
+				rep = p
+			}
+			if rep.GetMore() {
+				parts[rep.GetNode()] = rep
+				continue
+			}
+			delete(parts, rep.GetNode())
+			seen[rep.GetNode()] = true
+			out = append(out, rep)
 		case <-t.C:
 			return out
 		case <-ctx.Done():
@@ -187,8 +201,52 @@ func (n *Node) answerHandover(m *nats.Msg) {
 			rep.Conns = append(rep.Conns, cr)
 		}
 	}
-	b, _ := proto.Marshal(rep)
-	_ = n.nc.Publish(m.Reply, b)
+	n.sendReport(m.Reply, rep)
+}
+
+// sendReport publishes rep to reply in as many parts as fit in NATS's
+// largest message: one report over it was refused by NATS, and the new
+// owner went on without this node's connections (their unconfirmed inputs
+// lost, the connections not in the room). A single connection's report too
+// large for a message loses its oldest unconfirmed inputs until it fits
+// (they are lost: the SDK's re-send after a resume would not be either).
+func (n *Node) sendReport(reply string, rep *cpb.HandoverReport) {
+	limit := n.maxDownlink()
+	conns := rep.GetConns()
+	for {
+		part := &cpb.HandoverReport{Node: rep.GetNode(), Run: rep.GetRun(), UpSeq: rep.GetUpSeq()}
+		size := 0
+		for len(conns) > 0 {
+			cs := proto.Size(conns[0]) + downEntryOverhead
+			if len(part.Conns) > 0 && size+cs > limit {
+				break
+			}
+			if cs > limit {
+				dropped := 0
+				for len(conns[0].Unacked) > 0 && proto.Size(conns[0])+downEntryOverhead > limit {
+					conns[0].Unacked = conns[0].Unacked[1:]
+					dropped++
+				}
+				n.log.Warn("cluster: a connection's handover report is over NATS's max_payload: its oldest unconfirmed inputs are dropped", "conn", conns[0].GetConn(), "dropped", dropped)
+				cs = proto.Size(conns[0]) + downEntryOverhead
+			}
+			part.Conns = append(part.Conns, conns[0])
+			size += cs
+			conns = conns[1:]
+		}
+		part.More = len(conns) > 0
+		b, err := proto.Marshal(part)
+		if err == nil {
+			err = n.nc.Publish(reply, b)
+		}
+		if err != nil {
+			n.log.Warn("cluster: sending a handover report", "bytes", len(b), "err", err)
+			return
+		}
+		if !part.More {
+			return
+		}
+	}
 }
 
 // rebuild restores room rec on this node from the edges' reports, re-takes

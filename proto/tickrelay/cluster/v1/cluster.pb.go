@@ -702,14 +702,18 @@ func (x *HandoverRequest) GetEpoch() uint64 {
 	return 0
 }
 
-// HandoverReport answers a HandoverRequest.
+// HandoverReport answers a HandoverRequest. A report larger than NATS's
+// largest message goes in several, each with some of the connections, all
+// but the last with more set.
 type HandoverReport struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Node  string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
 	Run   string                 `protobuf:"bytes,2,opt,name=run,proto3" json:"run,omitempty"`
 	Conns []*ConnReport          `protobuf:"bytes,3,rep,name=conns,proto3" json:"conns,omitempty"`
 	// The seq of the reporting edge's last uplink for the room.
-	UpSeq         uint64 `protobuf:"varint,4,opt,name=up_seq,json=upSeq,proto3" json:"up_seq,omitempty"`
+	UpSeq uint64 `protobuf:"varint,4,opt,name=up_seq,json=upSeq,proto3" json:"up_seq,omitempty"`
+	// More parts of this report follow.
+	More          bool `protobuf:"varint,5,opt,name=more,proto3" json:"more,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -770,6 +774,13 @@ func (x *HandoverReport) GetUpSeq() uint64 {
 		return x.UpSeq
 	}
 	return 0
+}
+
+func (x *HandoverReport) GetMore() bool {
+	if x != nil {
+		return x.More
+	}
+	return false
 }
 
 // ConnReport is one client connection of a room on the reporting edge.
@@ -1737,12 +1748,13 @@ const file_tickrelay_cluster_v1_cluster_proto_rawDesc = "" +
 	"\x0fHandoverRequest\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12\x12\n" +
 	"\x04node\x18\x02 \x01(\tR\x04node\x12\x14\n" +
-	"\x05epoch\x18\x03 \x01(\x04R\x05epoch\"\x85\x01\n" +
+	"\x05epoch\x18\x03 \x01(\x04R\x05epoch\"\x99\x01\n" +
 	"\x0eHandoverReport\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x10\n" +
 	"\x03run\x18\x02 \x01(\tR\x03run\x126\n" +
 	"\x05conns\x18\x03 \x03(\v2 .tickrelay.cluster.v1.ConnReportR\x05conns\x12\x15\n" +
-	"\x06up_seq\x18\x04 \x01(\x04R\x05upSeq\"\x93\x02\n" +
+	"\x06up_seq\x18\x04 \x01(\x04R\x05upSeq\x12\x12\n" +
+	"\x04more\x18\x05 \x01(\bR\x04more\"\x93\x02\n" +
 	"\n" +
 	"ConnReport\x12\x12\n" +
 	"\x04conn\x18\x01 \x01(\x04R\x04conn\x12\x1b\n" +

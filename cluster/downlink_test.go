@@ -127,22 +127,7 @@ func TestTakeoverReportLargerThanNATSMaxPayload(t *testing.T) {
 	ns.Start()
 	require.True(t, ns.ReadyForConnections(10*time.Second))
 	t.Cleanup(ns.Shutdown)
-	start := func(id string) *Node {
-		n, err := New(Config{NATSURL: ns.ClientURL(), NodeID: id, LeaseTTL: 2 * time.Second}, slog.New(slog.NewTextHandler(io.Discard, nil)))
-		require.NoError(t, err)
-		// Frames of at most 16 KiB: the re-taken inputs spread over
-		// ticks, so that no single frame is over NATS's limit.
-		rooms, err := room.New(room.Config{Hooks: n.Hooks(), Workers: 1, MaxFrameBytes: 16 << 10})
-		require.NoError(t, err)
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		require.NoError(t, n.Start(ctx, rooms))
-		t.Cleanup(func() {
-			n.Close()
-			rooms.Close()
-		})
-		return n
-	}
+	start := func(id string) *Node { return startSmallFramesNode(t, ns.ClientURL(), id, 2*time.Second) }
 	owner, edge := start("a"), start("b")
 	for _, n := range []*Node{owner, edge} {
 		require.Eventually(t, func() bool { return n.PeersSeen() >= 2 }, 15*time.Second, 10*time.Millisecond)
@@ -190,4 +175,72 @@ func TestTakeoverReportLargerThanNATSMaxPayload(t *testing.T) {
 	recv.waitFor(t, "every sender's inputs after the takeover", func() bool { return len(recv.got) == 3*perSender })
 	require.Equal(t, uint64(1), edge.Stats().Takeovers)
 	require.Zero(t, edge.Stats().PublishErrors, "NATS refused nothing")
+}
+
+// startSmallFramesNode starts a node whose rooms' frames are at most
+// 16 KiB, so that a burst of inputs spreads over ticks and no single frame
+// is over a test NATS's small max_payload.
+func startSmallFramesNode(t *testing.T, url, id string, ttl time.Duration) *Node {
+	t.Helper()
+	n, err := New(Config{NATSURL: url, NodeID: id, LeaseTTL: ttl}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	require.NoError(t, err)
+	rooms, err := room.New(room.Config{Hooks: n.Hooks(), Workers: 1, MaxFrameBytes: 16 << 10})
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, n.Start(ctx, rooms))
+	t.Cleanup(func() {
+		n.Close()
+		rooms.Close()
+	})
+	return n
+}
+
+// A drain hands off a room whose state (its replay rings: the players
+// here never acknowledge) is larger than NATS's largest message: it goes
+// in pieces, and the successor has the room with every frame kept. One
+// Handoff over the limit was refused by NATS, the handoff failed, and the
+// room would have moved by failover when the node left.
+func TestHandoffLargerThanNATSMaxPayload(t *testing.T) {
+	t.Parallel()
+	const maxPayload = 64 << 10
+	ns, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true, MaxPayload: maxPayload})
+	require.NoError(t, err)
+	ns.Start()
+	require.True(t, ns.ReadyForConnections(10*time.Second))
+	t.Cleanup(ns.Shutdown)
+	owner := startSmallFramesNode(t, ns.ClientURL(), "a", time.Minute)
+	edge := startSmallFramesNode(t, ns.ClientURL(), "b", time.Minute)
+	for _, n := range []*Node{owner, edge} {
+		require.Eventually(t, func() bool { return n.PeersSeen() >= 2 }, 15*time.Second, 10*time.Millisecond)
+	}
+	const id = "big-handoff"
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	_, err = owner.acquire(ctx, id, false)
+	require.NoError(t, err)
+	require.NoError(t, owner.nc.Flush())
+
+	addr := netip.MustParseAddr("127.0.0.1")
+	sender, receiver := newFakeConn(), newFakeConn()
+	rs, rr := edge.Attach(sender, id, addr, nil), edge.Attach(receiver, id, addr, nil)
+	for i, p := range []struct {
+		r *Remote
+		c *fakeConn
+	}{{rs, sender}, {rr, receiver}} {
+		forward(t, p.r, &pb.ClientMessage{RequestId: uint32(i + 1), Body: &pb.ClientMessage_Join{Join: &pb.Join{RoomId: id, CreateIfMissing: true}}})
+		p.c.waitFor(t, "joined", func() bool { return p.c.player != 0 })
+	}
+	// 120 KB of frames per seat, none acknowledged: kept for replay.
+	const n = 120
+	payload := strings.Repeat("z", 1000)
+	for k := range n {
+		forward(t, rs, &pb.ClientMessage{Body: &pb.ClientMessage_Send{Send: &pb.Send{Payload: []byte(fmt.Sprintf("%d:%s", k, payload)), Kind: 1}}})
+	}
+	receiver.waitFor(t, "every message before the drain", func() bool { return len(receiver.got) == n })
+	owner.Drain(ctx)
+	require.Equal(t, uint64(1), owner.Stats().Handoffs, "the room was handed off")
+	require.Equal(t, 1, edge.Stats().RoomsOwned, "the edge owns the room now")
+	forward(t, rs, &pb.ClientMessage{Body: &pb.ClientMessage_Send{Send: &pb.Send{Payload: []byte("after"), Kind: 1}}})
+	receiver.waitFor(t, "the message after the drain", func() bool { return len(receiver.got) == n+1 && receiver.got[n] == "after" })
 }

@@ -403,7 +403,7 @@ func (n *Node) handoff(ctx context.Context, o *owned) error {
 		return errors.New("cluster: no node to hand the room to")
 	}
 	subject := n.names.nodeCtl(to, "handoff")
-	ask := func(h *cpb.Handoff) error {
+	request := func(h *cpb.Handoff) error {
 		b, _ := proto.Marshal(h)
 		m, err := n.nc.RequestWithContext(ctx, subject, b)
 		if err != nil {
@@ -412,6 +412,24 @@ func (n *Node) handoff(ctx context.Context, o *owned) error {
 		var a cpb.HandoffAnswer
 		if err := proto.Unmarshal(m.Data, &a); err != nil || a.GetError() != "" {
 			return fmt.Errorf("cluster: handoff to %s refused: %s", to, a.GetError())
+		}
+		return nil
+	}
+	// A room's state (its replay rings) can be larger than NATS's largest
+	// message, which NATS refused: the handoff failed, and the room moved
+	// by failover when the node left. It goes in pieces then.
+	ask := func(h *cpb.Handoff) error {
+		b, _ := proto.Marshal(h)
+		limit := n.maxDownlink()
+		if len(b) <= limit {
+			return request(h)
+		}
+		for len(b) > 0 {
+			k := min(limit, len(b))
+			if err := request(&cpb.Handoff{PartRoom: o.id, Part: b[:k], More: k < len(b)}); err != nil {
+				return err
+			}
+			b = b[k:]
 		}
 		return nil
 	}
@@ -534,6 +552,32 @@ func (n *Node) acceptHandoff(m *nats.Msg) {
 	if err := proto.Unmarshal(m.Data, &h); err != nil {
 		answer(err)
 		return
+	}
+	if pr := h.GetPartRoom(); pr != "" {
+		// A piece of a Handoff too large for one message: kept on the
+		// prepared room (bounded by what the old owner sends of one
+		// room) until the last.
+		o := n.ownedRoom(pr)
+		if o == nil {
+			answer(errors.New("no prepared room " + pr))
+			return
+		}
+		o.mu.Lock()
+		o.handoffParts = append(o.handoffParts, h.GetPart()...)
+		whole := o.handoffParts
+		if !h.GetMore() {
+			o.handoffParts = nil
+		}
+		o.mu.Unlock()
+		if h.GetMore() {
+			answer(nil)
+			return
+		}
+		h.Reset()
+		if err := proto.Unmarshal(whole, &h); err != nil {
+			answer(fmt.Errorf("a handoff in pieces: %w", err))
+			return
+		}
 	}
 	id := h.GetRoom().GetId()
 	if h.GetPrepare() {

@@ -51,6 +51,9 @@ type owned struct {
 	upSeq   map[string]uint64
 	pending []*cpb.DownEntry
 	downSeq uint64
+	// handoffParts gathers a Handoff sent in pieces to this prepared
+	// room (Handoff.part), until its last.
+	handoffParts []byte
 }
 
 // connKey names a client connection in the cluster.

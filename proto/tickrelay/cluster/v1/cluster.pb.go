@@ -908,7 +908,13 @@ type Handoff struct {
 	UpSeqs map[string]uint64 `protobuf:"bytes,4,rep,name=up_seqs,json=upSeqs,proto3" json:"up_seqs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
 	// Prepare: only subscribe to the room's uplinks and hold them; the
 	// state follows in a second Handoff.
-	Prepare       bool `protobuf:"varint,5,opt,name=prepare,proto3" json:"prepare,omitempty"`
+	Prepare bool `protobuf:"varint,5,opt,name=prepare,proto3" json:"prepare,omitempty"`
+	// A Handoff larger than NATS's largest message goes as its encoding in
+	// pieces, one request after another, each a Handoff with only these set
+	// (part_room the room's id), all but the last with more.
+	Part          []byte `protobuf:"bytes,6,opt,name=part,proto3" json:"part,omitempty"`
+	PartRoom      string `protobuf:"bytes,7,opt,name=part_room,json=partRoom,proto3" json:"part_room,omitempty"`
+	More          bool   `protobuf:"varint,8,opt,name=more,proto3" json:"more,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -974,6 +980,27 @@ func (x *Handoff) GetUpSeqs() map[string]uint64 {
 func (x *Handoff) GetPrepare() bool {
 	if x != nil {
 		return x.Prepare
+	}
+	return false
+}
+
+func (x *Handoff) GetPart() []byte {
+	if x != nil {
+		return x.Part
+	}
+	return nil
+}
+
+func (x *Handoff) GetPartRoom() string {
+	if x != nil {
+		return x.PartRoom
+	}
+	return ""
+}
+
+func (x *Handoff) GetMore() bool {
+	if x != nil {
+		return x.More
 	}
 	return false
 }
@@ -1765,13 +1792,16 @@ const file_tickrelay_cluster_v1_cluster_proto_rawDesc = "" +
 	"\aunacked\x18\x06 \x03(\fR\aunacked\x12\x18\n" +
 	"\apending\x18\a \x03(\fR\apending\x12\x12\n" +
 	"\x04addr\x18\b \x01(\tR\x04addr\x121\n" +
-	"\x05grant\x18\t \x01(\v2\x1b.tickrelay.cluster.v1.GrantR\x05grant\"\xb3\x02\n" +
+	"\x05grant\x18\t \x01(\v2\x1b.tickrelay.cluster.v1.GrantR\x05grant\"\xf8\x02\n" +
 	"\aHandoff\x123\n" +
 	"\x04room\x18\x01 \x01(\v2\x1f.tickrelay.cluster.v1.RoomStateR\x04room\x123\n" +
 	"\x05conns\x18\x02 \x03(\v2\x1d.tickrelay.cluster.v1.CarriedR\x05conns\x12%\n" +
 	"\x0elease_revision\x18\x03 \x01(\x04R\rleaseRevision\x12B\n" +
 	"\aup_seqs\x18\x04 \x03(\v2).tickrelay.cluster.v1.Handoff.UpSeqsEntryR\x06upSeqs\x12\x18\n" +
-	"\aprepare\x18\x05 \x01(\bR\aprepare\x1a9\n" +
+	"\aprepare\x18\x05 \x01(\bR\aprepare\x12\x12\n" +
+	"\x04part\x18\x06 \x01(\fR\x04part\x12\x1b\n" +
+	"\tpart_room\x18\a \x01(\tR\bpartRoom\x12\x12\n" +
+	"\x04more\x18\b \x01(\bR\x04more\x1a9\n" +
 	"\vUpSeqsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\x95\x01\n" +

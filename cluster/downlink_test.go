@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 
 	natsserver "github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/protobuf/proto"
 
@@ -243,4 +245,51 @@ func TestHandoffLargerThanNATSMaxPayload(t *testing.T) {
 	require.Equal(t, 1, edge.Stats().RoomsOwned, "the edge owns the room now")
 	forward(t, rs, &pb.ClientMessage{Body: &pb.ClientMessage_Send{Send: &pb.Send{Payload: []byte("after"), Kind: 1}}})
 	receiver.waitFor(t, "the message after the drain", func() bool { return len(receiver.got) == n+1 && receiver.got[n] == "after" })
+}
+
+// A room closes (its last player left) while another node has a
+// connection in it (attached, not seated): that node does not take the
+// closed room over, and lets its connection go. The owner once deleted the
+// lease before the record: the other node, seeing the lease go, took the
+// room over and brought it back from its record, or, the record just
+// deleted, found none and closed its connection with 1012 (the bench's
+// rooms closing at the end of a run: "has no record to rebuild it from").
+func TestClosedRoomIsNotTakenOver(t *testing.T) {
+	t.Parallel()
+	ns, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
+	require.NoError(t, err)
+	ns.Start()
+	require.True(t, ns.ReadyForConnections(10*time.Second))
+	t.Cleanup(ns.Shutdown)
+	owner := startTestNode(t, ns.ClientURL(), "a")
+	edge := startTestNode(t, ns.ClientURL(), "b")
+	for _, n := range []*Node{owner, edge} {
+		require.Eventually(t, func() bool { return n.PeersSeen() >= 2 }, 15*time.Second, 10*time.Millisecond)
+	}
+	const id = "closing"
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	_, err = owner.acquire(ctx, id, false)
+	require.NoError(t, err)
+	require.NoError(t, owner.nc.Flush())
+
+	addr := netip.MustParseAddr("127.0.0.1")
+	player, other := newFakeConn(), newFakeConn()
+	rp := edge.Attach(player, id, addr, nil)
+	forward(t, rp, &pb.ClientMessage{RequestId: 1, Body: &pb.ClientMessage_Join{Join: &pb.Join{RoomId: id, CreateIfMissing: true}}})
+	player.waitFor(t, "joined", func() bool { return player.player != 0 })
+	require.Eventually(t, func() bool { _, err := edge.recs.Get(ctx, roomKey(id)); return err == nil }, 15*time.Second, 10*time.Millisecond, "the room's record")
+	edge.Attach(other, id, addr, nil) // in the room's stream, no seat yet
+	forward(t, rp, &pb.ClientMessage{RequestId: 2, Body: &pb.ClientMessage_Leave{Leave: &pb.Leave{}}})
+
+	other.waitFor(t, "released", func() bool { return other.released > 0 })
+	require.Eventually(t, func() bool {
+		_, err := edge.leases.Get(ctx, roomKey(id))
+		return errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted)
+	}, 15*time.Second, 10*time.Millisecond, "the lease is gone")
+	st := edge.Stats()
+	require.Zero(t, st.Takeovers, "the closed room was not brought back")
+	require.Zero(t, st.TakeoverLosses)
+	require.Zero(t, st.RoomsOwned)
+	require.Zero(t, st.EdgeConns, "the edge let its connection go")
 }

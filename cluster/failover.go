@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
 	cpb "github.com/tickrelay/tickrelay/proto/tickrelay/cluster/v1"
@@ -52,6 +53,16 @@ func (n *Node) scheduleTakeover(id string) {
 func (n *Node) takeover(id string) error {
 	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.LeaseTTL+n.cfg.HandoverWait)
 	defer cancel()
+	// A room without a record closed on its owner (which deletes the
+	// record before the lease), or never had one written: there is
+	// nothing to take over, and taking the lease only to give it up
+	// started the same attempt on every other node with connections in
+	// the room.
+	if _, err := n.recs.Get(ctx, roomKey(id)); errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+		n.log.Info("cluster: a room's owner is gone and it has no record: closed", "room", id)
+		n.roomGone(id)
+		return nil
+	}
 	o, err := n.acquire(ctx, id, true)
 	n.log.Debug("cluster: takeover", "room", id, "err", err)
 	if errors.Is(err, errTaken) {
@@ -81,6 +92,37 @@ func (n *Node) takeover(id string) error {
 	n.stats.takeovers.Add(1)
 	n.log.Info("cluster: took over a room", "room", id, "epoch", o.epoch, "reports", len(reports), "took", time.Since(start))
 	return nil
+}
+
+// roomGone lets go of this node's connections in room id, which closed:
+// one with a request under way (a Join the owner never took) is closed
+// with 1012, so that its client tries again; the others are released, and
+// their next Join is routed anew.
+func (n *Node) roomGone(id string) {
+	n.mu.Lock()
+	er := n.edges[id]
+	n.mu.Unlock()
+	if er == nil {
+		return
+	}
+	er.mu.Lock()
+	conns := make([]*Remote, 0, len(er.conns))
+	for _, r := range er.conns {
+		conns = append(conns, r)
+	}
+	er.mu.Unlock()
+	for _, r := range conns {
+		r.mu.Lock()
+		busy := len(r.pending) > 0 || r.player != 0
+		r.released = !busy
+		r.mu.Unlock()
+		r.detach()
+		if busy {
+			r.conn.Evict(room.EvictMoved, "the room closed while a request was on its way: try again")
+		} else {
+			r.conn.Released()
+		}
+	}
 }
 
 // giveUp lets go of a room that could not be rebuilt.

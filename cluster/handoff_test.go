@@ -22,11 +22,12 @@ import (
 // fakeConn is an edge's client connection without a socket: it records
 // what the owner sends it.
 type fakeConn struct {
-	mu      sync.Mutex
-	player  uint32
-	got     []string // delivered payloads, in order
-	evicted string
-	changed chan struct{}
+	mu       sync.Mutex
+	player   uint32
+	got      []string // delivered payloads, in order
+	evicted  string
+	released int // Released calls
+	changed  chan struct{}
 }
 
 func newFakeConn() *fakeConn { return &fakeConn{changed: make(chan struct{}, 1)} }
@@ -58,7 +59,12 @@ func (c *fakeConn) Evict(cause room.EvictCause, detail string) {
 	c.signal()
 }
 
-func (c *fakeConn) Released() {}
+func (c *fakeConn) Released() {
+	c.mu.Lock()
+	c.released++
+	c.mu.Unlock()
+	c.signal()
+}
 
 func (c *fakeConn) signal() {
 	select {

@@ -57,7 +57,7 @@ type Node struct {
 	leaseView  map[string]leaseView // every room's lease, from the watch
 	nodeView   map[string]*cpb.NodeInfo
 	recPending map[string]*room.RoomRecord // room records to write
-	recGone    map[string]bool             // room records to delete
+	recGone    map[string]*owned           // closed rooms: their records to delete, then their leases
 	lookedUp   map[string]time.Time        // rooms NATS said nobody owns, when
 	upMu       sync.Mutex
 	upSeqs     map[string]uint64 // the last uplink seq per room (upMu)
@@ -123,7 +123,7 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 		leaseView:  make(map[string]leaseView),
 		nodeView:   make(map[string]*cpb.NodeInfo),
 		recPending: make(map[string]*room.RoomRecord),
-		recGone:    make(map[string]bool),
+		recGone:    make(map[string]*owned),
 	}
 	return n, nil
 }

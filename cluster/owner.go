@@ -499,11 +499,19 @@ func (h *hooks) MayCreate(id string) bool {
 func (h *hooks) RoomChanged(rec *room.RoomRecord) {
 	n := h.node()
 	n.mu.Lock()
+	var closed *owned
 	if o := n.owned[rec.ID]; o != nil {
 		n.recPending[rec.ID] = rec
+		// The room is here again (restored) before its closed
+		// incarnation's record was deleted: keep the record, only the
+		// old lease goes (by its revision: a newer one stays).
+		closed = n.recGone[rec.ID]
 		delete(n.recGone, rec.ID)
 	}
 	n.mu.Unlock()
+	if closed != nil {
+		go n.release(closed)
+	}
 	select {
 	case n.writes <- struct{}{}:
 	default:
@@ -528,10 +536,15 @@ func (h *hooks) RoomClosed(id string) {
 	}
 	delete(n.owned, id)
 	delete(n.recPending, id)
-	n.recGone[id] = true
+	// The record goes first, then the lease (the record loop does both,
+	// after any write of the record under way): a node with connections
+	// in the room sees the lease go and looks for the record to take the
+	// room over with. Lease first, it found the record and brought the
+	// closed room back, or (the purge just done) found none, and closed
+	// its connections with 1012.
+	n.recGone[id] = o
 	n.mu.Unlock()
 	o.flush()
-	go n.release(o)
 	select {
 	case n.writes <- struct{}{}:
 	default:
@@ -556,7 +569,7 @@ func (n *Node) recordLoop() {
 		}
 		n.mu.Lock()
 		recs, gone := n.recPending, n.recGone
-		n.recPending, n.recGone = make(map[string]*room.RoomRecord), make(map[string]bool)
+		n.recPending, n.recGone = make(map[string]*room.RoomRecord), make(map[string]*owned)
 		epochs := make(map[string]uint64, len(recs))
 		for id := range recs {
 			if o := n.owned[id]; o != nil {
@@ -577,12 +590,13 @@ func (n *Node) recordLoop() {
 				n.log.Warn("cluster: writing a room record", "room", id, "err", err)
 			}
 		}
-		for id := range gone {
+		for id, o := range gone {
 			ctx, cancel := context.WithTimeout(n.ctx, n.cfg.LeaseTTL)
 			if err := n.recs.Purge(ctx, roomKey(id)); err != nil && n.ctx.Err() == nil {
 				n.log.Warn("cluster: deleting a room record", "room", id, "err", err)
 			}
 			cancel()
+			go n.release(o)
 		}
 	}
 }

@@ -11,7 +11,7 @@ var (
 	descClusterEdgeConns  = desc("tickrelay_cluster_edge_connections", "This node's connections in rooms other nodes own.")
 	descClusterPublished  = desc("tickrelay_cluster_messages_published_total", "Messages this node published to NATS.")
 	descClusterPubBytes   = desc("tickrelay_cluster_published_bytes_total", "Bytes of those messages.")
-	descClusterPubErrors  = desc("tickrelay_cluster_publish_errors_total", "Publishes NATS refused (disconnected, buffer full).")
+	descClusterPubErrors  = desc("tickrelay_cluster_publish_errors_total", "Publishes NATS refused (disconnected, or a message over its max_payload).")
 	descClusterQueueFull  = desc("tickrelay_cluster_queue_full_total", "Messages dropped because the node's publish queue was full.")
 	descClusterNATSErrors = desc("tickrelay_cluster_nats_errors_total", "Asynchronous NATS errors (slow consumer and the like).")
 	descClusterGaps       = desc("tickrelay_cluster_link_gaps_total", "Lost messages noticed between nodes, by direction (uplink: edge to owner; downlink: owner to edge); each makes the clients concerned resume.", "direction")

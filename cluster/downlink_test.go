@@ -293,3 +293,21 @@ func TestClosedRoomIsNotTakenOver(t *testing.T) {
 	require.Zero(t, st.RoomsOwned)
 	require.Zero(t, st.EdgeConns, "the edge let its connection go")
 }
+
+// decodeDownlink keeps the header and this node's entries, in order.
+func TestDecodeDownlink(t *testing.T) {
+	t.Parallel()
+	in := &cpb.Downlink{Node: "a", Run: "r1", Epoch: 7, Seq: 42, More: true, Entries: []*cpb.DownEntry{
+		{Node: "b", Conn: 1, Body: &cpb.DownEntry_Server{Server: []byte("one")}},
+		{Node: "c", Conn: 2, Body: &cpb.DownEntry_Server{Server: []byte("other edge")}},
+		{Node: "b", Conn: 3, Body: &cpb.DownEntry_InputsTaken{InputsTaken: 9}},
+		{Conn: 4, Body: &cpb.DownEntry_Server{Server: []byte("no node")}},
+	}}
+	b, err := proto.Marshal(in)
+	require.NoError(t, err)
+	var got cpb.Downlink
+	require.NoError(t, decodeDownlink(b, "b", &got))
+	want := &cpb.Downlink{Node: "a", Run: "r1", Epoch: 7, Seq: 42, More: true, Entries: []*cpb.DownEntry{in.Entries[0], in.Entries[2]}}
+	require.True(t, proto.Equal(want, &got), "got %v", &got)
+	require.Error(t, decodeDownlink(b[:len(b)-1], "b", &got), "a cut message")
+}

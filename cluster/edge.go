@@ -3,12 +3,14 @@ package cluster
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	cpb "github.com/tickrelay/tickrelay/proto/tickrelay/cluster/v1"
@@ -327,7 +329,7 @@ func (n *Node) downlink(m *nats.Msg) {
 		return
 	}
 	var d cpb.Downlink
-	if err := proto.Unmarshal(m.Data, &d); err != nil {
+	if err := decodeDownlink(m.Data, n.cfg.NodeID, &d); err != nil {
 		return
 	}
 	er.mu.Lock()
@@ -379,10 +381,7 @@ func (n *Node) downlink(m *nats.Msg) {
 		}
 		return
 	}
-	for _, e := range entries {
-		if e.GetNode() != n.cfg.NodeID {
-			continue
-		}
+	for _, e := range entries { // this node's only (decodeDownlink)
 		er.mu.Lock()
 		r := er.conns[e.GetConn()]
 		er.mu.Unlock()
@@ -493,4 +492,67 @@ func (n *Node) isDraining() bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return n.draining
+}
+
+// decodeDownlink decodes b into d with only the entries for node. Every
+// edge of a room receives the whole batch, the entries of the other edges'
+// connections too; decoding those copied their frames for nothing (in a
+// room of 100 on three nodes, half of what an edge received).
+func decodeDownlink(b []byte, node string, d *cpb.Downlink) error {
+	var rest []byte // the fields other than entries, decoded at the end
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return fmt.Errorf("cluster: downlink: %w", protowire.ParseError(n))
+		}
+		m := protowire.ConsumeFieldValue(num, typ, b[n:])
+		if m < 0 {
+			return fmt.Errorf("cluster: downlink: %w", protowire.ParseError(m))
+		}
+		field := b[:n+m]
+		b = b[n+m:]
+		if num != 5 || typ != protowire.BytesType {
+			rest = append(rest, field...)
+			continue
+		}
+		v, _ := protowire.ConsumeBytes(field[n:])
+		if string(entryNode(v)) != node { // no copy: compared in place
+			continue
+		}
+		e := new(cpb.DownEntry)
+		if err := proto.Unmarshal(v, e); err != nil {
+			return fmt.Errorf("cluster: downlink entry: %w", err)
+		}
+		d.Entries = append(d.Entries, e)
+	}
+	entries := d.Entries
+	if err := proto.Unmarshal(rest, d); err != nil {
+		return fmt.Errorf("cluster: downlink: %w", err)
+	}
+	d.Entries = entries
+	return nil
+}
+
+// entryNode is the node field (1) of an encoded DownEntry, nil if none.
+func entryNode(b []byte) []byte {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return nil
+		}
+		b = b[n:]
+		if num == 1 && typ == protowire.BytesType {
+			v, m := protowire.ConsumeBytes(b)
+			if m < 0 {
+				return nil
+			}
+			return v
+		}
+		m := protowire.ConsumeFieldValue(num, typ, b)
+		if m < 0 {
+			return nil
+		}
+		b = b[m:]
+	}
+	return nil
 }

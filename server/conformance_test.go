@@ -214,7 +214,10 @@ func runEcho(t *testing.T, srv *Server, stream []byte, rng *rand.Rand) []ws.Serv
 	nc, err := net.DialTimeout("tcp", srv.Addr(), testTimeout)
 	require.NoError(t, err)
 	defer nc.Close()
-	require.NoError(t, nc.SetDeadline(time.Now().Add(testTimeout)))
+	// Longer than testTimeout: a 1 MiB message cut into pieces with pauses,
+	// echoed under -race beside the other parallel tests, took past 10 s on
+	// a loaded CI machine. A bound, not a figure under test.
+	require.NoError(t, nc.SetDeadline(time.Now().Add(3*testTimeout)))
 	br := bufio.NewReader(nc)
 	_, err = nc.Write([]byte(strings.Replace(upgradeRequest, "GET /ws", "GET /echo", 1)))
 	require.NoError(t, err)

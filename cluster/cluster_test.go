@@ -403,3 +403,45 @@ func getJSON(t *testing.T, url string, v any) {
 	require.Equal(t, http.StatusOK, resp.StatusCode, url)
 	require.NoError(t, json.NewDecoder(resp.Body).Decode(v))
 }
+
+// Placement by load: a node that owns cluster-max-owned-rooms rooms has the
+// next room a Join of its creates on the node that owns the fewest, and the
+// placed room serves its players (on both nodes) as any room does. A node
+// with no peer that owns fewer creates the room itself: a Join is not
+// refused for the limit.
+func TestClusterPlacesRoomsOverTheLimitElsewhere(t *testing.T) {
+	t.Parallel()
+	ns := startNATS(t, t.TempDir(), -1)
+	limited := func(c *server.Config) { c.Cluster.MaxOwnedRooms = 1 }
+	a := startNode(t, ns.ClientURL(), "n1", limited)
+	b := startNode(t, ns.ClientURL(), "n2", nil)
+	for _, n := range []*node{a, b} {
+		require.Eventually(t, func() bool { return n.srv.Cluster().PeersSeen() >= 2 }, waitTimeout, 10*time.Millisecond)
+	}
+	joinPlayer(t, "p1", a.url(), "first")
+	require.Equal(t, "n1", a.srv.Cluster().Owner("first"), "under its limit, the Join's node owns the room")
+
+	p2 := joinPlayer(t, "p2", a.url(), "second")
+	require.Equal(t, "n2", a.srv.Cluster().Owner("second"), "at its limit, n1 placed the room on n2")
+	require.Equal(t, "n2", b.srv.Cluster().Owner("second"))
+	require.EqualValues(t, 1, a.srv.Cluster().Stats().PlacedElsewhere)
+	require.Equal(t, 1, a.srv.Cluster().Stats().RoomsOwned)
+
+	q2 := joinPlayer(t, "q2", b.url(), "second")
+	const n = 30
+	p2.sendN(n)
+	q2.sendN(n)
+	waitAll(t, q2, "p2", n)
+	checkExact(t, q2, "p2", n)
+	waitAll(t, p2, "q2", n)
+	checkExact(t, p2, "q2", n)
+
+	// Alone in its cluster, a node at its limit creates the room itself.
+	solo := startNode(t, startNATS(t, t.TempDir(), -1).ClientURL(), "solo", limited)
+	require.Eventually(t, func() bool { return solo.srv.Cluster().PeersSeen() >= 1 }, waitTimeout, 10*time.Millisecond)
+	joinPlayer(t, "s1", solo.url(), "one")
+	joinPlayer(t, "s2", solo.url(), "two")
+	require.Equal(t, "solo", solo.srv.Cluster().Owner("two"))
+	require.Equal(t, 2, solo.srv.Cluster().Stats().RoomsOwned)
+	require.Zero(t, solo.srv.Cluster().Stats().PlacedElsewhere)
+}

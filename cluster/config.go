@@ -57,6 +57,12 @@ type Config struct {
 	// Replicas is the replication of the cluster's buckets in a clustered
 	// JetStream. Zero means 1.
 	Replicas int
+	// MaxOwnedRooms: a node that owns this many rooms places a room a Join
+	// creates on the live, not draining node that owns the fewest, when
+	// that one owns fewer (and creates it itself when that node does not
+	// take it). Zero means no limit: a room is owned by the node of the
+	// Join that created it.
+	MaxOwnedRooms int
 	// ResendInputs is how many unacknowledged inputs an edge keeps per
 	// connection for a new owner (older ones are dropped). Zero means 256.
 	ResendInputs int

@@ -139,7 +139,9 @@ func (n *Node) lookup(id string, create bool, ready func()) {
 	n.log.Debug("cluster: looking up a room", "room", id, "create", create)
 	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.LeaseTTL)
 	defer cancel()
-	if _, err := n.leases.Get(ctx, roomKey(id)); errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+	_, err := n.leases.Get(ctx, roomKey(id))
+	unowned := errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted)
+	if unowned {
 		// No owner. A room that has a record lost its owner (a crash,
 		// a fence): it is taken over, members and all, never created
 		// anew under them.
@@ -156,7 +158,17 @@ func (n *Node) lookup(id string, create bool, ready func()) {
 			}
 		}
 	}
+	elsewhere := ""
+	if create && unowned {
+		elsewhere = n.placement()
+	}
+	if elsewhere != "" && n.askToCreate(ctx, elsewhere, id) {
+		return
+	}
 	if create && !n.isDraining() {
+		// Placed here: by default, or because the node chosen to place
+		// it elsewhere did not take it (a room refused is worse than a
+		// node over its share).
 		_, err := n.acquire(ctx, id, false)
 		if err == nil {
 			return
@@ -180,15 +192,6 @@ func (n *Node) lookup(id string, create bool, ready func()) {
 				return
 			}
 			n.leaseView[id] = leaseView{node: l.GetNode(), run: l.GetRun(), rev: e.Revision()}
-			return
-		}
-	}
-	if create && n.draining {
-		// A draining node creates no rooms; another one must.
-		if peer := n.leastLoadedLocked(); peer != "" {
-			n.mu.Unlock()
-			n.askToCreate(ctx, peer, id)
-			n.mu.Lock()
 			return
 		}
 	}
@@ -476,6 +479,33 @@ func (r *Remote) observe(b []byte) {
 	case *pb.ServerMessage_Left:
 		r.player = 0
 	}
+}
+
+// placement is the node a new room should be created on instead of this
+// one, or "" for this one. A draining node creates no rooms: the live, not
+// draining node with the fewest connections does. A node that owns
+// cluster-max-owned-rooms rooms or more places a new room on the live, not
+// draining node that owns the fewest, when that one owns fewer than it.
+func (n *Node) placement() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.draining {
+		return n.leastLoadedLocked()
+	}
+	limit := n.cfg.MaxOwnedRooms
+	if limit <= 0 || len(n.owned) < limit {
+		return ""
+	}
+	best, fewest := "", uint32(len(n.owned))
+	for id, info := range n.nodeView {
+		if id == n.cfg.NodeID || info.GetDraining() {
+			continue
+		}
+		if owned := info.GetRoomsOwned(); owned < fewest {
+			best, fewest = id, owned
+		}
+	}
+	return best
 }
 
 // leastLoadedLocked picks the live, not draining node with the fewest

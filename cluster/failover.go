@@ -666,21 +666,23 @@ func (n *Node) acceptHandoff(m *nats.Msg) {
 
 // askToCreate asks node peer to take the lease of room id (this node is
 // draining), so that a Join here can go to it.
-func (n *Node) askToCreate(ctx context.Context, peer, id string) {
+func (n *Node) askToCreate(ctx context.Context, peer, id string) bool {
 	m, err := n.nc.RequestWithContext(ctx, n.names.nodeCtl(peer, "acquire"), []byte(id))
 	if err != nil {
-		return
+		return false
 	}
 	rev := uint64(0)
 	for _, c := range m.Data {
 		rev = rev*10 + uint64(c-'0')
 	}
 	if rev == 0 {
-		return
+		return false
 	}
 	n.mu.Lock()
 	n.leaseView[id] = leaseView{node: peer, rev: rev}
 	n.mu.Unlock()
+	n.stats.placedElsewhere.Add(1)
+	return true
 }
 
 // acquireFor takes a room's lease for a draining node's Join.

@@ -515,6 +515,7 @@ type Stats struct {
 	UplinkGaps, DownlinkGaps, StaleDropped uint64
 	Takeovers, TakeoverLosses, Handoffs    uint64
 	Fenced, LeaseLosses, RenewFailures     uint64
+	PlacedElsewhere                        uint64
 	Connected                              bool
 }
 
@@ -524,6 +525,7 @@ type counters struct {
 	uplinkGaps, downlinkGaps, staleDropped atomic.Uint64
 	takeovers, takeoverLosses, handoffs    atomic.Uint64
 	fenced, leaseLosses, renewFailures     atomic.Uint64
+	placedElsewhere                        atomic.Uint64
 }
 
 // Stats returns the node's counters.
@@ -545,6 +547,7 @@ func (n *Node) Stats() Stats {
 	st.UplinkGaps, st.DownlinkGaps, st.StaleDropped = c.uplinkGaps.Load(), c.downlinkGaps.Load(), c.staleDropped.Load()
 	st.Takeovers, st.TakeoverLosses, st.Handoffs = c.takeovers.Load(), c.takeoverLosses.Load(), c.handoffs.Load()
 	st.Fenced, st.LeaseLosses, st.RenewFailures = c.fenced.Load(), c.leaseLosses.Load(), c.renewFailures.Load()
+	st.PlacedElsewhere = c.placedElsewhere.Load()
 	st.Connected = n.connected.Load()
 	return st
 }

@@ -19,6 +19,7 @@ var (
 	descClusterTakeovers  = desc("tickrelay_cluster_takeovers_total", "Rooms this node took over after their owner was gone.")
 	descClusterLostRaces  = desc("tickrelay_cluster_takeover_races_lost_total", "Takeovers another node won.")
 	descClusterHandoffs   = desc("tickrelay_cluster_handoffs_total", "Rooms handed over in drains (given or taken).")
+	descClusterPlaced     = desc("tickrelay_cluster_rooms_placed_elsewhere_total", "Rooms a Join on this node created on another node (this node draining, or over cluster-max-owned-rooms).")
 	descClusterFenced     = desc("tickrelay_cluster_fenced_total", "Rooms this node stopped serving because it could not renew their lease in time.")
 	descClusterLeaseLost  = desc("tickrelay_cluster_lease_losses_total", "Leases found taken or gone at renewal.")
 	descClusterRenewFails = desc("tickrelay_cluster_lease_renew_failures_total", "Lease renewals that failed (retried until the fence).")
@@ -29,7 +30,7 @@ func describeCluster(ch chan<- *prometheus.Desc) {
 		descClusterConnected, descClusterOwned, descClusterRemote, descClusterEdgeConns, descClusterPublished,
 		descClusterPubBytes, descClusterPubErrors, descClusterQueueFull, descClusterNATSErrors, descClusterGaps,
 		descClusterStale, descClusterTakeovers, descClusterLostRaces, descClusterHandoffs, descClusterFenced,
-		descClusterLeaseLost, descClusterRenewFails,
+		descClusterLeaseLost, descClusterRenewFails, descClusterPlaced,
 	} {
 		ch <- d
 	}
@@ -69,4 +70,5 @@ func (m *metrics) collectCluster(ch chan<- prometheus.Metric) {
 	counter(descClusterFenced, st.Fenced)
 	counter(descClusterLeaseLost, st.LeaseLosses)
 	counter(descClusterRenewFails, st.RenewFailures)
+	counter(descClusterPlaced, st.PlacedElsewhere)
 }

@@ -231,6 +231,7 @@ var settings = []setting{
 	durationSetting("cluster-fence-margin", "an owner stops serving a room this long before its lease could run out without a renewal", reloadRestart, func(c *Config) *time.Duration { return &c.Cluster.FenceMargin }).withDefault("500ms"),
 	durationSetting("cluster-handover-wait", "how long a node taking over a room waits for the other nodes' reports", reloadRestart, func(c *Config) *time.Duration { return &c.Cluster.HandoverWait }).withDefault("500ms"),
 	intSetting("cluster-replicas", "replicas of the cluster's JetStream buckets (a clustered NATS)", reloadRestart, func(c *Config) *int { return &c.Cluster.Replicas }, 0, 5).withDefault("1"),
+	intSetting("cluster-max-owned-rooms", "rooms this node owns before it places new ones on the node that owns the fewest (when that one owns fewer); 0: no limit, a room belongs to the node of the Join that created it", reloadRestart, func(c *Config) *int { return &c.Cluster.MaxOwnedRooms }, 0, maxInt).withDefault("0"),
 }
 
 // setSeatGrace parses a duration or "off" (a negative grace: no resume).

@@ -140,7 +140,7 @@ func (n *Node) lookup(id string, create bool, ready func()) {
 	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.LeaseTTL)
 	defer cancel()
 	_, err := n.leases.Get(ctx, roomKey(id))
-	unowned := errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted)
+	unowned := noKey(err)
 	if unowned {
 		// No owner. A room that has a record lost its owner (a crash,
 		// a fence): it is taken over, members and all, never created
@@ -150,7 +150,7 @@ func (n *Node) lookup(id string, create bool, ready func()) {
 			// on another node, or on this one): its lease is there now.
 			// (A takeover would only lose to its owner, counted as a
 			// takeover race lost: 20 in a 5 s S1 run of the bench.)
-			if _, err := n.leases.Get(ctx, roomKey(id)); errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+			if _, err := n.leases.Get(ctx, roomKey(id)); noKey(err) {
 				if err := n.takeover(id); err != nil {
 					n.log.Warn("cluster: taking over a room", "room", id, "err", err)
 				}
@@ -195,7 +195,7 @@ func (n *Node) lookup(id string, create bool, ready func()) {
 			return
 		}
 	}
-	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) || err == nil {
+	if noKey(err) || err == nil {
 		n.lookedUp[id] = time.Now()
 	}
 }
@@ -490,37 +490,38 @@ func (n *Node) placement() string {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.draining {
-		return n.leastLoadedLocked()
+		return n.leastLoadedLocked((*cpb.NodeInfo).GetConnections)
 	}
 	limit := n.cfg.MaxOwnedRooms
 	if limit <= 0 || len(n.owned) < limit {
 		return ""
 	}
-	best, fewest := "", uint32(len(n.owned))
+	peer := n.leastLoadedLocked((*cpb.NodeInfo).GetRoomsOwned)
+	if peer == "" || int(n.nodeView[peer].GetRoomsOwned()) >= len(n.owned) {
+		return ""
+	}
+	return peer
+}
+
+// leastLoadedLocked picks the live, not draining node with the least load,
+// other than this one. n.mu held.
+func (n *Node) leastLoadedLocked(load func(*cpb.NodeInfo) uint32) string {
+	best, least := "", uint32(0)
 	for id, info := range n.nodeView {
 		if id == n.cfg.NodeID || info.GetDraining() {
 			continue
 		}
-		if owned := info.GetRoomsOwned(); owned < fewest {
-			best, fewest = id, owned
+		if l := load(info); best == "" || l < least {
+			best, least = id, l
 		}
 	}
 	return best
 }
 
-// leastLoadedLocked picks the live, not draining node with the fewest
-// connections, other than this one. n.mu held.
-func (n *Node) leastLoadedLocked() string {
-	best, load := "", uint32(0)
-	for id, info := range n.nodeView {
-		if id == n.cfg.NodeID || info.GetDraining() {
-			continue
-		}
-		if best == "" || info.GetConnections() < load {
-			best, load = id, info.GetConnections()
-		}
-	}
-	return best
+// noKey reports whether a KV read found no entry (never written, or
+// deleted).
+func noKey(err error) bool {
+	return errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted)
 }
 
 // isDraining reports whether the node is draining.
@@ -529,6 +530,13 @@ func (n *Node) isDraining() bool {
 	defer n.mu.Unlock()
 	return n.draining
 }
+
+// The field numbers decodeDownlink reads, from the generated descriptors
+// (the .proto is their one source).
+var (
+	downlinkEntriesField = (&cpb.Downlink{}).ProtoReflect().Descriptor().Fields().ByName("entries").Number()
+	downEntryNodeField   = (&cpb.DownEntry{}).ProtoReflect().Descriptor().Fields().ByName("node").Number()
+)
 
 // decodeDownlink decodes b into d with only the entries for node. Every
 // edge of a room receives the whole batch, the entries of the other edges'
@@ -547,7 +555,7 @@ func decodeDownlink(b []byte, node string, d *cpb.Downlink) error {
 		}
 		field := b[:n+m]
 		b = b[n+m:]
-		if num != 5 || typ != protowire.BytesType {
+		if num != downlinkEntriesField || typ != protowire.BytesType {
 			rest = append(rest, field...)
 			continue
 		}
@@ -577,7 +585,7 @@ func entryNode(b []byte) []byte {
 			return nil
 		}
 		b = b[n:]
-		if num == 1 && typ == protowire.BytesType {
+		if num == downEntryNodeField && typ == protowire.BytesType {
 			v, m := protowire.ConsumeBytes(b)
 			if m < 0 {
 				return nil

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
 	cpb "github.com/tickrelay/tickrelay/proto/tickrelay/cluster/v1"
@@ -58,7 +57,7 @@ func (n *Node) takeover(id string) error {
 	// nothing to take over, and taking the lease only to give it up
 	// started the same attempt on every other node with connections in
 	// the room.
-	if _, err := n.recs.Get(ctx, roomKey(id)); errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+	if _, err := n.recs.Get(ctx, roomKey(id)); noKey(err) {
 		n.log.Info("cluster: a room's owner is gone and it has no record: closed", "room", id)
 		n.roomGone(id)
 		return nil
@@ -256,27 +255,19 @@ func (n *Node) sendReport(reply string, rep *cpb.HandoverReport) {
 	limit := n.maxDownlink()
 	conns := rep.GetConns()
 	for {
-		part := &cpb.HandoverReport{Node: rep.GetNode(), Run: rep.GetRun(), UpSeq: rep.GetUpSeq()}
-		size := 0
-		for len(conns) > 0 {
-			cs := proto.Size(conns[0]) + downEntryOverhead
-			if len(part.Conns) > 0 && size+cs > limit {
-				break
+		// A connection over the limit by itself starts a part (fitting
+		// puts it first), and is cut down to fit.
+		if len(conns) > 0 && proto.Size(conns[0])+downEntryOverhead > limit {
+			dropped := 0
+			for len(conns[0].Unacked) > 0 && proto.Size(conns[0])+downEntryOverhead > limit {
+				conns[0].Unacked = conns[0].Unacked[1:]
+				dropped++
 			}
-			if cs > limit {
-				dropped := 0
-				for len(conns[0].Unacked) > 0 && proto.Size(conns[0])+downEntryOverhead > limit {
-					conns[0].Unacked = conns[0].Unacked[1:]
-					dropped++
-				}
-				n.log.Warn("cluster: a connection's handover report is over NATS's max_payload: its oldest unconfirmed inputs are dropped", "conn", conns[0].GetConn(), "dropped", dropped)
-				cs = proto.Size(conns[0]) + downEntryOverhead
-			}
-			part.Conns = append(part.Conns, conns[0])
-			size += cs
-			conns = conns[1:]
+			n.log.Warn("cluster: a connection's handover report is over NATS's max_payload: its oldest unconfirmed inputs are dropped", "conn", conns[0].GetConn(), "dropped", dropped)
 		}
-		part.More = len(conns) > 0
+		k := fitting(conns, limit)
+		part := &cpb.HandoverReport{Node: rep.GetNode(), Run: rep.GetRun(), UpSeq: rep.GetUpSeq(), Conns: conns[:k:k], More: k < len(conns)}
+		conns = conns[k:]
 		b, err := proto.Marshal(part)
 		if err == nil {
 			err = n.nc.Publish(reply, b)
@@ -433,7 +424,7 @@ func (n *Node) successor(o *owned) string {
 		}
 	}
 	if best == "" {
-		best = n.leastLoadedLocked()
+		best = n.leastLoadedLocked((*cpb.NodeInfo).GetConnections)
 	}
 	return best
 }

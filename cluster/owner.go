@@ -118,14 +118,7 @@ func (o *owned) flushLocked() {
 	entries := o.pending
 	o.pending = nil
 	for len(entries) > 0 {
-		k, size := 0, 0
-		for ; k < len(entries); k++ {
-			es := proto.Size(entries[k]) + downEntryOverhead
-			if k > 0 && size+es > limit {
-				break
-			}
-			size += es
-		}
+		k := fitting(entries, limit)
 		o.downSeq++
 		d := &cpb.Downlink{Node: o.n.cfg.NodeID, Run: o.n.run, Epoch: o.epoch, Seq: o.downSeq, Entries: entries[:k:k], More: k < len(entries)}
 		o.n.publish(o.out, d)
@@ -140,6 +133,21 @@ const (
 	downEntryOverhead = 8
 	downlinkHeadroom  = 1 << 10
 )
+
+// fitting is how many of items, from the first, fit in limit bytes as the
+// repeated field of one message (at least one: a single item over the
+// limit still goes alone).
+func fitting[T proto.Message](items []T, limit int) int {
+	k, size := 0, 0
+	for ; k < len(items); k++ {
+		s := proto.Size(items[k]) + downEntryOverhead
+		if k > 0 && size+s > limit {
+			break
+		}
+		size += s
+	}
+	return k
+}
 
 // maxDownlink is the most entry bytes one downlink carries: NATS's
 // largest message (its max_payload, 1 MiB by default), less headroom. A

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
-	"golang.org/x/sys/unix"
 
 	"github.com/tickrelay/tickrelay/auth"
 	"github.com/tickrelay/tickrelay/clientip"
@@ -323,12 +322,9 @@ func (c *conn) answerAndLinger(answer []byte) bool {
 // shutAnsweredIfFlushed shuts down the write side of a connection answered
 // by answerAndLinger once gnet has written all of its answer. Loop only.
 func (c *conn) shutAnsweredIfFlushed() {
-	if !c.answered.Load() || c.shutWrite || c.gc.OutboundBuffered() > 0 {
-		return
+	if c.answered.Load() && !c.shutWrite && c.gc.OutboundBuffered() == 0 {
+		c.shutWriteSide()
 	}
-	c.shutWrite = true
-	c.shutAt.Store(time.Now().UnixNano())
-	_ = unix.Shutdown(c.gc.Fd(), unix.SHUT_WR)
 }
 
 // heldAnswer keeps the one HTTP answer wsproto.Handshake writes, for the

@@ -143,18 +143,27 @@ func (c *conn) timeOutHandshake() {
 // fail-linger after the answer when the client has not read it all by then;
 // until then it is woken, so its write side is shut once the answer is out.
 func (sw *sweeper) checkAnswered(c *conn, now int64) {
-	linger := int64(sw.srv.cfg.FailLinger)
-	if shut := c.shutAt.Load(); shut != 0 {
-		if now-shut > linger {
-			_ = c.gc.Close()
-		}
+	if sw.lingeredAfterShut(c, now) {
 		return
 	}
-	if now-c.closeSentAt.Load() > linger {
+	if now-c.closeSentAt.Load() > int64(sw.srv.cfg.FailLinger) {
 		_ = c.gc.Close()
 		return
 	}
 	c.wake()
+}
+
+// lingeredAfterShut reports whether c's write side is shut, and drops c
+// once it has been for fail-linger.
+func (sw *sweeper) lingeredAfterShut(c *conn, now int64) bool {
+	shut := c.shutAt.Load()
+	if shut == 0 {
+		return false
+	}
+	if now-shut > int64(sw.srv.cfg.FailLinger) {
+		_ = c.gc.Close()
+	}
+	return true
 }
 
 // checkClosing drops a closing connection whose time is up. A failed one:
@@ -172,10 +181,7 @@ func (sw *sweeper) checkClosing(c *conn, now int64) {
 		}
 		return
 	}
-	if shut := c.shutAt.Load(); shut != 0 {
-		if now-shut > int64(cfg.FailLinger) {
-			_ = c.gc.Close()
-		}
+	if sw.lingeredAfterShut(c, now) {
 		return
 	}
 	// Progress: its unwritten bytes went down since the last sweep.

@@ -311,10 +311,18 @@ func (c *conn) afterFlush() {
 	c.out.net.Store(buffered)
 	c.out.refreshing.Store(false)
 	if c.failing.Load() && !c.shutWrite && buffered == 0 && c.out.queued.Load() == 0 && c.out.isSealed() {
-		c.shutWrite = true
-		c.shutAt.Store(time.Now().UnixNano())
-		_ = unix.Shutdown(c.gc.Fd(), unix.SHUT_WR)
+		c.shutWriteSide()
 	}
+}
+
+// shutWriteSide shuts down the write side of a connection whose last bytes
+// are out (a failing close, an answer before the upgrade): the client
+// reads them, then our FIN; the sweeper drops it fail-linger later if the
+// client does not end it first. Loop only.
+func (c *conn) shutWriteSide() {
+	c.shutWrite = true
+	c.shutAt.Store(time.Now().UnixNano())
+	_ = unix.Shutdown(c.gc.Fd(), unix.SHUT_WR)
 }
 
 func (q *outbox) isSealed() bool {

@@ -58,7 +58,15 @@ for (const transport of transports) {
         assert.deepEqual(sa.inputs, sb.inputs, `InputSet ${t}`);
         assert.deepEqual(sa.inputs.map((i) => i.playerId), [ja.playerId, jb.playerId]);
         client += sa.inputs.filter((i) => i.flag === InputFlag.CLIENT).length;
-        if (sa.inputs[0]!.flag === InputFlag.CLIENT) assert.ok(sa.leadUs !== undefined && sa.leadUs > 0, `lead at ${t}`);
+        // The first three inputs were sent just after the join, with no
+        // margin: they may arrive after their tick's scheduled close yet
+        // be taken (the room's worker closes ticks late on a loaded
+        // machine), a lead of zero or below. The later ones are sent three
+        // ticks ahead, so their lead is positive.
+        if (sa.inputs[0]!.flag === InputFlag.CLIENT) {
+          assert.ok(sa.leadUs !== undefined, `lead at ${t}`);
+          if (t >= start + 3) assert.ok(sa.leadUs > 0, `lead at ${t}: ${sa.leadUs} µs`);
+        }
       }
       assert.ok(client >= 40, `most inputs made their tick (${client} of 62)`);
 

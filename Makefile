@@ -19,9 +19,12 @@ build:
 	$(GO) build -o bin/client-sim ./client-sim
 	$(GO) build -o bin/baseline ./bench/baseline
 
-## test: formatting, vet and lint, generated-code freshness, then every test with -race
+## test: formatting, vet and lint, generated-code freshness, then every test with -race,
+## then the allocation budgets without it (the race detector makes sync.Pool drop items, so
+## those tests skip under -race)
 test: vet proto-check
 	$(GO) test -race -timeout 15m $(PKGS)
+	$(GO) test -count=1 -run 'Allocations$$' -timeout 5m ./room/
 
 vet:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

@@ -159,8 +159,8 @@ func (r *room) record(full bool) *RoomRecord {
 		if full {
 			mr.Seq, mr.InputSeq = m.seq, m.inputSeq
 			mr.RingFirst = m.ring.first
-			for _, o := range m.ring.frames {
-				mr.Ring = append(mr.Ring, append([]byte(nil), o.Bytes()...))
+			for i := range m.ring.len() {
+				mr.Ring = append(mr.Ring, append([]byte(nil), m.ring.at(i).Bytes()...))
 			}
 		}
 		rec.Members[i] = mr

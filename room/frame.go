@@ -348,7 +348,7 @@ func (w *worker) keepForReplay(r *room, m *member, seq uint64, out *Outbound) {
 	}
 	w.ringBytes(r, m.ring.push(seq, out))
 	cfg := &w.m.cfg
-	for len(m.ring.frames) > 1 && (m.ring.bytes > cfg.ReplayBytesPerSeat || r.ringBytes > cfg.ReplayBytesPerRoom) {
+	for m.ring.len() > 1 && (m.ring.bytes > cfg.ReplayBytesPerSeat || r.ringBytes > cfg.ReplayBytesPerRoom) {
 		w.ringBytes(r, -m.ring.dropOldest())
 	}
 }

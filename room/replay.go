@@ -15,18 +15,44 @@ import (
 // ReplayBytesPerRoom) the oldest frames are dropped, and a Resume that needs
 // them is answered TOO_OLD. Worker only.
 type replayRing struct {
-	frames []*Outbound // frames[i] has seq first+i
-	first  uint64      // seq of frames[0]; meaningful when frames is not empty
-	bytes  int
+	// buf is a circular buffer: the frame with seq first+i is at
+	// buf[(head+i)%len(buf)] for i < n. Circular, so that a seat whose
+	// client acknowledges as it goes pushes and drops without allocating;
+	// a slice cut at the front and appended at the back reallocates every
+	// time its capacity runs out.
+	buf   []*Outbound
+	head  int
+	n     int
+	first uint64 // seq of the oldest frame; meaningful when n > 0
+	bytes int
 }
+
+// keptWhenEmpty is the largest buffer an emptied ring keeps: enough for a
+// seat whose client acknowledges every few frames, not the thousands an
+// unacknowledged ring may have held.
+const keptWhenEmpty = 16
+
+// len is the number of frames kept.
+func (q *replayRing) len() int { return q.n }
+
+// at is the i-th oldest frame kept.
+func (q *replayRing) at(i int) *Outbound { return q.buf[(q.head+i)%len(q.buf)] }
 
 // push keeps o (seq) and returns the bytes it adds.
 func (q *replayRing) push(seq uint64, o *Outbound) int {
-	if len(q.frames) == 0 {
+	if q.n == 0 {
 		q.first = seq
 	}
+	if q.n == len(q.buf) {
+		grown := make([]*Outbound, max(4, 2*len(q.buf)))
+		for i := range q.n {
+			grown[i] = q.at(i)
+		}
+		q.buf, q.head = grown, 0
+	}
 	o.retain()
-	q.frames = append(q.frames, o)
+	q.buf[(q.head+q.n)%len(q.buf)] = o
+	q.n++
 	n := len(o.buf)
 	q.bytes += n
 	return n
@@ -36,7 +62,7 @@ func (q *replayRing) push(seq uint64, o *Outbound) int {
 // bytes freed.
 func (q *replayRing) ack(seq uint64) int {
 	n := 0
-	for len(q.frames) > 0 && q.first <= seq {
+	for q.n > 0 && q.first <= seq {
 		n += q.dropOldest()
 	}
 	return n
@@ -44,36 +70,49 @@ func (q *replayRing) ack(seq uint64) int {
 
 // dropOldest releases the oldest frame and returns its bytes.
 func (q *replayRing) dropOldest() int {
-	o := q.frames[0]
+	o := q.buf[q.head]
 	n := len(o.buf)
 	o.Release()
-	q.frames[0] = nil
-	q.frames = q.frames[1:]
+	q.buf[q.head] = nil
+	q.head = (q.head + 1) % len(q.buf)
+	q.n--
 	q.first++
 	q.bytes -= n
-	if len(q.frames) == 0 {
-		q.frames = q.frames[:0:0] // let the backing array go
+	if q.n == 0 {
+		q.head = 0
+		if len(q.buf) > keptWhenEmpty {
+			q.buf = nil // let a large backing array go
+		}
 	}
 	return n
 }
 
-// since returns the frames after seq, or ok=false when some of them were
-// dropped already. last is the newest seq sent.
+// since returns the frames after seq, oldest first, or ok=false when some
+// of them were dropped already. last is the newest seq sent. The slice is
+// the caller's (a resume is rare: a copy costs nothing that matters).
 func (q *replayRing) since(seq, last uint64) (frames []*Outbound, ok bool) {
 	if seq >= last {
 		return nil, true
 	}
-	if len(q.frames) == 0 || q.first > seq+1 {
+	if q.n == 0 || q.first > seq+1 {
 		return nil, false
 	}
-	return q.frames[seq+1-q.first:], true
+	from := int(seq + 1 - q.first)
+	if from >= q.n {
+		return nil, true
+	}
+	frames = make([]*Outbound, 0, q.n-from)
+	for i := from; i < q.n; i++ {
+		frames = append(frames, q.at(i))
+	}
+	return frames, true
 }
 
 // clear releases everything and returns the bytes freed.
 func (q *replayRing) clear() int {
 	n := q.bytes
-	for _, o := range q.frames {
-		o.Release()
+	for i := range q.n {
+		q.at(i).Release()
 	}
 	*q = replayRing{}
 	return n

@@ -42,16 +42,12 @@ func chaosRelay(t *testing.T) (url string, srv *server.Server) {
 		// a client that does not read, so the relay's own limits see a
 		// non-reader within the run; still enough that the honest
 		// receivers (under -race) keep up with the bursters' frames,
-		// which their tick budget lets through (256 KiB a tick).
+		// which their tick budget lets through (64 KiB a tick).
 		c.SocketSendBuffer = 256 << 10
-		// A byte bucket smaller than one burst (2.3 MB): a burster is over
-		// its byte rate on its first burst however slowly a loaded relay
-		// reads it, so its 4003 comes one grace later, well inside the
-		// run. With the default 4 MiB burst it came only after three or
-		// four bursts, and on a loaded CI machine, where the relay reads a
-		// burst more slowly than it is offered, not before the run ended.
-		// Every other persona sends well under 1 MiB at once.
-		c.RateLimits.ByteBurst = 1 << 20
+		// The byte bucket is the default's (1 MiB), smaller than one burst
+		// (2.3 MB): a burster is over its byte rate on its first burst
+		// however slowly a loaded relay reads it, so its 4003 comes one
+		// grace later, well inside the run.
 	})
 }
 

@@ -186,7 +186,9 @@ func startSmallFramesNode(t *testing.T, url, id string, ttl time.Duration) *Node
 	t.Helper()
 	n, err := New(Config{NATSURL: url, NodeID: id, LeaseTTL: ttl}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	require.NoError(t, err)
-	rooms, err := room.New(room.Config{Hooks: n.Hooks(), Workers: 1, MaxFrameBytes: 16 << 10})
+	// A tick budget for the 120 KB the tests send at once (the default,
+	// 64 KiB, would drop part of it with RATE_LIMITED).
+	rooms, err := room.New(room.Config{Hooks: n.Hooks(), Workers: 1, MaxFrameBytes: 16 << 10, SenderTickBytes: 1 << 20})
 	require.NoError(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

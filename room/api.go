@@ -245,7 +245,7 @@ type Config struct {
 	// either are dropped and it is told with Error{RATE_LIMITED}, once per
 	// tick. They keep one member's burst from flooding the others' frames
 	// (and evicting them as slow consumers). Zero means 512 messages and
-	// 256 KiB; the transport raises the byte budget to its largest message.
+	// 64 KiB; the transport raises the byte budget to its largest message.
 	SenderTickMessages int
 	SenderTickBytes    int
 	// CodeLength is the length of server-made room codes, 4 to 16. Zero

@@ -20,7 +20,7 @@ const (
 	defaultInboxCapacity     = 65_536
 	defaultHeadroom          = 10
 	defaultSenderTickMsgs    = 512
-	defaultSenderTickBytes   = 256 << 10
+	defaultSenderTickBytes   = 64 << 10
 	defaultInboxPerSeat      = 1024
 	defaultSeatGrace         = 15 * time.Second
 	defaultMaxSeatGrace      = 2 * time.Minute

@@ -231,7 +231,7 @@ func (c Config) withDefaults() Config {
 	if c.Auth.MaxFailures == 0 {
 		c.Auth.MaxFailures = 3
 	}
-	if c.Room.SenderTickBytes == 0 && c.MaxMessageBytes > 256<<10 {
+	if c.Room.SenderTickBytes == 0 && c.MaxMessageBytes > c.Room.WithDefaults().SenderTickBytes {
 		c.Room.SenderTickBytes = c.MaxMessageBytes // one largest message always fits a tick
 	}
 	if c.Room.MaxFrameBytes == 0 && c.MaxMessageBytes+roomFrameOverhead > 256<<10 {

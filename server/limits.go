@@ -18,8 +18,14 @@ type RateLimits struct {
 	MessagesPerSecond float64
 	MessageBurst      int
 	// BytesPerSecond and ByteBurst are a token bucket on their payload
-	// bytes. Zero means 2 MiB/s and a burst of 4 MiB; the burst is raised to
-	// MaxMessageBytes if it is below, so one largest message always passes.
+	// bytes. Zero means 256 KiB/s and a burst of 1 MiB; the burst is raised
+	// to MaxMessageBytes if it is below, so one largest message always
+	// passes. The rate is what one sender may make its whole room receive
+	// (times its room-mates), so it is set for game traffic (tens of KiB/s a
+	// player) with room to spare, not for bulk transfers; and low enough
+	// that a busy relay still reads a client faster than it, so that a
+	// client sending faster is told and closed instead of only slowed down
+	// by TCP.
 	BytesPerSecond int
 	ByteBurst      int
 	// Grace is how long a connection may keep sending over its limits:
@@ -37,10 +43,10 @@ func (l RateLimits) withDefaults(maxMessage int) RateLimits {
 		l.MessageBurst = 1000
 	}
 	if l.BytesPerSecond == 0 {
-		l.BytesPerSecond = 2 << 20
+		l.BytesPerSecond = 256 << 10
 	}
 	if l.ByteBurst == 0 {
-		l.ByteBurst = 4 << 20
+		l.ByteBurst = 1 << 20
 	}
 	l.ByteBurst = max(l.ByteBurst, maxMessage)
 	if l.Grace == 0 {

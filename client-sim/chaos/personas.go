@@ -36,17 +36,17 @@ type Persona struct {
 }
 
 // The paces and sizes of the attacks. Every flood is far above the limit
-// it tests at the relay's defaults (200 messages/s, 2 MiB/s, a 256 KiB
+// it tests at the relay's defaults (200 messages/s, 256 KiB/s, a 64 KiB
 // tick budget) yet paced, so that a few dozen chaos clients do not spend
 // the cores the honest clients and the relay share with them.
 const (
 	// A non-reader's SO_RCVBUF: its window closes at once. The relay's
 	// kernel send buffer still absorbs megabytes (autotuned), hence the
-	// non-reader's own output: 48 KiB echoed to it every 40 ms (1.2 MiB/s,
-	// 25 messages/s: within the rate limits and the tick budget).
+	// non-reader's own output: 48 KiB echoed to it every 200 ms (240 KiB/s,
+	// 5 messages/s: within the rate limits and the tick budget).
 	nonReaderRcvBuf = 4 << 10
 	nonReaderEcho   = 48 << 10
-	nonReaderEvery  = 40 * time.Millisecond
+	nonReaderEvery  = 200 * time.Millisecond
 
 	floodRcvBuf = 1 << 20              // SO_RCVBUF of a ping flooder (capped by net.core.rmem_max)
 	floodBatch  = 32                   // pings and as many Sends outside a room per write
@@ -54,7 +54,7 @@ const (
 
 	burstCount   = 36
 	burstPayload = 64<<10 - 64            // with the envelope, just under max-message-bytes
-	burstEvery   = 500 * time.Millisecond // 4.5 MiB/s offered: over the 2 MiB/s byte limit
+	burstEvery   = 500 * time.Millisecond // 4.5 MiB/s offered: 18 x the 256 KiB/s byte limit
 
 	kindFloodKinds = 4096
 	kindFloodBatch = 1024                  // latest-only Sends per write, each of another kind
@@ -85,7 +85,7 @@ const (
 var Personas = []Persona{
 	{
 		Name:     "non-reader",
-		Does:     "joins an honest room with a 4 KiB `SO_RCVBUF` and never reads again; has the relay echo 48 KiB to it every 40 ms (1.2 MiB/s, 25 messages/s: within every limit), so that the relay has output to hold back (its kernel send buffer alone absorbs megabytes)",
+		Does:     "joins an honest room with a 4 KiB `SO_RCVBUF` and never reads again; has the relay echo 48 KiB to it every 200 ms (240 KiB/s, 5 messages/s: within every limit), so that the relay has output to hold back (its kernel send buffer alone absorbs megabytes)",
 		Expected: "closed as a slow consumer: `Error{SLOW_CONSUMER}` and close 4000 if they can reach it; as it reads nothing, it is dropped `fail-linger` after its Close (the stream ends or is reset without a Close: `dropped`)",
 		inRoom:   true, gap: 250 * time.Millisecond, attack: nonReader, judge: judgeNonReader,
 	},

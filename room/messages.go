@@ -68,12 +68,28 @@ func (w *worker) sendLeft(s *Seat, requestID uint32, roomID string, reason pb.Le
 	})
 }
 
-// sendJoined confirms the join of me into r.
+// sendJoined confirms the join of me into r. The answer is built in the
+// worker's scratch (joinScratch) and marshalled at once: a join allocates no
+// message tree (for a room of n, n Members and the Joined around them).
 func (w *worker) sendJoined(s *Seat, requestID uint32, r *room, me *member) {
-	w.sendMessage(s, &pb.ServerMessage{
-		RequestId: requestID,
-		Body:      &pb.ServerMessage_Joined{Joined: w.joined(r, me)},
-	})
+	js := &w.joinScratch
+	w.fillJoined(&js.joined, r, me, w.scratchMembers(r))
+	js.body.Joined = &js.joined
+	js.msg.RequestId = requestID
+	js.msg.Body = &js.body
+	w.sendMessage(s, &js.msg)
+	w.clearScratch()
+}
+
+// joinScratch is the message tree sendJoined builds its answer in, reused
+// from one join to the next. Worker only; its references are cleared once
+// the answer is marshalled.
+type joinScratch struct {
+	msg     pb.ServerMessage
+	body    pb.ServerMessage_Joined
+	joined  pb.Joined
+	members []pb.Member
+	ptrs    []*pb.Member
 }
 
 // joined describes r to its member me, as Joined (and the snapshot of a
@@ -83,6 +99,44 @@ func (w *worker) joined(r *room, me *member) *pb.Joined {
 	for i, m := range r.members {
 		members[i] = &pb.Member{PlayerId: m.id, Metadata: m.metadata, UserId: m.userID, Away: m.away}
 	}
+	j := &pb.Joined{}
+	w.fillJoined(j, r, me, members)
+	return j
+}
+
+// scratchMembers describes r's members in the worker's scratch.
+func (w *worker) scratchMembers(r *room) []*pb.Member {
+	js := &w.joinScratch
+	n := len(r.members)
+	if cap(js.members) < n {
+		js.members = make([]pb.Member, n, max(n, 2*cap(js.members)))
+		js.ptrs = make([]*pb.Member, n, cap(js.members))
+	}
+	js.members = js.members[:n]
+	js.ptrs = js.ptrs[:n]
+	for i, m := range r.members {
+		pm := &js.members[i]
+		*pm = pb.Member{PlayerId: m.id, Metadata: m.metadata, UserId: m.userID, Away: m.away}
+		js.ptrs[i] = pm
+	}
+	return js.ptrs
+}
+
+// clearScratch drops the scratch's references once its message is
+// marshalled.
+func (w *worker) clearScratch() {
+	js := &w.joinScratch
+	js.msg.Body = nil
+	js.body.Joined = nil
+	js.joined = pb.Joined{}
+	for i := range js.members {
+		js.members[i] = pb.Member{}
+	}
+	clear(js.ptrs)
+}
+
+// fillJoined fills j as joined says, with members for its Members.
+func (w *worker) fillJoined(j *pb.Joined, r *room, me *member, members []*pb.Member) {
 	mode := pb.RoomMode_ROOM_MODE_TICKED
 	if r.immediate {
 		mode = pb.RoomMode_ROOM_MODE_IMMEDIATE
@@ -92,7 +146,7 @@ func (w *worker) joined(r *room, me *member) *pb.Joined {
 		mode = pb.RoomMode_ROOM_MODE_LOCKSTEP
 		start = r.lockstepStart()
 	}
-	j := &pb.Joined{
+	*j = pb.Joined{
 		RoomId:       r.id,
 		PlayerId:     me.id,
 		HostId:       r.members[0].id,
@@ -108,5 +162,4 @@ func (w *worker) joined(r *room, me *member) *pb.Joined {
 		Lockstep:     start,
 	}
 	me.resumeToken = nil // handed out: only its hash stays
-	return j
 }

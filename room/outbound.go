@@ -5,14 +5,18 @@ import (
 	"sync"
 )
 
-// Outbound buffers are pooled by power-of-two size class, from 256 B to
+// Outbound buffers are pooled by power-of-two size class, from 64 B to
 // 64 KiB. One pool per class (rather than one pool of mixed sizes) is what
 // makes steady state allocation-free: a 50-byte Joined never takes a frame
-// buffer, and a 7 KiB frame never gets a buffer it has to grow. Buffers
+// buffer, and a 7 KiB frame never gets a buffer it has to grow. The small
+// classes matter for memory: an idle seat's replay ring holds the frames of
+// its room's presence events (tens of bytes each) until the client
+// acknowledges them, and a 256-byte buffer for each would be most of what
+// an idle connection keeps. Buffers
 // above the largest class are allocated for the one message and left to the
 // GC, so a rare huge frame does not pin memory in the pool.
 const (
-	minClassShift = 8  // 256 B
+	minClassShift = 6  // 64 B
 	maxClassShift = 16 // 64 KiB
 	numClasses    = maxClassShift - minClassShift + 1
 )

@@ -38,6 +38,8 @@ type worker struct {
 	touched   []*room         // rooms that delivered frames this round (Hooks only)
 	epoch     uint64          // routing epoch, see member.mark
 
+	joinScratch joinScratch // Joined answers are built here (sendJoined)
+
 	count counters // plain, worker-only
 	pub   published
 }

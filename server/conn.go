@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -63,8 +64,8 @@ type conn struct {
 	reject      bool // over MaxConnections: refuse once the request is read
 	broken      bool // the stream cannot be framed any more: discard input
 	badMessages int
-	msg         wire.ClientMessage // reused parse target
-	openedAt    int64              // unix nanos
+	loop        *loopScratch // shared by the connections of its event loop
+	openedAt    int64        // unix nanos
 	limits      connLimits         // per-connection rate limits
 	// The client: its address (behind trusted proxies, the forwarded
 	// one), whether it counts against the per-address connection limit,
@@ -80,7 +81,6 @@ type conn struct {
 	// Join right behind a Leave whose room has not answered): input is not
 	// processed until the seat is ready, so requests keep their order.
 	parked []byte
-	iov    [][]byte // scratch for Writev
 	// remote is set while the connection is in a room another node of the
 	// cluster owns (cluster.go).
 	remote atomic.Pointer[cluster.Remote]
@@ -108,6 +108,24 @@ type conn struct {
 	out outbox
 }
 
+// loopScratch is what the connections of one event loop share, used on that
+// loop only and never across a return to it: the parse target of a request
+// and the slices of a writev. Kept per loop rather than per connection, it
+// costs an idle connection nothing.
+type loopScratch struct {
+	msg wire.ClientMessage // reused parse target (dispatch.go, request)
+	iov [][]byte           // scratch for Writev (outbox.go, flushOut)
+}
+
+// loopScratch returns the scratch of event loop el, made on first use.
+func (s *Server) loopScratch(el gnet.EventLoop) *loopScratch {
+	if v, ok := s.loops.Load(el); ok {
+		return v.(*loopScratch)
+	}
+	v, _ := s.loops.LoadOrStore(el, new(loopScratch))
+	return v.(*loopScratch)
+}
+
 // serverFullAnswer is the HTTP answer past the connection limit.
 var serverFullAnswer = httpAnswer(closes.Of(closes.ServerFull).HTTPStatus, "tickrelay: server full, try again later\n")
 
@@ -125,7 +143,7 @@ func (s *Server) OnBoot(gnet.Engine) gnet.Action { return gnet.None }
 func (s *Server) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	adm, _ := gc.Context().(*admission)
 	now := time.Now().UnixNano()
-	c := &conn{srv: s, gc: gc, openedAt: now, addr: peerAddr(gc.RemoteAddr())}
+	c := &conn{srv: s, gc: gc, loop: s.loopScratch(gc.EventLoop()), openedAt: now, addr: peerAddr(gc.RemoteAddr())}
 	c.proxyPending = s.access.proxyPP && s.access.trusted.Contains(c.addr)
 	c.out.init(c)
 	c.lastRead.Store(now)
@@ -250,8 +268,9 @@ func (s *Server) handshake(c *conn, in []byte) (gnet.Action, bool) {
 	// that has read its 101 may send at once, and whatever closes it from
 	// then on (a shutdown, its own address limit) must find an open
 	// connection that gets a Close frame, with its address counted.
-	var answer heldAnswer
-	res, err := wsproto.Handshake(in, &answer, &s.hs)
+	answer := answerPool.Get().(*heldAnswer)
+	defer answer.release()
+	res, err := wsproto.Handshake(in, answer, &s.hs)
 	if res.NeedMore && err == nil {
 		return gnet.None, false
 	}
@@ -329,7 +348,21 @@ func (c *conn) shutAnsweredIfFlushed() {
 
 // heldAnswer keeps the one HTTP answer wsproto.Handshake writes, for the
 // connection to send once it is ready for what follows it.
+// They are pooled: gnet copies what it cannot write at once, so the buffer
+// is free again when the handshake returns.
 type heldAnswer struct{ b []byte }
+
+var answerPool = sync.Pool{New: func() any { return &heldAnswer{b: make([]byte, 0, 256)} }}
+
+// release puts a back in answerPool (an answer that grew past 1 KiB is
+// left to the GC).
+func (a *heldAnswer) release() {
+	if cap(a.b) > 1<<10 {
+		return
+	}
+	a.b = a.b[:0]
+	answerPool.Put(a)
+}
 
 func (a *heldAnswer) Write(p []byte) (int, error) {
 	a.b = append(a.b, p...)

@@ -55,38 +55,39 @@ func rateRetryHint(wait time.Duration) time.Duration {
 
 // request handles one admitted envelope.
 func (s *Server) request(c *conn, payload []byte) gnet.Action {
-	err := wire.ParseClientMessage(payload, &c.msg)
+	msg := &c.loop.msg
+	err := wire.ParseClientMessage(payload, msg)
 	if errors.Is(err, wire.ErrTooManyTargets) {
-		writeError(c, c.msg.RequestID, pb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, err.Error())
+		writeError(c, msg.RequestID, pb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, err.Error())
 		return gnet.None
 	}
 	if err != nil {
 		return s.badMessage(c, "undecodable envelope: "+err.Error())
 	}
-	rid := c.msg.RequestID
+	rid := msg.RequestID
 	if r := c.remote.Load(); r != nil {
-		switch c.msg.Body {
+		switch msg.Body {
 		case wire.BodyJoin, wire.BodyResume, wire.BodyAuthenticate:
 			// Routed (or answered) here, below.
 		default:
 			// In a room of another node: its owner answers (acks too).
-			if !r.Forward(payload, &c.msg) {
+			if !r.Forward(payload, msg) {
 				c.close(closes.Restart, "the relay's link to the room's node is congested: resume", false)
 			}
 			return gnet.None
 		}
 	}
-	if c.msg.Ack != 0 && c.seat != nil {
-		c.seat.Ack(c.msg.Ack) // frames the client holds: the room lets them go
+	if msg.Ack != 0 && c.seat != nil {
+		c.seat.Ack(msg.Ack) // frames the client holds: the room lets them go
 	}
-	switch c.msg.Body {
+	switch msg.Body {
 	case wire.BodySend:
-		if err := s.rooms.Send(c.seat, rid, &c.msg.Send); err != nil {
+		if err := s.rooms.Send(c.seat, rid, &msg.Send); err != nil {
 			writeError(c, rid, room.ErrorCode(err), err.Error())
 		}
 		return gnet.None
 	case wire.BodyInput:
-		if err := s.rooms.Input(c.seat, rid, &c.msg.Input); err != nil {
+		if err := s.rooms.Input(c.seat, rid, &msg.Input); err != nil {
 			writeError(c, rid, room.ErrorCode(err), err.Error())
 		}
 		return gnet.None
@@ -135,7 +136,7 @@ func (s *Server) request(c *conn, payload []byte) gnet.Action {
 		}))
 		return gnet.None
 	default:
-		if c.msg.Ack != 0 {
+		if msg.Ack != 0 {
 			return gnet.None // an acknowledgement alone: no answer
 		}
 		return s.badMessage(c, "envelope has no body")
@@ -294,6 +295,7 @@ func (s *Server) unpark(c *conn) bool {
 
 // badMessage answers an undecodable envelope; repeated ones close the
 // connection with 1008, since a client that keeps sending garbage is broken.
+// Called from request only: the loop's parse target holds c's envelope.
 func (s *Server) badMessage(c *conn, text string) gnet.Action {
 	c.badMessages++
 	s.stats.badMessages.Add(1)
@@ -301,6 +303,6 @@ func (s *Server) badMessage(c *conn, text string) gnet.Action {
 		c.close(closes.Policy, "too many malformed messages: "+text, true)
 		return gnet.None
 	}
-	writeError(c, c.msg.RequestID, pb.ErrorCode_ERROR_CODE_BAD_MESSAGE, text)
+	writeError(c, c.loop.msg.RequestID, pb.ErrorCode_ERROR_CODE_BAD_MESSAGE, text)
 	return gnet.None
 }

@@ -265,12 +265,13 @@ func (c *conn) flushOut(all bool) {
 		if end-n == 1 {
 			_, err = c.gc.Write(items[n].b)
 		} else {
-			c.iov = c.iov[:0]
+			iov := c.loop.iov[:0]
 			for _, it := range items[n:end] {
-				c.iov = append(c.iov, it.b)
+				iov = append(iov, it.b)
 			}
-			_, err = c.gc.Writev(c.iov)
-			clear(c.iov)
+			_, err = c.gc.Writev(iov)
+			clear(iov)
+			c.loop.iov = iov
 		}
 		for _, it := range items[n:end] {
 			written += int64(len(it.b))

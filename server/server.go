@@ -49,6 +49,7 @@ type Server struct {
 	cluster *cluster.Node
 	hs      wsproto.HandshakeConfig
 	conns   registry
+	loops   sync.Map // gnet.EventLoop -> *loopScratch
 	stats   *counters
 	pol     atomic.Pointer[livePolicy]
 	access  *access

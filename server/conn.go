@@ -66,7 +66,7 @@ type conn struct {
 	badMessages int
 	loop        *loopScratch // shared by the connections of its event loop
 	openedAt    int64        // unix nanos
-	limits      connLimits         // per-connection rate limits
+	limits      connLimits   // per-connection rate limits
 	// The client: its address (behind trusted proxies, the forwarded
 	// one), whether it counts against the per-address connection limit,
 	// the claims of a token it presented for the whole connection, and its

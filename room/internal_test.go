@@ -101,7 +101,7 @@ func TestOutboundPool(t *testing.T) {
 	t.Parallel()
 	p := &outboundPool{headroom: 10}
 	for _, c := range []struct{ size, wantCap int }{
-		{0, 256}, {246, 256}, {247, 512}, {5000, 8192}, {64<<10 - 10, 64 << 10},
+		{0, 64}, {54, 64}, {55, 128}, {118, 128}, {119, 256}, {246, 256}, {247, 512}, {5000, 8192}, {64<<10 - 10, 64 << 10},
 	} {
 		o := p.get(c.size)
 		require.Equal(t, c.wantCap, cap(o.buf), "size %d", c.size)

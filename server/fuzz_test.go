@@ -34,6 +34,7 @@ type fakeConn struct {
 func (f *fakeConn) Context() any                  { return f.ctx }
 func (f *fakeConn) SetContext(c any)              { f.ctx = c }
 func (f *fakeConn) Fd() int                       { return -1 }
+func (f *fakeConn) EventLoop() gnet.EventLoop     { return nil } // one loop: the scratch keyed by nil
 func (f *fakeConn) RemoteAddr() net.Addr          { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1} }
 func (f *fakeConn) InboundBuffered() int          { return len(f.in) }
 func (f *fakeConn) OutboundBuffered() int         { return 0 }

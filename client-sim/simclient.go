@@ -400,9 +400,13 @@ func centrifugoDialKind(err error) string {
 // joinKind classifies a Join error for the report.
 func joinKind(err error) string {
 	var se *client.ServerError
+	var ce *client.CloseError
 	switch {
 	case errors.As(err, &se):
 		return "join:" + codeName(se.Code)
+	case errors.As(err, &ce) && ce.Code >= 4000:
+		// The relay's own close codes say why (4002: server full).
+		return "join:closed_" + strconv.Itoa(ce.Code)
 	case errors.Is(err, client.ErrClosed):
 		return "join:closed"
 	case errors.Is(err, context.DeadlineExceeded):

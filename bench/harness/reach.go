@@ -61,9 +61,13 @@ type ReachFigures struct {
 
 // OverLimit is the attempt past the relay's -max-connections.
 type OverLimit struct {
-	Attempted   int              `json:"attempted"`
-	Accepted    int              `json:"accepted"`
-	Refused503  int64            `json:"refused_503"`
+	Attempted  int   `json:"attempted"`
+	Accepted   int   `json:"accepted"`
+	Refused503 int64 `json:"refused_503"`
+	// Refused4002: upgraded, then closed with 4002 (server full) and a
+	// reason, as the relay answers near its limit so that a browser can
+	// read why (docs/PROTOCOL.md); client-sim's join:closed_4002.
+	Refused4002 int64            `json:"refused_4002"`
 	OtherErrors map[string]int64 `json:"other_errors,omitempty"`
 	// The relay's own gauges while the extra process held what it got.
 	ConnsOpen float64 `json:"conns_open"` // -1: not read
@@ -300,8 +304,10 @@ func (h *harness) overLimit(ctx context.Context, sc Scenario, sys System, srv *s
 	}
 	o.Accepted = rep.Connected
 	o.Refused503 = rep.Errors["dial:http_503"]
+	o.Refused4002 = rep.Errors["join:closed_4002"]
 	o.OtherErrors = maps.Clone(rep.Errors)
 	delete(o.OtherErrors, "dial:http_503")
+	delete(o.OtherErrors, "join:closed_4002")
 	return o, nil
 }
 

@@ -51,6 +51,9 @@ type record struct {
 	// it. Worker only.
 	superseded bool
 	refs       int32
+	// bcastIdx is 1 + the record's index in its room's broadcast log while
+	// it is there (0: not logged). Worker only.
+	bcastIdx int32
 }
 
 // recordPool recycles records across goroutines (Send allocates on the

@@ -78,6 +78,13 @@ type room struct {
 
 	// ls is the state of a LOCKSTEP room; nil in other modes.
 	ls *lockstep
+
+	// log holds the broadcasts (Sends without targets) routed since the
+	// last flush, in routing order, one reference each; logBuf their
+	// encodings back to back, so that a member's frame copies runs of
+	// them at once. See broadcast.go.
+	bcast    []bcastEntry
+	bcastBuf []byte
 }
 
 // member is one player of a room, owned by the room's worker.
@@ -96,11 +103,17 @@ type member struct {
 	// mark dedupes targets while one message is routed (see worker.epoch).
 	mark uint64
 
-	// pending holds what is addressed to this member in the current tick,
-	// in routing order; nil entries (and records marked superseded) are
-	// latest-only updates superseded
-	// since they were queued.
-	pending []*record
+	// pending holds what is addressed to this member alone (targeted
+	// messages, events) in the current tick, in routing order; nil
+	// entries (and records marked superseded) are latest-only updates
+	// superseded since they were queued. pendingAt[i] is the length of
+	// the room's broadcast log when pending[i] was queued: it goes after
+	// the broadcasts before that index. bcastFrom is the first log entry
+	// this member gets (it joined, or had the log spilled into pending,
+	// after the earlier ones).
+	pending   []*record
+	pendingAt []int32
+	bcastFrom int
 	// backlog holds what a congested peer could not take yet. backlogIdx maps
 	// a latest-only (sender, kind) to its index in backlog, for conflation
 	// across ticks. backlogLive counts the non-nil entries.
@@ -268,7 +281,7 @@ func (w *worker) createRoom(id string, j *joinCmd) (*room, error) {
 // addMember adds s to r and announces it to the others.
 func (w *worker) addMember(r *room, s *Seat, metadata map[string]string, userID string) *member {
 	r.lastID++
-	m := &member{id: r.lastID, seat: s, room: r, joinedAt: w.now, lastSent: stamp(w.now), metadata: metadata, userID: userID}
+	m := &member{id: r.lastID, seat: s, room: r, joinedAt: w.now, lastSent: stamp(w.now), metadata: metadata, userID: userID, bcastFrom: len(r.bcast)}
 	if r.ls != nil {
 		m.ls = r.ls.newSeat()
 	}
@@ -335,6 +348,7 @@ func (w *worker) destroyRoom(r *room) {
 	if r.ls != nil {
 		w.dropLog(r)
 	}
+	w.resetBcast(r)
 	w.sched.remove(r)
 	delete(w.rooms, r.id)
 	w.m.roomCount.Add(-1)

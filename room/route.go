@@ -173,17 +173,11 @@ func (w *worker) route(r *room, from *member, rec *record) {
 		w.supersede(from, rec)
 	}
 	if len(rec.targets) == 0 {
-		// The hot path (a broadcast): one append per recipient and one
-		// reference count update for all of them.
-		n := int32(0)
-		for _, to := range r.members {
-			if to != from || rec.echo {
-				to.pending = append(to.pending, rec)
-				n++
-			}
-		}
-		rec.refs += n
-		if n > 0 {
+		// The hot path (a broadcast): one entry in the room's broadcast
+		// log for the tick, one reference for all recipients; each
+		// member's frame is built from the log (see writeLogFrame).
+		if len(r.members) > 1 || rec.echo {
+			w.logBroadcast(r, rec)
 			w.markDirty(r)
 		}
 		return
@@ -214,6 +208,9 @@ func (w *worker) supersede(from *member, rec *record) {
 	if old := from.latest[rec.kind]; old != nil {
 		if !old.superseded && old.echo == rec.echo && slices.Equal(old.targets, rec.targets) {
 			old.superseded = true
+			if i := int(old.bcastIdx) - 1; i >= 0 && i < len(from.room.bcast) && from.room.bcast[i].rec == old {
+				from.room.bcast[i].superseded = true
+			}
 			w.count.dropped++
 		}
 		w.release(old)
@@ -222,9 +219,11 @@ func (w *worker) supersede(from *member, rec *record) {
 	rec.refs++ // the sender's reference, released when the tick ends
 }
 
-// enqueue appends rec to m's pending list, taking a reference.
+// enqueue appends rec to m's pending list, taking a reference. It goes
+// after the broadcasts logged so far, before those logged later.
 func (w *worker) enqueue(r *room, m *member, rec *record) {
 	m.pending = append(m.pending, rec)
+	m.pendingAt = append(m.pendingAt, int32(len(r.bcast)))
 	rec.refs++
 	w.markDirty(r)
 }

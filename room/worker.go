@@ -35,6 +35,7 @@ type worker struct {
 	dirty     []*room         // immediate rooms to flush at the end of the batch
 	waiters   []chan struct{} // closed at the end of the batch
 	evictions []*member       // slow consumers found during a flush
+	spill     []*record       // scratch of spillBcast
 	touched   []*room         // rooms that delivered frames this round (Hooks only)
 	epoch     uint64          // routing epoch, see member.mark
 

@@ -175,7 +175,15 @@ func (w *worker) route(r *room, from *member, rec *record) {
 	if len(rec.targets) == 0 {
 		// The hot path (a broadcast): one entry in the room's broadcast
 		// log for the tick, one reference for all recipients; each
-		// member's frame is built from the log (see writeLogFrame).
+		// member's frame is built from the log (see broadcast.go).
+		if w.perMemberRoute {
+			for _, to := range r.members {
+				if to != from || rec.echo {
+					w.enqueue(r, to, rec)
+				}
+			}
+			return
+		}
 		if len(r.members) > 1 || rec.echo {
 			w.logBroadcast(r, rec)
 			w.markDirty(r)

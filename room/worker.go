@@ -36,8 +36,12 @@ type worker struct {
 	waiters   []chan struct{} // closed at the end of the batch
 	evictions []*member       // slow consumers found during a flush
 	spill     []*record       // scratch of spillBcast
-	touched   []*room         // rooms that delivered frames this round (Hooks only)
-	epoch     uint64          // routing epoch, see member.mark
+	// perMemberRoute (tests only) routes broadcasts into every
+	// recipient's pending list, without the room's broadcast log: the
+	// reference the log's frames are checked against.
+	perMemberRoute bool
+	touched        []*room // rooms that delivered frames this round (Hooks only)
+	epoch          uint64  // routing epoch, see member.mark
 
 	joinScratch joinScratch // Joined answers are built here (sendJoined)
 

@@ -92,7 +92,8 @@ func (w *worker) disconnect(s *Seat, keep bool) {
 }
 
 // send processes a queued Send: check the sender's budget for this tick,
-// encode once, route to the recipients' pending lists.
+// encode once, route to the room's broadcast log or the recipients'
+// pending lists.
 func (w *worker) send(s *Seat, rec *record) {
 	from := w.memberOf(s)
 	if from == nil {
@@ -159,15 +160,17 @@ func (w *worker) withinBudget(r *room, from *member, rec *record) bool {
 }
 
 // route queues rec for its recipients: every other member when it has no
-// targets, else the listed members (unknown ids skipped, duplicates once);
-// the sender too when echo is set, and only then.
+// targets (once, in the room's broadcast log: see broadcast.go), else the
+// listed members (unknown ids skipped, duplicates once), in their pending
+// lists; the sender too when echo is set, and only then.
 //
 // A latest-only message supersedes the sender's previous one of the same
 // kind still waiting for this tick when both go to the same recipients (the
-// same targets and echo), in constant time: the old record is marked
-// superseded and every pending list holding it skips it. Updates to other
-// recipients are both delivered, in order: dropping the old one for some of
-// its recipients only would need a search of their pending lists.
+// same targets and echo), in constant time: the old record (and its log
+// entry) is marked superseded and every list holding it skips it. Updates
+// to other recipients are both delivered, in order: dropping the old one
+// for some of its recipients only would need a search of their pending
+// lists.
 func (w *worker) route(r *room, from *member, rec *record) {
 	if rec.latestOnly {
 		w.supersede(from, rec)

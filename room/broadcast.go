@@ -8,9 +8,13 @@ import "github.com/tickrelay/tickrelay/proto/wire"
 // sender (the sender too with echo), so rather than appending it to every
 // member's pending list, routing appends it here once; at the flush each
 // member's frame is built from the log, skipping its own records and the
-// superseded ones, merged in routing order with its pending list (what was
-// addressed to it alone: targeted messages, events), copying runs of
-// consecutive broadcasts at once (writeBcastFrame).
+// superseded ones, after its pending list (what was addressed to it alone:
+// targeted messages, events), copying runs of consecutive broadcasts at
+// once (writeBcastFrame). Queueing something for one member first moves
+// the log's entries it has not had into its pending list (enqueue), so
+// that its pending list always precedes its entries of the log: routing
+// order without a merge. In a room of broadcasts that costs nothing; a
+// targeted message costs its recipient what per-member routing would have.
 //
 // The common case only takes that path: a member attached, not congested,
 // with no backlog, whose tick fits one frame. Any other (congested or
@@ -52,7 +56,7 @@ func (w *worker) logBroadcast(r *room, rec *record) {
 // superseded or not (like a superseded entry of a pending list, it counts
 // as something queued).
 func (r *room) hasBcast(m *member) bool {
-	for i := m.bcastFrom; i < len(r.bcast); i++ {
+	for i := int(m.bcastFrom); i < len(r.bcast); i++ {
 		if r.bcast[i].to(m) {
 			return true
 		}
@@ -61,37 +65,23 @@ func (r *room) hasBcast(m *member) bool {
 }
 
 // spillBcast moves the broadcasts of r's log addressed to m (from
-// m.bcastFrom on) into m's pending list, merged in routing order with what
-// is there, each taking a reference: m's messages then take the per-member
-// paths. The log itself is unchanged; m gets none of its entries again.
+// m.bcastFrom on) to the end of m's pending list, in order, each taking a
+// reference: before anything queued for m alone (enqueue), and before m's
+// messages take the per-member paths. The log itself is unchanged; m gets
+// none of its entries again.
 func (w *worker) spillBcast(r *room, m *member) {
-	if m.bcastFrom >= len(r.bcast) {
-		return
-	}
-	out := w.spill[:0]
-	j := 0
-	for i := m.bcastFrom; i < len(r.bcast); i++ {
-		for ; j < len(m.pending) && int(m.pendingAt[j]) <= i; j++ {
-			out = append(out, m.pending[j])
-		}
+	for i := int(m.bcastFrom); i < len(r.bcast); i++ {
 		if e := &r.bcast[i]; e.to(m) {
-			out = append(out, e.rec)
+			m.pending = append(m.pending, e.rec)
 			e.rec.refs++
 		}
 	}
-	out = append(out, m.pending[j:]...)
-	m.pending = append(m.pending[:0], out...)
-	m.pendingAt = m.pendingAt[:0]
-	for range m.pending {
-		m.pendingAt = append(m.pendingAt, int32(len(r.bcast)))
-	}
-	m.bcastFrom = len(r.bcast)
-	clear(out)
-	w.spill = out[:0]
+	m.bcastFrom = int32(len(r.bcast))
 }
 
 // resetBcast empties r's broadcast log at the end of a flush (every member
-// has had its entries, in a frame or spilled) or when r is destroyed.
+// has had its entries, in a frame or moved to its pending list) or when r
+// is destroyed.
 func (w *worker) resetBcast(r *room) {
 	for i := range r.bcast {
 		rec := r.bcast[i].rec
@@ -107,38 +97,31 @@ func (w *worker) resetBcast(r *room) {
 	}
 	for _, m := range r.members {
 		m.bcastFrom = 0
-		// Empty after a flush; kept right should anything be queued.
-		clear(m.pendingAt)
 	}
 }
 
-// writeBcastFrame builds m's frame of tick from r's broadcast log merged
-// with m's pending list, and delivers it: the common case of flushMember
-// (m attached, not congested, no backlog). It handles only a tick that
-// fits one frame and holds no lockstep records, and reports false, having
-// done nothing, otherwise: the caller spills the log and goes the
-// per-member way.
+// writeBcastFrame builds m's frame of tick from its pending list followed
+// by its entries of r's broadcast log, and delivers it: the common case of
+// flushMember (m attached, not congested, no backlog). It handles only a
+// tick that fits one frame and holds no lockstep records, and reports
+// false, having done nothing, otherwise: the caller moves the log's
+// entries into the pending list and goes the per-member way.
 func (w *worker) writeBcastFrame(r *room, m *member, tick uint64) bool {
-	log, pending, at := r.bcast, m.pending, m.pendingAt
+	log := r.bcast[m.bcastFrom:]
 	size, deliveries := 0, 0
-	j := 0
-	for i := m.bcastFrom; ; i++ {
-		for ; j < len(pending) && (i == len(log) || int(at[j]) <= i); j++ {
-			rec := pending[j]
-			if rec == nil || rec.superseded {
-				continue
-			}
-			if rec.inputSet || rec.lead {
-				return false
-			}
-			size += len(rec.enc)
-			if !rec.event {
-				deliveries++
-			}
+	for _, rec := range m.pending {
+		if rec == nil || rec.superseded {
+			continue
 		}
-		if i == len(log) {
-			break
+		if rec.inputSet || rec.lead {
+			return false
 		}
+		size += len(rec.enc)
+		if !rec.event {
+			deliveries++
+		}
+	}
+	for i := range log {
 		if e := &log[i]; e.to(m) && !e.superseded {
 			size += e.end - e.start
 			deliveries++
@@ -151,20 +134,15 @@ func (w *worker) writeBcastFrame(r *room, m *member, tick uint64) bool {
 		seq := m.seq + 1
 		out := w.m.outbound.get(wire.FrameSize(tick, seq, size))
 		b := wire.AppendFrameStart(out.buf, tick, seq, size)
-		run, runEnd := -1, 0 // the run of broadcasts not copied yet, in bcastBuf
-		j = 0
-		for i := m.bcastFrom; i < len(log); i++ {
-			if j < len(pending) && int(at[j]) <= i {
-				if run >= 0 {
-					b = append(b, r.bcastBuf[run:runEnd]...)
-					run = -1
-				}
-				for ; j < len(pending) && int(at[j]) <= i; j++ {
-					if rec := pending[j]; rec != nil && !rec.superseded {
-						b = append(b, rec.enc...)
-					}
-				}
+		for _, rec := range m.pending {
+			if rec != nil && !rec.superseded {
+				b = append(b, rec.enc...)
 			}
+		}
+		// Runs of consecutive broadcasts for m are contiguous in
+		// bcastBuf: one copy each.
+		run, runEnd := -1, 0
+		for i := range log {
 			e := &log[i]
 			if !e.to(m) || e.superseded {
 				if run >= 0 {
@@ -181,16 +159,11 @@ func (w *worker) writeBcastFrame(r *room, m *member, tick uint64) bool {
 		if run >= 0 {
 			b = append(b, r.bcastBuf[run:runEnd]...)
 		}
-		for ; j < len(pending); j++ {
-			if rec := pending[j]; rec != nil && !rec.superseded {
-				b = append(b, rec.enc...)
-			}
-		}
 		w.sendFrame(r, m, seq, out, b, deliveries)
 	}
 	// With only superseded entries, no frame, as writeFrames.
 	m.lastSent = stamp(w.now)
 	w.clearPending(m)
-	m.bcastFrom = len(log)
+	m.bcastFrom = int32(len(r.bcast))
 	return true
 }

@@ -230,8 +230,6 @@ func (w *worker) releasePendingPrefix(m *member, n int) {
 	rest := copy(m.pending, m.pending[n:])
 	clear(m.pending[rest:])
 	m.pending = m.pending[:rest]
-	copy(m.pendingAt, m.pendingAt[n:])
-	m.pendingAt = m.pendingAt[:rest]
 }
 
 // releaseBacklogPrefix releases the first n entries of m's backlog (already
@@ -294,7 +292,6 @@ func (w *worker) moveToBacklog(m *member) {
 	}
 	clear(m.pending)
 	m.pending = m.pending[:0]
-	m.pendingAt = m.pendingAt[:0]
 	// A peer congested for long with only superseded updates would grow
 	// the backlog with nil entries while its bytes stay small; compact.
 	if len(m.backlog) > 64 && len(m.backlog) > 2*m.backlogLive {
@@ -337,7 +334,6 @@ func (w *worker) clearPending(m *member) {
 	}
 	clear(m.pending)
 	m.pending = m.pending[:0]
-	m.pendingAt = m.pendingAt[:0]
 }
 
 // clearBacklog releases m's backlog.
@@ -390,7 +386,7 @@ func (w *worker) dropRing(m *member) {
 // dropQueued releases everything still queued for m, and what m holds as
 // a sender.
 func (w *worker) dropQueued(m *member) {
-	m.bcastFrom = len(m.room.bcast)
+	m.bcastFrom = int32(len(m.room.bcast))
 	w.clearPending(m)
 	w.clearBacklog(m)
 	w.endLatestWindow(m)

@@ -89,13 +89,17 @@ type room struct {
 
 // member is one player of a room, owned by the room's worker.
 type member struct {
-	id       uint32
-	seat     *Seat
-	room     *room
-	joinedAt time.Time
-	metadata map[string]string
-	userID   string // from the auth token, "" without auth
-	lastSent int64  // stamp of the last frame handed over, for keep-alives
+	id uint32
+	// bcastFrom is the first entry of the room's broadcast log this member
+	// gets: it joined, or had the log moved into pending, after the
+	// earlier ones.
+	bcastFrom int32
+	seat      *Seat
+	room      *room
+	joinedAt  time.Time
+	metadata  map[string]string
+	userID    string // from the auth token, "" without auth
+	lastSent  int64  // stamp of the last frame handed over, for keep-alives
 	// resumeToken is the token to hand out in the Joined or Resumed being
 	// built (nil once sent: only its hash is kept).
 	resumeToken []byte
@@ -103,17 +107,13 @@ type member struct {
 	// mark dedupes targets while one message is routed (see worker.epoch).
 	mark uint64
 
-	// pending holds what is addressed to this member alone (targeted
-	// messages, events) in the current tick, in routing order; nil
-	// entries (and records marked superseded) are latest-only updates
-	// superseded since they were queued. pendingAt[i] is the length of
-	// the room's broadcast log when pending[i] was queued: it goes after
-	// the broadcasts before that index. bcastFrom is the first log entry
-	// this member gets (it joined, or had the log spilled into pending,
-	// after the earlier ones).
-	pending   []*record
-	pendingAt []int32
-	bcastFrom int
+	// pending holds what is addressed to this member in the current tick
+	// outside the room's broadcast log (targeted messages, events, and
+	// broadcasts moved out of the log), in routing order, all of it
+	// before the log's entries from bcastFrom on; nil entries (and records
+	// marked superseded) are latest-only updates superseded since they
+	// were queued.
+	pending []*record
 	// backlog holds what a congested peer could not take yet. backlogIdx maps
 	// a latest-only (sender, kind) to its index in backlog, for conflation
 	// across ticks. backlogLive counts the non-nil entries.
@@ -281,7 +281,7 @@ func (w *worker) createRoom(id string, j *joinCmd) (*room, error) {
 // addMember adds s to r and announces it to the others.
 func (w *worker) addMember(r *room, s *Seat, metadata map[string]string, userID string) *member {
 	r.lastID++
-	m := &member{id: r.lastID, seat: s, room: r, joinedAt: w.now, lastSent: stamp(w.now), metadata: metadata, userID: userID, bcastFrom: len(r.bcast)}
+	m := &member{id: r.lastID, seat: s, room: r, joinedAt: w.now, lastSent: stamp(w.now), metadata: metadata, userID: userID, bcastFrom: int32(len(r.bcast))}
 	if r.ls != nil {
 		m.ls = r.ls.newSeat()
 	}

@@ -231,10 +231,11 @@ func (w *worker) supersede(from *member, rec *record) {
 }
 
 // enqueue appends rec to m's pending list, taking a reference. It goes
-// after the broadcasts logged so far, before those logged later.
+// after the broadcasts logged so far, so those m has not had yet move into
+// the list first (m's pending list always precedes its entries of the log).
 func (w *worker) enqueue(r *room, m *member, rec *record) {
+	w.spillBcast(r, m)
 	m.pending = append(m.pending, rec)
-	m.pendingAt = append(m.pendingAt, int32(len(r.bcast)))
 	rec.refs++
 	w.markDirty(r)
 }

@@ -35,7 +35,6 @@ type worker struct {
 	dirty     []*room         // immediate rooms to flush at the end of the batch
 	waiters   []chan struct{} // closed at the end of the batch
 	evictions []*member       // slow consumers found during a flush
-	spill     []*record       // scratch of spillBcast
 	// perMemberRoute (tests only) routes broadcasts into every
 	// recipient's pending list, without the room's broadcast log: the
 	// reference the log's frames are checked against.

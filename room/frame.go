@@ -28,6 +28,9 @@ func (w *worker) flushRoom(r *room, tick uint64, keepAlive bool) bool {
 		}
 		w.endLatestWindow(m)
 	}
+	// Every member has had the log's entries (framed or spilled); before
+	// the evictions below queue events behind an empty log.
+	w.resetBcast(r)
 	if w.m.cfg.Hooks != nil {
 		// After every frame of the tick: an input is acknowledged only
 		// once the frames carrying it are out.
@@ -51,7 +54,8 @@ func (w *worker) flushRoom(r *room, tick uint64, keepAlive bool) bool {
 // flushMember builds m's frames of tick, or moves its messages to its
 // backlog when its peer is congested. It reports whether it sent anything.
 func (w *worker) flushMember(r *room, m *member, tick uint64, keepAlive bool) bool {
-	queued := len(m.pending) > 0 || len(m.backlog) > 0
+	logged := r.hasBcast(m)
+	queued := logged || len(m.pending) > 0 || len(m.backlog) > 0
 	if !queued && !keepAlive {
 		return false // checked first: it needs no look at the seat's memory
 	}
@@ -64,6 +68,12 @@ func (w *worker) flushMember(r *room, m *member, tick uint64, keepAlive bool) bo
 	}
 	congested := m.seat.peer.Congested()
 	if !congested && len(m.backlog) == 0 {
+		if logged {
+			if w.writeBcastFrame(r, m, tick) {
+				return true
+			}
+			w.spillBcast(r, m) // several frames, or lockstep records
+		}
 		n := w.writeFrames(r, m, m.pending, tick, true)
 		if n == len(m.pending) {
 			w.clearPending(m)
@@ -78,6 +88,7 @@ func (w *worker) flushMember(r *room, m *member, tick uint64, keepAlive bool) bo
 	}
 	// Congested, or draining a backlog: pending joins the backlog first
 	// (with latest-only conflation), so the backlog goes out ahead of it.
+	w.spillBcast(r, m)
 	w.moveToBacklog(m)
 	if congested {
 		w.evictIfBacklogTooBig(m)
@@ -97,6 +108,7 @@ func (w *worker) flushMember(r *room, m *member, tick uint64, keepAlive bool) bo
 // grace its frames are built all the same, into the replay ring, for a
 // resume; without one its messages are dropped.
 func (w *worker) flushDetached(r *room, m *member, tick uint64) {
+	w.spillBcast(r, m)
 	if r.grace == 0 || len(m.pending) == 0 && len(m.backlog) == 0 {
 		w.dropQueued(m)
 		return
@@ -180,17 +192,7 @@ func (w *worker) writeFrames(r *room, m *member, items []*record, tick uint64, y
 				}
 			}
 		}
-		out.buf = wire.AppendFrameEnd(b, seq)
-		m.seq = seq
-		w.count.frames++
-		w.count.frameBytes += uint64(len(out.buf) - out.headroom)
-		w.count.deliveries += uint64(deliveries)
-		r.deliveries += uint64(deliveries)
-		if r.grace > 0 {
-			w.keepForReplay(r, m, seq, out)
-		}
-		w.deliver(m.seat, out)
-		w.framesDelivered(r)
+		w.sendFrame(r, m, seq, out, b, deliveries)
 		if yieldWhenCongested && i < len(items) && !m.detached() && m.seat.peer.Congested() {
 			m.lastSent = stamp(w.now)
 			return i
@@ -198,6 +200,23 @@ func (w *worker) writeFrames(r *room, m *member, items []*record, tick uint64, y
 	}
 	m.lastSent = stamp(w.now)
 	return len(items)
+}
+
+// sendFrame ends frame seq of m, its records in b (out's buffer), and
+// delivers it, keeping it for replay when r has a seat grace; deliveries
+// is how many relayed messages it carries.
+func (w *worker) sendFrame(r *room, m *member, seq uint64, out *Outbound, b []byte, deliveries int) {
+	out.buf = wire.AppendFrameEnd(b, seq)
+	m.seq = seq
+	w.count.frames++
+	w.count.frameBytes += uint64(len(out.buf) - out.headroom)
+	w.count.deliveries += uint64(deliveries)
+	r.deliveries += uint64(deliveries)
+	if r.grace > 0 {
+		w.keepForReplay(r, m, seq, out)
+	}
+	w.deliver(m.seat, out)
+	w.framesDelivered(r)
 }
 
 // releasePendingPrefix releases the first n entries of m's pending list
@@ -367,6 +386,7 @@ func (w *worker) dropRing(m *member) {
 // dropQueued releases everything still queued for m, and what m holds as
 // a sender.
 func (w *worker) dropQueued(m *member) {
+	m.bcastFrom = int32(len(m.room.bcast))
 	w.clearPending(m)
 	w.clearBacklog(m)
 	w.endLatestWindow(m)
@@ -381,6 +401,7 @@ func (w *worker) flushLeaver(m *member) {
 		w.dropQueued(m)
 		return
 	}
+	w.spillBcast(m.room, m)
 	if len(m.backlog) > 0 {
 		w.moveToBacklog(m)
 		w.writeFrames(m.room, m, m.backlog, m.room.tick+1, false)

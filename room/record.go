@@ -29,6 +29,9 @@ type record struct {
 	payloadLen int
 	targets    []uint32
 	requestID  uint32
+	// bcastIdx is 1 + the record's index in its room's broadcast log while
+	// it is there (0: not logged). Worker only.
+	bcastIdx   int32
 	seq        uint64 // Send.seq (0: none)
 	sender     uint32 // player id, set by the worker
 	kind       uint32

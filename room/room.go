@@ -78,17 +78,28 @@ type room struct {
 
 	// ls is the state of a LOCKSTEP room; nil in other modes.
 	ls *lockstep
+
+	// log holds the broadcasts (Sends without targets) routed since the
+	// last flush, in routing order, one reference each; logBuf their
+	// encodings back to back, so that a member's frame copies runs of
+	// them at once. See broadcast.go.
+	bcast    []bcastEntry
+	bcastBuf []byte
 }
 
 // member is one player of a room, owned by the room's worker.
 type member struct {
-	id       uint32
-	seat     *Seat
-	room     *room
-	joinedAt time.Time
-	metadata map[string]string
-	userID   string // from the auth token, "" without auth
-	lastSent int64  // stamp of the last frame handed over, for keep-alives
+	id uint32
+	// bcastFrom is the first entry of the room's broadcast log this member
+	// gets: it joined, or had the log moved into pending, after the
+	// earlier ones.
+	bcastFrom int32
+	seat      *Seat
+	room      *room
+	joinedAt  time.Time
+	metadata  map[string]string
+	userID    string // from the auth token, "" without auth
+	lastSent  int64  // stamp of the last frame handed over, for keep-alives
 	// resumeToken is the token to hand out in the Joined or Resumed being
 	// built (nil once sent: only its hash is kept).
 	resumeToken []byte
@@ -96,10 +107,12 @@ type member struct {
 	// mark dedupes targets while one message is routed (see worker.epoch).
 	mark uint64
 
-	// pending holds what is addressed to this member in the current tick,
-	// in routing order; nil entries (and records marked superseded) are
-	// latest-only updates superseded
-	// since they were queued.
+	// pending holds what is addressed to this member in the current tick
+	// outside the room's broadcast log (targeted messages, events, and
+	// broadcasts moved out of the log), in routing order, all of it
+	// before the log's entries from bcastFrom on; nil entries (and records
+	// marked superseded) are latest-only updates superseded since they
+	// were queued.
 	pending []*record
 	// backlog holds what a congested peer could not take yet. backlogIdx maps
 	// a latest-only (sender, kind) to its index in backlog, for conflation
@@ -268,7 +281,7 @@ func (w *worker) createRoom(id string, j *joinCmd) (*room, error) {
 // addMember adds s to r and announces it to the others.
 func (w *worker) addMember(r *room, s *Seat, metadata map[string]string, userID string) *member {
 	r.lastID++
-	m := &member{id: r.lastID, seat: s, room: r, joinedAt: w.now, lastSent: stamp(w.now), metadata: metadata, userID: userID}
+	m := &member{id: r.lastID, seat: s, room: r, joinedAt: w.now, lastSent: stamp(w.now), metadata: metadata, userID: userID, bcastFrom: int32(len(r.bcast))}
 	if r.ls != nil {
 		m.ls = r.ls.newSeat()
 	}
@@ -335,6 +348,7 @@ func (w *worker) destroyRoom(r *room) {
 	if r.ls != nil {
 		w.dropLog(r)
 	}
+	w.resetBcast(r)
 	w.sched.remove(r)
 	delete(w.rooms, r.id)
 	w.m.roomCount.Add(-1)

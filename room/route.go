@@ -92,7 +92,8 @@ func (w *worker) disconnect(s *Seat, keep bool) {
 }
 
 // send processes a queued Send: check the sender's budget for this tick,
-// encode once, route to the recipients' pending lists.
+// encode once, route to the room's broadcast log or the recipients'
+// pending lists.
 func (w *worker) send(s *Seat, rec *record) {
 	from := w.memberOf(s)
 	if from == nil {
@@ -159,31 +160,35 @@ func (w *worker) withinBudget(r *room, from *member, rec *record) bool {
 }
 
 // route queues rec for its recipients: every other member when it has no
-// targets, else the listed members (unknown ids skipped, duplicates once);
-// the sender too when echo is set, and only then.
+// targets (once, in the room's broadcast log: see broadcast.go), else the
+// listed members (unknown ids skipped, duplicates once), in their pending
+// lists; the sender too when echo is set, and only then.
 //
 // A latest-only message supersedes the sender's previous one of the same
 // kind still waiting for this tick when both go to the same recipients (the
-// same targets and echo), in constant time: the old record is marked
-// superseded and every pending list holding it skips it. Updates to other
-// recipients are both delivered, in order: dropping the old one for some of
-// its recipients only would need a search of their pending lists.
+// same targets and echo), in constant time: the old record (and its log
+// entry) is marked superseded and every list holding it skips it. Updates
+// to other recipients are both delivered, in order: dropping the old one
+// for some of its recipients only would need a search of their pending
+// lists.
 func (w *worker) route(r *room, from *member, rec *record) {
 	if rec.latestOnly {
 		w.supersede(from, rec)
 	}
 	if len(rec.targets) == 0 {
-		// The hot path (a broadcast): one append per recipient and one
-		// reference count update for all of them.
-		n := int32(0)
-		for _, to := range r.members {
-			if to != from || rec.echo {
-				to.pending = append(to.pending, rec)
-				n++
+		// The hot path (a broadcast): one entry in the room's broadcast
+		// log for the tick, one reference for all recipients; each
+		// member's frame is built from the log (see broadcast.go).
+		if w.perMemberRoute {
+			for _, to := range r.members {
+				if to != from || rec.echo {
+					w.enqueue(r, to, rec)
+				}
 			}
+			return
 		}
-		rec.refs += n
-		if n > 0 {
+		if len(r.members) > 1 || rec.echo {
+			w.logBroadcast(r, rec)
 			w.markDirty(r)
 		}
 		return
@@ -214,6 +219,9 @@ func (w *worker) supersede(from *member, rec *record) {
 	if old := from.latest[rec.kind]; old != nil {
 		if !old.superseded && old.echo == rec.echo && slices.Equal(old.targets, rec.targets) {
 			old.superseded = true
+			if i := int(old.bcastIdx) - 1; i >= 0 && i < len(from.room.bcast) && from.room.bcast[i].rec == old {
+				from.room.bcast[i].superseded = true
+			}
 			w.count.dropped++
 		}
 		w.release(old)
@@ -222,8 +230,11 @@ func (w *worker) supersede(from *member, rec *record) {
 	rec.refs++ // the sender's reference, released when the tick ends
 }
 
-// enqueue appends rec to m's pending list, taking a reference.
+// enqueue appends rec to m's pending list, taking a reference. It goes
+// after the broadcasts logged so far, so those m has not had yet move into
+// the list first (m's pending list always precedes its entries of the log).
 func (w *worker) enqueue(r *room, m *member, rec *record) {
+	w.spillBcast(r, m)
 	m.pending = append(m.pending, rec)
 	rec.refs++
 	w.markDirty(r)

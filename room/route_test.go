@@ -273,3 +273,64 @@ func TestLatestOnlyConflation(t *testing.T) {
 	require.Equal(t, []string{"w2"}, payloads(deliveries(frames(t, b.p.Take()))))
 	require.Empty(t, c.p.Take())
 }
+
+// TestBroadcastLogPerRecipient checks the frames built from a room's
+// broadcast log against the order every recipient must see: broadcasts
+// and targeted messages of several senders interleaved in routing order,
+// a member's own broadcasts left out (echoed ones kept), a superseded
+// latest-only update skipped, and the same for a congested member (its
+// messages held back, then delivered in order) and for a tick that splits
+// over several frames.
+func TestBroadcastLogPerRecipient(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, room.Config{MaxFrameBytes: 1024})
+	ms := h.room("r", 4, nil)
+	a, b, c, d := ms[0], ms[1], ms[2], ms[3]
+	send := func(from member, payload string, targets []uint32, echo, latest bool) {
+		h.send(from, wire.SendView{Payload: []byte(payload), Kind: 3, Targets: targets, Echo: echo, LatestOnly: latest})
+	}
+	d.p.SetCongested(true)
+	send(a, "a1", nil, false, false)
+	send(b, "b1 to c,d", []uint32{c.id, d.id}, false, false)
+	send(b, "b2", nil, false, false)
+	send(a, "a-pos1", nil, false, true) // superseded by a-pos2
+	send(c, "c1 echo", nil, true, false)
+	send(a, "a2 to c", []uint32{c.id}, false, false)
+	send(b, "b3", nil, false, false)
+	send(a, "a-pos2", nil, false, true)
+	send(c, "c2 to a", []uint32{a.id}, false, false)
+	h.tick()
+	got := func(m member) []string { return payloads(deliveries(frames(t, m.p.Take()))) }
+	require.Equal(t, []string{"b2", "c1 echo", "b3", "c2 to a"}, got(a))
+	require.Equal(t, []string{"a1", "c1 echo", "a-pos2"}, got(b))
+	require.Equal(t, []string{"a1", "b1 to c,d", "b2", "c1 echo", "a2 to c", "b3", "a-pos2"}, got(c))
+	require.Empty(t, d.p.Take(), "congested: held back")
+	d.p.SetCongested(false)
+	h.tick()
+	require.Equal(t, []string{"a1", "b1 to c,d", "b2", "c1 echo", "b3", "a-pos2"}, got(d))
+
+	// A tick larger than a frame: split, in order, every frame within
+	// the limit, the recipient's own messages still left out.
+	var want []string
+	for i := range 30 {
+		from, to := a, []uint32(nil)
+		if i%3 == 1 {
+			from = b
+		}
+		if i%5 == 2 {
+			to = []uint32{c.id}
+		}
+		p := fmt.Sprintf("%02d-%s", i, strings.Repeat("y", 90))
+		if from != c && (to == nil || to[0] == c.id) {
+			want = append(want, p)
+		}
+		send(from, p, to, false, false)
+	}
+	h.tick()
+	msgs := c.p.Take()
+	require.Greater(t, len(msgs), 1)
+	for _, m := range msgs {
+		require.LessOrEqual(t, proto.Size(m), 1024)
+	}
+	require.Equal(t, want, payloads(deliveries(frames(t, msgs))))
+}

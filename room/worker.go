@@ -35,8 +35,12 @@ type worker struct {
 	dirty     []*room         // immediate rooms to flush at the end of the batch
 	waiters   []chan struct{} // closed at the end of the batch
 	evictions []*member       // slow consumers found during a flush
-	touched   []*room         // rooms that delivered frames this round (Hooks only)
-	epoch     uint64          // routing epoch, see member.mark
+	// perMemberRoute (tests only) routes broadcasts into every
+	// recipient's pending list, without the room's broadcast log: the
+	// reference the log's frames are checked against.
+	perMemberRoute bool
+	touched        []*room // rooms that delivered frames this round (Hooks only)
+	epoch          uint64  // routing epoch, see member.mark
 
 	joinScratch joinScratch // Joined answers are built here (sendJoined)
 

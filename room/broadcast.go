@@ -39,8 +39,10 @@ type bcastEntry struct {
 func (e *bcastEntry) to(m *member) bool { return e.sender != m.id || e.echo }
 
 // maxKeptBcastBuf is the largest log buffer kept from one tick to the
-// next; a bigger one (a burst) is left to the GC.
-const maxKeptBcastBuf = 1 << 20
+// next; a bigger one (a burst) is left to the GC. Every room keeps its own,
+// quiet or not, so it is sized for a busy room's ordinary tick (a room of
+// 100 at 10 messages/s each: ~3 KB), not for the largest.
+const maxKeptBcastBuf = 64 << 10
 
 // logBroadcast appends rec, encoded, to r's broadcast log, taking one
 // reference for all its recipients.

@@ -15,9 +15,8 @@ import (
 
 // dispatch decodes one client envelope and hands it to the rooms. payload is
 // borrowed from the read buffer (valid during this call only); the room
-// copies what it keeps.
-func (s *Server) dispatch(c *conn, payload []byte) gnet.Action {
-	now := time.Now()
+// copies what it keeps. now is when its batch of input was read.
+func (s *Server) dispatch(c *conn, payload []byte, now time.Time) gnet.Action {
 	pol := s.policy()
 	switch c.limits.admit(pol, now, len(payload)) {
 	case rateAllow:

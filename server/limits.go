@@ -96,12 +96,13 @@ func (l *connLimits) refresh(p *livePolicy, now time.Time) {
 	l.bytes.SetBurstAt(now, p.rate.ByteBurst)
 }
 
-// admit decides on one message of size payload bytes.
+// admit decides on one message of size payload bytes. A message counts
+// against the message rate whether or not its bytes pass: it was sent. (Two
+// limiter calls for a message that passes, one for most of a flood, where
+// reading both buckets first and then taking from both was four.)
 func (l *connLimits) admit(p *livePolicy, now time.Time, size int) rateVerdict {
 	l.refresh(p, now)
-	if l.messages.TokensAt(now) >= 1 && l.bytes.TokensAt(now) >= float64(size) {
-		l.messages.AllowN(now, 1)
-		l.bytes.AllowN(now, size)
+	if l.messages.AllowN(now, 1) && l.bytes.AllowN(now, size) {
 		return rateAllow
 	}
 	return l.drop(p, now)

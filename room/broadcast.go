@@ -164,7 +164,7 @@ func (w *worker) writeBcastFrame(r *room, m *member, tick uint64) bool {
 		w.sendFrame(r, m, seq, out, b, deliveries)
 	}
 	// With only superseded entries, no frame, as writeFrames.
-	m.lastSent = stamp(w.now)
+	m.lastSent = w.stamp(w.now)
 	w.clearPending(m)
 	m.bcastFrom = int32(len(r.bcast))
 	return true

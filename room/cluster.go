@@ -365,7 +365,7 @@ func (w *worker) restore(rec *RoomRecord, seats map[uint32]*Seat) error {
 			id:             mr.PlayerID,
 			room:           r,
 			joinedAt:       mr.JoinedAt,
-			lastSent:       stamp(w.now),
+			lastSent:       w.stamp(w.now),
 			metadata:       maps.Clone(mr.Metadata),
 			userID:         mr.UserID,
 			seq:            mr.Seq,
@@ -399,7 +399,7 @@ func (w *worker) restore(rec *RoomRecord, seats map[uint32]*Seat) error {
 			m.seat = &Seat{peer: discardPeer{}}
 			m.seat.dead.Store(true)
 			m.away = true
-			m.awayUntil = stamp(w.now.Add(r.grace))
+			m.awayUntil = w.stamp(w.now.Add(r.grace))
 			r.away++
 			w.count.seatsAway++
 			if !mr.Away {

@@ -122,7 +122,7 @@ func (w *worker) flushDetached(r *room, m *member, tick uint64) {
 // has been sent nothing for the keep-alive interval and its peer can take
 // it. It reports whether it did.
 func (w *worker) keepAliveIfDue(r *room, m *member, tick uint64) bool {
-	if stamp(w.now)-m.lastSent < int64(w.m.policy().KeepAliveInterval) || m.seat.peer.Congested() {
+	if w.stamp(w.now)-m.lastSent < int64(w.m.policy().KeepAliveInterval) || m.seat.peer.Congested() {
 		return false
 	}
 	w.writeFrames(r, m, nil, tick, false)
@@ -194,11 +194,11 @@ func (w *worker) writeFrames(r *room, m *member, items []*record, tick uint64, y
 		}
 		w.sendFrame(r, m, seq, out, b, deliveries)
 		if yieldWhenCongested && i < len(items) && !m.detached() && m.seat.peer.Congested() {
-			m.lastSent = stamp(w.now)
+			m.lastSent = w.stamp(w.now)
 			return i
 		}
 	}
-	m.lastSent = stamp(w.now)
+	m.lastSent = w.stamp(w.now)
 	return len(items)
 }
 

@@ -19,6 +19,8 @@ import (
 type Manager struct {
 	cfg     Config
 	workers []*worker
+	// stampBase anchors the workers' stamps (worker.stamp).
+	stampBase time.Time
 	// pol is the reloadable part of cfg (tick rates and bounds, immediate
 	// mode, room limits, metadata size, keep-alive): Reconfigure swaps it,
 	// and every read of those fields goes through policy().
@@ -66,7 +68,7 @@ func newManager(cfg Config) (*Manager, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &Manager{cfg: c, done: make(chan struct{})}
+	m := &Manager{cfg: c, stampBase: time.Now(), done: make(chan struct{})}
 	m.pol.Store(&c)
 	m.outbound.headroom = c.Headroom
 	// Worst case frame overhead: tag, 5-byte length, tag and 10-byte

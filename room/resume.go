@@ -166,7 +166,7 @@ func (w *worker) resume(s *Seat, c *resumeCmd) {
 	if len(replay) > 0 {
 		w.framesDelivered(r)
 	}
-	m.lastSent = stamp(w.now)
+	m.lastSent = w.stamp(w.now)
 	s.settle(stateJoining, stateInRoom)
 }
 
@@ -211,7 +211,7 @@ func (w *worker) resumeFailed(s *Seat, c *resumeCmd, r *room, why pb.ResumeFailu
 func (w *worker) goAway(m *member) {
 	r := m.room
 	m.away = true
-	m.awayUntil = stamp(w.now.Add(r.grace))
+	m.awayUntil = w.stamp(w.now.Add(r.grace))
 	r.away++
 	w.count.seatsAway++
 	w.queueEvent(r, &pb.RoomEvent{Type: pb.RoomEventType_ROOM_EVENT_TYPE_PLAYER_AWAY, PlayerId: m.id}, m)
@@ -225,7 +225,7 @@ func (w *worker) goAway(m *member) {
 func (w *worker) expireAway(r *room) {
 	for i := 0; i < len(r.members); {
 		m := r.members[i]
-		if m.away && stamp(w.now) >= m.awayUntil {
+		if m.away && w.stamp(w.now) >= m.awayUntil {
 			w.count.seatsExpired++
 			w.removeMember(m, pb.LeaveReason_LEAVE_REASON_SEAT_EXPIRED)
 			if r.closed {

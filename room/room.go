@@ -79,8 +79,8 @@ type room struct {
 	// ls is the state of a LOCKSTEP room; nil in other modes.
 	ls *lockstep
 
-	// log holds the broadcasts (Sends without targets) routed since the
-	// last flush, in routing order, one reference each; logBuf their
+	// bcast holds the broadcasts (Sends without targets) routed since the
+	// last flush, in routing order, one reference each; bcastBuf their
 	// encodings back to back, so that a member's frame copies runs of
 	// them at once. See broadcast.go.
 	bcast    []bcastEntry
@@ -169,12 +169,10 @@ type member struct {
 	budgetNoticed bool // told RATE_LIMITED this tick
 }
 
-// stampBase anchors stamp.
-var stampBase = time.Now()
-
-// stamp is t as nanoseconds since stampBase (monotonic for time.Now's
-// times): a member's times in 8 bytes where a time.Time takes 24.
-func stamp(t time.Time) int64 { return int64(t.Sub(stampBase)) }
+// stamp is t as nanoseconds since the Manager was made (monotonic for
+// time.Now's times): a member's times in 8 bytes where a time.Time takes
+// 24.
+func (w *worker) stamp(t time.Time) int64 { return int64(t.Sub(w.m.stampBase)) }
 
 // publishClock makes tick and rate visible to Seat.Clock.
 func (r *room) publishClock() {
@@ -281,7 +279,7 @@ func (w *worker) createRoom(id string, j *joinCmd) (*room, error) {
 // addMember adds s to r and announces it to the others.
 func (w *worker) addMember(r *room, s *Seat, metadata map[string]string, userID string) *member {
 	r.lastID++
-	m := &member{id: r.lastID, seat: s, room: r, joinedAt: w.now, lastSent: stamp(w.now), metadata: metadata, userID: userID, bcastFrom: int32(len(r.bcast))}
+	m := &member{id: r.lastID, seat: s, room: r, joinedAt: w.now, lastSent: w.stamp(w.now), metadata: metadata, userID: userID, bcastFrom: int32(len(r.bcast))}
 	if r.ls != nil {
 		m.ls = r.ls.newSeat()
 	}

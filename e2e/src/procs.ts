@@ -5,7 +5,7 @@
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import net from "node:net";
-import { tmpdir } from "node:os";
+import { tmpdir, userInfo } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
@@ -171,7 +171,11 @@ export async function startNginx(opts: {
   writeFileSync(join(dir, "tickrelay.conf"), site);
   writeFileSync(
     join(dir, "nginx.conf"),
-    `worker_processes 1;
+    // Workers as the user running the tests: nginx started as root runs
+    // them as nobody, which cannot read a checkout under a 0700 directory
+    // (mktemp -d) and answered the demo page with 403.
+    `user ${userInfo().username};
+worker_processes 1;
 error_log ${dir}/logs/error.log info;
 events { worker_connections 256; }
 http {

@@ -191,7 +191,7 @@ func (s *Server) authFailed(c *conn, requestID uint32, err error) {
 		s.access.refused[auth.Reason(reason)]++
 		s.access.mu.Unlock()
 	}
-	if c.authFailures >= s.access.failures {
+	if int(c.authFailures) >= s.access.failures {
 		c.close(closes.Unauthorized, "too many refused tokens: "+err.Error(), true)
 		return
 	}

@@ -58,40 +58,46 @@ type conn struct {
 	srv *Server
 	gc  gnet.Conn
 
-	decoder     *wsproto.Decoder
-	seat        *room.Seat // nil on the echo endpoint
-	echo        bool
-	reject      bool // over MaxConnections: refuse once the request is read
-	broken      bool // the stream cannot be framed any more: discard input
-	badMessages int
-	loop        *loopScratch // shared by the connections of its event loop
-	openedAt    int64        // unix nanos
-	limits      connLimits   // per-connection rate limits
+	decoder  *wsproto.Decoder
+	seat     *room.Seat   // nil on the echo endpoint
+	loop     *loopScratch // shared by the connections of its event loop
+	openedAt int64        // unix nanos
+	limits   connLimits   // per-connection rate limits
 	// The client: its address (behind trusted proxies, the forwarded
-	// one), whether it counts against the per-address connection limit,
-	// the claims of a token it presented for the whole connection, and its
-	// refused tokens.
+	// one), the claims of a token it presented for the whole connection,
+	// and its refused tokens.
 	addr         netip.Addr
-	addrCounted  bool
-	proxyPending bool // a PROXY header must come first
 	claims       *auth.Claims
-	authFailures int
-	parkedGrant  *room.Grant // the grant of the parked Join
-	// parked holds a copy of a request that the seat cannot take yet (a
-	// Join right behind a Leave whose room has not answered): input is not
-	// processed until the seat is ready, so requests keep their order.
-	parked []byte
+	authFailures int32
+	badMessages  int32
+	// parked holds a request that the seat cannot take yet (a Join right
+	// behind a Leave whose room has not answered): input is not processed
+	// until the seat is ready, so requests keep their order. Rare, so a
+	// pointer: nil costs 8 bytes where the request inline cost 32.
+	parked *parkedRequest
 	// remote is set while the connection is in a room another node of the
 	// cluster owns (cluster.go).
 	remote atomic.Pointer[cluster.Remote]
 
+	// The plain flags, together (a bool between wider fields costs a
+	// word, and this struct is most of what an idle connection costs).
+	echo         bool
+	reject       bool // over MaxConnections: refuse once the request is read
+	broken       bool // the stream cannot be framed any more: discard input
+	addrCounted  bool // counts against the per-address connection limit
+	proxyPending bool // a PROXY header must come first
+	shutWrite    bool // the write side was shut down after a failing close or an answer
+
 	state       atomicState
-	closing     atomic.Bool  // a Close is on its way (or the connection is gone): no more data
-	failing     atomic.Bool  // the close fails the connection: linger, then drop it
-	forfeitSeat atomic.Bool  // the relay closed it for a cause that does not keep the seat
-	answered    atomic.Bool  // given an HTTP answer before its upgrade: linger, then drop it
-	shutWrite   bool         // the write side was shut down after a failing close or an answer
-	shutAt      atomic.Int64 // unix nanos of that shutdown
+	closing     atomic.Bool // a Close is on its way (or the connection is gone): no more data
+	failing     atomic.Bool // the close fails the connection: linger, then drop it
+	forfeitSeat atomic.Bool // the relay closed it for a cause that does not keep the seat
+	answered    atomic.Bool // given an HTTP answer before its upgrade: linger, then drop it
+	// held: input is waiting (a parked request, or output over its soft
+	// limit) and OnTraffic must look again when woken.
+	held atomic.Bool
+
+	shutAt      atomic.Int64 // unix nanos of the write shutdown
 	lingerLeft  atomic.Int64 // unwritten bytes at the last sweep of a failing close
 	progressAt  atomic.Int64 // unix nanos when they last went down
 	closeSentAt atomic.Int64 // unix nanos
@@ -101,11 +107,15 @@ type conn struct {
 	// bytes arrived and it is not complete yet), for message-read-timeout;
 	// zero when no message is in progress.
 	partialSince atomic.Int64
-	// held: input is waiting (a parked request, or output over its soft
-	// limit) and OnTraffic must look again when woken.
-	held atomic.Bool
 
 	out outbox
+}
+
+// parkedRequest is a copy of a parked Join or Resume and the grant it was
+// admitted with.
+type parkedRequest struct {
+	payload []byte
+	grant   *room.Grant
 }
 
 // loopScratch is what the connections of one event loop share, used on that
@@ -396,7 +406,6 @@ func (s *Server) setUp(c *conn, res *wsproto.HandshakeResult, now time.Time) *up
 		c.seat = s.rooms.NewSeat(c)
 		c.seat.SetAddress(c.addr)
 	}
-	c.limits.init(s.policy(), now)
 	switch {
 	case res.OriginRefused:
 		return &upgradeRefusal{cause: closes.OriginRefused, reason: failOrigin}

@@ -195,8 +195,7 @@ func (s *Server) park(c *conn, payload []byte, grant *room.Grant) {
 // parkFor holds a request until something else wakes the connection (a
 // route found, a remote seat released).
 func (s *Server) parkFor(c *conn, payload []byte, grant *room.Grant) {
-	c.parked = append(c.parked[:0], payload...)
-	c.parkedGrant = grant
+	c.parked = &parkedRequest{payload: append([]byte(nil), payload...), grant: grant}
 	c.held.Store(true)
 }
 
@@ -272,24 +271,19 @@ func (s *Server) refuseJoin(c *conn, rid uint32, text, reason string, retry time
 // unpark retries a parked request; false while the seat is still busy.
 func (s *Server) unpark(c *conn) bool {
 	var full pb.ClientMessage
-	if err := proto.Unmarshal(c.parked, &full); err != nil || full.GetJoin() == nil && full.GetResume() == nil {
-		c.parked = nil // cannot happen: it was decoded before
-		return true
+	p := c.parked
+	c.parked = nil
+	if err := proto.Unmarshal(p.payload, &full); err != nil || full.GetJoin() == nil && full.GetResume() == nil {
+		return true // cannot happen: it was decoded before
 	}
-	parked, grant := c.parked, c.parkedGrant
-	c.parked, c.parkedGrant = nil, nil
 	// Routed again as it was admitted (limits and auth are not charged
 	// twice); it parks itself again if it still cannot go.
 	if j := full.GetJoin(); j != nil {
-		s.joinRoute(c, full.GetRequestId(), j, parked, grant)
+		s.joinRoute(c, full.GetRequestId(), j, p.payload, p.grant)
 	} else {
-		s.resumeRoute(c, full.GetRequestId(), full.GetResume(), parked, grant)
+		s.resumeRoute(c, full.GetRequestId(), full.GetResume(), p.payload, p.grant)
 	}
-	if c.parked != nil {
-		c.parked = append(parked[:0], c.parked...) // keep the buffer
-		return false
-	}
-	return true
+	return c.parked == nil // parked again: still busy
 }
 
 // badMessage answers an undecodable envelope; repeated ones close the
@@ -298,7 +292,7 @@ func (s *Server) unpark(c *conn) bool {
 func (s *Server) badMessage(c *conn, text string) gnet.Action {
 	c.badMessages++
 	s.stats.badMessages.Add(1)
-	if c.badMessages >= s.cfg.MaxBadMessages {
+	if int(c.badMessages) >= s.cfg.MaxBadMessages {
 		c.close(closes.Policy, "too many malformed messages: "+text, true)
 		return gnet.None
 	}

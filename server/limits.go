@@ -66,7 +66,23 @@ const (
 )
 
 // connLimits is one connection's rate state. Loop only.
+//
+// Its buckets are made at the connection's second message, not at its
+// upgrade: most connections of a quiet game (a lobby, players waiting) send
+// one Join and then little or nothing, and two token buckets with their
+// bookkeeping are a tenth of what an idle connection costs. The first
+// message always passes a full bucket (MessageBurst >= 1, ByteBurst >=
+// MaxMessageBytes), so it is only noted, and replayed into the buckets at
+// its own time when they are made: every later decision is the one buckets
+// made at the upgrade would take.
 type connLimits struct {
+	firstAt   int64 // unix nanos of the first message; 0 before it
+	firstSize int   // its payload bytes (-1 for a ping: no bytes counted)
+	b         *connBuckets
+}
+
+// connBuckets is the state of a connection past its first message.
+type connBuckets struct {
 	gen      uint64 // policy generation the buckets were set from
 	messages *rate.Limiter
 	bytes    *rate.Limiter
@@ -77,23 +93,41 @@ type connLimits struct {
 	lastNotice   time.Time
 }
 
-func (l *connLimits) init(p *livePolicy, now time.Time) {
-	l.messages = rate.NewLimiter(rate.Limit(p.rate.MessagesPerSecond), p.rate.MessageBurst)
-	l.bytes = rate.NewLimiter(rate.Limit(p.rate.BytesPerSecond), p.rate.ByteBurst)
-	l.gen = p.gen
-	_ = now
+// buckets returns the connection's buckets, made (with the first message
+// replayed) on first use; nil while the message at now is the first.
+func (l *connLimits) buckets(p *livePolicy, now time.Time, size int) *connBuckets {
+	if l.b != nil {
+		l.b.refresh(p, now)
+		return l.b
+	}
+	if l.firstAt == 0 {
+		l.firstAt, l.firstSize = max(now.UnixNano(), 1), size
+		return nil
+	}
+	b := &connBuckets{
+		gen:      p.gen,
+		messages: rate.NewLimiter(rate.Limit(p.rate.MessagesPerSecond), p.rate.MessageBurst),
+		bytes:    rate.NewLimiter(rate.Limit(p.rate.BytesPerSecond), p.rate.ByteBurst),
+	}
+	first := time.Unix(0, l.firstAt)
+	b.messages.AllowN(first, 1)
+	if l.firstSize >= 0 {
+		b.bytes.AllowN(first, l.firstSize)
+	}
+	l.b = b
+	return b
 }
 
 // refresh applies a reloaded policy.
-func (l *connLimits) refresh(p *livePolicy, now time.Time) {
-	if l.gen == p.gen {
+func (b *connBuckets) refresh(p *livePolicy, now time.Time) {
+	if b.gen == p.gen {
 		return
 	}
-	l.gen = p.gen
-	l.messages.SetLimitAt(now, rate.Limit(p.rate.MessagesPerSecond))
-	l.messages.SetBurstAt(now, p.rate.MessageBurst)
-	l.bytes.SetLimitAt(now, rate.Limit(p.rate.BytesPerSecond))
-	l.bytes.SetBurstAt(now, p.rate.ByteBurst)
+	b.gen = p.gen
+	b.messages.SetLimitAt(now, rate.Limit(p.rate.MessagesPerSecond))
+	b.messages.SetBurstAt(now, p.rate.MessageBurst)
+	b.bytes.SetLimitAt(now, rate.Limit(p.rate.BytesPerSecond))
+	b.bytes.SetBurstAt(now, p.rate.ByteBurst)
 }
 
 // admit decides on one message of size payload bytes. A message counts
@@ -101,30 +135,30 @@ func (l *connLimits) refresh(p *livePolicy, now time.Time) {
 // limiter calls for a message that passes, one for most of a flood, where
 // reading both buckets first and then taking from both was four.)
 func (l *connLimits) admit(p *livePolicy, now time.Time, size int) rateVerdict {
-	l.refresh(p, now)
-	if l.messages.AllowN(now, 1) && l.bytes.AllowN(now, size) {
+	b := l.buckets(p, now, size)
+	if b == nil || b.messages.AllowN(now, 1) && b.bytes.AllowN(now, size) {
 		return rateAllow
 	}
-	return l.drop(p, now)
+	return b.drop(p, now)
 }
 
 // allowControl decides on one WebSocket control frame (a ping): it counts
 // as a message; over the limit it is not answered.
 func (l *connLimits) allowControl(p *livePolicy, now time.Time) bool {
-	l.refresh(p, now)
-	return l.messages.AllowN(now, 1)
+	b := l.buckets(p, now, -1)
+	return b == nil || b.messages.AllowN(now, 1)
 }
 
-func (l *connLimits) drop(p *livePolicy, now time.Time) rateVerdict {
-	if l.limitedSince.IsZero() || now.Sub(l.lastDrop) > time.Second {
-		l.limitedSince = now
+func (b *connBuckets) drop(p *livePolicy, now time.Time) rateVerdict {
+	if b.limitedSince.IsZero() || now.Sub(b.lastDrop) > time.Second {
+		b.limitedSince = now
 	}
-	l.lastDrop = now
-	if now.Sub(l.limitedSince) > p.rate.Grace {
+	b.lastDrop = now
+	if now.Sub(b.limitedSince) > p.rate.Grace {
 		return rateClose
 	}
-	if now.Sub(l.lastNotice) >= time.Second {
-		l.lastNotice = now
+	if now.Sub(b.lastNotice) >= time.Second {
+		b.lastNotice = now
 		return rateNotify
 	}
 	return rateDrop
@@ -132,6 +166,9 @@ func (l *connLimits) drop(p *livePolicy, now time.Time) rateVerdict {
 
 // retryAfter is how long until a message of size bytes would pass.
 func (l *connLimits) retryAfter(p *livePolicy, now time.Time, size int) time.Duration {
+	if l.b == nil {
+		return 0 // the first message always passes
+	}
 	wait := func(lim *rate.Limiter, n float64, per float64) time.Duration {
 		missing := n - lim.TokensAt(now)
 		if missing <= 0 || per <= 0 {
@@ -139,6 +176,6 @@ func (l *connLimits) retryAfter(p *livePolicy, now time.Time, size int) time.Dur
 		}
 		return time.Duration(math.Ceil(missing / per * float64(time.Second)))
 	}
-	return max(wait(l.messages, 1, p.rate.MessagesPerSecond),
-		wait(l.bytes, float64(size), float64(p.rate.BytesPerSecond)))
+	return max(wait(l.b.messages, 1, p.rate.MessagesPerSecond),
+		wait(l.b.bytes, float64(size), float64(p.rate.BytesPerSecond)))
 }

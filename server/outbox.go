@@ -144,11 +144,19 @@ func (q *outbox) take() []outItem {
 	return items
 }
 
-// giveBack returns the emptied slice for reuse.
+// giveBack returns the emptied slice for reuse. Where nothing was queued
+// while the loop wrote, it becomes items again rather than the spare: a
+// connection that gets one frame at a time then holds one slice, not two.
 func (q *outbox) giveBack(items []outItem) {
 	clear(items)
+	if cap(items) > 64 {
+		return
+	}
 	q.mu.Lock()
-	if q.spare == nil && cap(items) <= 64 {
+	switch {
+	case q.items == nil:
+		q.items = items[:0]
+	case q.spare == nil:
 		q.spare = items[:0]
 	}
 	q.mu.Unlock()

@@ -140,16 +140,18 @@ type Decoder struct {
 	// idle connection holds no assembly memory. Most clients (browsers
 	// included) never fragment, and then asm stays nil.
 	asm *[]byte
+	// err is sticky: once the stream is broken every later call returns it.
+	err *CloseError
+	// fragments counts the frames of the message being assembled so far
+	// (at most Limits.MaxFragments, which the relay bounds to 2^20).
+	fragments int32
 	// assembling: a Text or Binary frame without FIN was received and its
 	// final continuation has not been.
 	assembling bool
 	asmKind    MessageKind
-	fragments  int // frames of the message being assembled so far
 	// lent: the last Message returned points into asm; recycle it at the
 	// next call.
 	lent bool
-	// err is sticky: once the stream is broken every later call returns it.
-	err *CloseError
 }
 
 // NewDecoder returns a Decoder with limits l (zero fields mean defaults).
@@ -254,7 +256,7 @@ func (d *Decoder) checkHeader(h ws.Header, lim Limits) *CloseError {
 	if h.Length > int64(lim.MaxMessageBytes-have) {
 		return closeError(ws.StatusMessageTooBig, reasonTooBig)
 	}
-	if (d.assembling || !h.Fin) && d.fragments >= lim.MaxFragments {
+	if (d.assembling || !h.Fin) && int(d.fragments) >= lim.MaxFragments {
 		return closeError(ws.StatusMessageTooBig, reasonTooManyFragments)
 	}
 	return nil

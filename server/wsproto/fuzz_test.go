@@ -168,7 +168,7 @@ func FuzzDecoder(f *testing.F) {
 					t.Fatalf("assembly capacity %d", cap(*d.asm))
 				}
 			}
-			if d.fragments > lim.MaxFragments {
+			if int(d.fragments) > lim.MaxFragments {
 				t.Fatalf("%d fragments, cap %d", d.fragments, lim.MaxFragments)
 			}
 			if !ok {

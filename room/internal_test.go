@@ -1,6 +1,7 @@
 package room
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"strings"
@@ -218,7 +219,9 @@ func TestRecordsBudget(t *testing.T) {
 }
 
 // Rooms created at any time land on one of phaseSlots phases of their
-// period, so a worker wakes at most phaseSlots times a period for them all.
+// period, so a worker wakes at most phaseSlots times a period for them all;
+// a worker with few rooms uses one phase (one wake-up a period), one with
+// many spreads them over all the slots.
 func TestRoomPhasesShareSlots(t *testing.T) {
 	t.Parallel()
 	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -226,17 +229,27 @@ func TestRoomPhasesShareSlots(t *testing.T) {
 	require.NoError(t, err)
 	w := m.workers[0]
 	period := periodOf(30)
-	phases := map[time.Duration]bool{}
 	rng := rand.New(rand.NewPCG(1, 2))
-	for range 500 {
-		w.now = start.Add(time.Duration(rng.Int64N(int64(10 * time.Second))))
-		first := w.firstDeadline(period)
-		require.True(t, first.After(w.now))
-		require.LessOrEqual(t, first.Sub(w.now), period)
-		phases[first.Sub(w.gridOrigin)%period] = true
+	phasesWith := func(rooms int) map[time.Duration]bool {
+		clear(w.rooms)
+		for i := range rooms {
+			w.rooms[fmt.Sprint("r", i)] = &room{}
+		}
+		phases := map[time.Duration]bool{}
+		for range 500 {
+			w.now = start.Add(time.Duration(rng.Int64N(int64(10 * time.Second))))
+			first := w.firstDeadline(period)
+			require.True(t, first.After(w.now))
+			require.LessOrEqual(t, first.Sub(w.now), period)
+			phases[first.Sub(w.gridOrigin)%period] = true
+		}
+		return phases
 	}
-	require.LessOrEqual(t, len(phases), phaseSlots)
-	require.Greater(t, len(phases), phaseSlots/2, "phases are spread, not all in one slot")
+	require.Len(t, phasesWith(roomsPerPhase-1), 1, "few rooms share one phase")
+	require.Len(t, phasesWith(roomsPerPhase), 2, "one phase per roomsPerPhase rooms")
+	many := phasesWith(phaseSlots * roomsPerPhase * 2)
+	require.LessOrEqual(t, len(many), phaseSlots)
+	require.Greater(t, len(many), phaseSlots/2, "many rooms are spread, not all in one slot")
 }
 
 func TestRoomCodeLengthIsASetting(t *testing.T) {

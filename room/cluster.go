@@ -143,18 +143,17 @@ func (r *room) record(full bool) *RoomRecord {
 	}
 	for i, m := range r.members {
 		mr := MemberRecord{
-			PlayerID:       m.id,
-			UserID:         m.userID,
-			Metadata:       maps.Clone(m.metadata),
-			JoinedAt:       m.joinedAt,
-			Away:           m.away,
-			Resumable:      m.resumable,
-			TokenHash:      m.tokenHash,
-			Generation:     m.generation,
-			PrevHash:       m.prevHash,
-			PrevGeneration: m.prevGeneration,
-			PrevValid:      m.prevValid,
-			ResumeSeq:      m.resumeSeq,
+			PlayerID:   m.id,
+			UserID:     m.userID,
+			Metadata:   maps.Clone(m.metadata),
+			JoinedAt:   r.w.timeOf(m.joinedAt),
+			Away:       m.away,
+			Resumable:  m.resumable,
+			TokenHash:  m.tokenHash,
+			Generation: m.generation,
+		}
+		if m.prev != nil {
+			mr.PrevHash, mr.PrevGeneration, mr.PrevValid, mr.ResumeSeq = m.prev.hash, m.prev.generation, true, m.prev.resumeSeq
 		}
 		if full {
 			mr.Seq, mr.InputSeq = m.seq, m.inputSeq
@@ -362,22 +361,21 @@ func (w *worker) restore(rec *RoomRecord, seats map[uint32]*Seat) error {
 	for i := range rec.Members {
 		mr := &rec.Members[i]
 		m := &member{
-			id:             mr.PlayerID,
-			room:           r,
-			joinedAt:       mr.JoinedAt,
-			lastSent:       w.stamp(w.now),
-			metadata:       maps.Clone(mr.Metadata),
-			userID:         mr.UserID,
-			seq:            mr.Seq,
-			inputSeq:       mr.InputSeq,
-			inputSeqAcked:  mr.InputSeq,
-			resumable:      mr.Resumable,
-			tokenHash:      mr.TokenHash,
-			generation:     mr.Generation,
-			prevHash:       mr.PrevHash,
-			prevGeneration: mr.PrevGeneration,
-			prevValid:      mr.PrevValid,
-			resumeSeq:      mr.ResumeSeq,
+			id:            mr.PlayerID,
+			room:          r,
+			joinedAt:      w.stamp(mr.JoinedAt),
+			lastSent:      w.stamp(w.now),
+			metadata:      maps.Clone(mr.Metadata),
+			userID:        mr.UserID,
+			seq:           mr.Seq,
+			inputSeq:      mr.InputSeq,
+			inputSeqAcked: mr.InputSeq,
+			resumable:     mr.Resumable,
+			tokenHash:     mr.TokenHash,
+			generation:    mr.Generation,
+		}
+		if mr.PrevValid {
+			m.prev = &prevToken{hash: mr.PrevHash, generation: mr.PrevGeneration, resumeSeq: mr.ResumeSeq}
 		}
 		r.lastID = max(r.lastID, m.id)
 		for j, b := range mr.Ring {

@@ -23,7 +23,7 @@ func (w *worker) flushRoom(r *room, tick uint64, keepAlive bool) bool {
 		if w.flushMember(r, m, tick, keepAlive) {
 			sent = true
 		}
-		if len(m.backlog) > 0 {
+		if m.backlogLen() > 0 {
 			r.work = true // held back: look again next tick
 		}
 		w.endLatestWindow(m)
@@ -55,7 +55,7 @@ func (w *worker) flushRoom(r *room, tick uint64, keepAlive bool) bool {
 // backlog when its peer is congested. It reports whether it sent anything.
 func (w *worker) flushMember(r *room, m *member, tick uint64, keepAlive bool) bool {
 	logged := r.hasBcast(m)
-	queued := logged || len(m.pending) > 0 || len(m.backlog) > 0
+	queued := logged || len(m.pending) > 0 || m.backlogLen() > 0
 	if !queued && !keepAlive {
 		return false // checked first: it needs no look at the seat's memory
 	}
@@ -67,7 +67,7 @@ func (w *worker) flushMember(r *room, m *member, tick uint64, keepAlive bool) bo
 		return w.keepAliveIfDue(r, m, tick)
 	}
 	congested := m.seat.peer.Congested()
-	if !congested && len(m.backlog) == 0 {
+	if !congested && m.backlogLen() == 0 {
 		if logged {
 			if w.writeBcastFrame(r, m, tick) {
 				return true
@@ -94,7 +94,7 @@ func (w *worker) flushMember(r *room, m *member, tick uint64, keepAlive bool) bo
 		w.evictIfBacklogTooBig(m)
 		return false
 	}
-	if n := w.writeFrames(r, m, m.backlog, tick, true); n < len(m.backlog) {
+	if n := w.writeFrames(r, m, m.held.recs, tick, true); n < len(m.held.recs) {
 		w.releaseBacklogPrefix(m, n)
 		w.evictIfBacklogTooBig(m)
 		return true
@@ -109,12 +109,12 @@ func (w *worker) flushMember(r *room, m *member, tick uint64, keepAlive bool) bo
 // resume; without one its messages are dropped.
 func (w *worker) flushDetached(r *room, m *member, tick uint64) {
 	w.spillBcast(r, m)
-	if r.grace == 0 || len(m.pending) == 0 && len(m.backlog) == 0 {
+	if r.grace == 0 || len(m.pending) == 0 && m.backlogLen() == 0 {
 		w.dropQueued(m)
 		return
 	}
 	w.moveToBacklog(m)
-	w.writeFrames(r, m, m.backlog, tick, false)
+	w.writeFrames(r, m, m.held.recs, tick, false)
 	w.clearBacklog(m)
 }
 
@@ -133,7 +133,7 @@ func (w *worker) keepAliveIfDue(r *room, m *member, tick uint64) bool {
 // held-back messages passed MaxBacklogBytes; the flush evicts after the
 // whole room has been flushed.
 func (w *worker) evictIfBacklogTooBig(m *member) {
-	if m.backlogBytes > w.m.cfg.MaxBacklogBytes {
+	if m.backlogBytes() > w.m.cfg.MaxBacklogBytes {
 		w.evictions = append(w.evictions, m)
 	}
 }
@@ -235,16 +235,17 @@ func (w *worker) releasePendingPrefix(m *member, n int) {
 // releaseBacklogPrefix releases the first n entries of m's backlog (already
 // delivered) and keeps the rest, in order, with its accounting rebuilt.
 func (w *worker) releaseBacklogPrefix(m *member, n int) {
-	for i, rec := range m.backlog[:n] {
+	b := m.held
+	for i, rec := range b.recs[:n] {
 		if rec != nil {
-			m.backlogBytes -= len(rec.enc)
-			m.backlogLive--
+			b.bytes -= len(rec.enc)
+			b.live--
 			w.release(rec)
-			m.backlog[i] = nil
+			b.recs[i] = nil
 		}
 	}
-	clear(m.backlogIdx)
-	m.compactBacklog()
+	clear(b.idx)
+	b.compact()
 }
 
 // recordsBudget is the largest total size of records that a frame of tick
@@ -259,10 +260,18 @@ func recordsBudget(tick uint64, maxFrame int) int {
 	return n
 }
 
-// moveToBacklog appends m's pending list to its backlog. A latest-only
-// update drops an older one of the same sender and kind still in the
-// backlog, so a congested peer gets only the newest state.
+// moveToBacklog appends m's pending list to its backlog (made here, the
+// first time m has one). A latest-only update drops an older one of the
+// same sender and kind still in the backlog, so a congested peer gets only
+// the newest state.
 func (w *worker) moveToBacklog(m *member) {
+	if m.held == nil {
+		if len(m.pending) == 0 {
+			return
+		}
+		m.held = &backlog{}
+	}
+	b := m.held
 	for _, rec := range m.pending {
 		if rec == nil {
 			continue
@@ -273,45 +282,45 @@ func (w *worker) moveToBacklog(m *member) {
 		}
 		if rec.latestOnly {
 			key := uint64(rec.sender)<<32 | uint64(rec.kind)
-			if m.backlogIdx == nil {
-				m.backlogIdx = make(map[uint64]int)
+			if b.idx == nil {
+				b.idx = make(map[uint64]int)
 			}
-			if i, ok := m.backlogIdx[key]; ok {
-				old := m.backlog[i]
-				m.backlog[i] = nil
-				m.backlogBytes -= len(old.enc)
-				m.backlogLive--
+			if i, ok := b.idx[key]; ok {
+				old := b.recs[i]
+				b.recs[i] = nil
+				b.bytes -= len(old.enc)
+				b.live--
 				w.release(old)
 				w.count.backlogSuperseded++
 			}
-			m.backlogIdx[key] = len(m.backlog)
+			b.idx[key] = len(b.recs)
 		}
-		m.backlog = append(m.backlog, rec)
-		m.backlogBytes += len(rec.enc)
-		m.backlogLive++
+		b.recs = append(b.recs, rec)
+		b.bytes += len(rec.enc)
+		b.live++
 	}
 	clear(m.pending)
 	m.pending = m.pending[:0]
 	// A peer congested for long with only superseded updates would grow
 	// the backlog with nil entries while its bytes stay small; compact.
-	if len(m.backlog) > 64 && len(m.backlog) > 2*m.backlogLive {
-		m.compactBacklog()
+	if len(b.recs) > 64 && len(b.recs) > 2*b.live {
+		b.compact()
 	}
 }
 
-// compactBacklog removes the nil entries of m's backlog and re-indexes it.
-func (m *member) compactBacklog() {
-	live := m.backlog[:0]
-	for _, rec := range m.backlog {
+// compact removes the nil entries of b and re-indexes it.
+func (b *backlog) compact() {
+	live := b.recs[:0]
+	for _, rec := range b.recs {
 		if rec != nil {
 			if rec.latestOnly {
-				m.backlogIdx[uint64(rec.sender)<<32|uint64(rec.kind)] = len(live)
+				b.idx[uint64(rec.sender)<<32|uint64(rec.kind)] = len(live)
 			}
 			live = append(live, rec)
 		}
 	}
-	clear(m.backlog[len(live):])
-	m.backlog = live
+	clear(b.recs[len(live):])
+	b.recs = live
 }
 
 // endLatestWindow ends m's latest-only window as a sender: its updates of
@@ -336,18 +345,23 @@ func (w *worker) clearPending(m *member) {
 	m.pending = m.pending[:0]
 }
 
-// clearBacklog releases m's backlog.
+// clearBacklog releases m's backlog. The emptied backlog stays: a peer
+// congested once is likely to be again.
 func (w *worker) clearBacklog(m *member) {
-	for _, rec := range m.backlog {
+	b := m.held
+	if b == nil {
+		return
+	}
+	for _, rec := range b.recs {
 		if rec != nil {
 			w.release(rec)
 		}
 	}
-	clear(m.backlog)
-	m.backlog = m.backlog[:0]
-	clear(m.backlogIdx)
-	m.backlogBytes = 0
-	m.backlogLive = 0
+	clear(b.recs)
+	b.recs = b.recs[:0]
+	clear(b.idx)
+	b.bytes = 0
+	b.live = 0
 }
 
 // detached reports whether m has no connection to write to: it is away,
@@ -361,8 +375,8 @@ func (m *member) detached() bool { return m.away || m.seat.dead.Load() }
 func (w *worker) keepForReplay(r *room, m *member, seq uint64, out *Outbound) {
 	if acked := m.seat.acked.Load(); acked > 0 {
 		w.ringBytes(r, -m.ring.ack(acked))
-		if m.prevValid && acked > m.resumeSeq {
-			m.prevValid = false // the client has read its Resumed, new token and all
+		if m.prev != nil && acked > m.prev.resumeSeq {
+			m.prev = nil // the client has read its Resumed, new token and all
 		}
 	}
 	w.ringBytes(r, m.ring.push(seq, out))
@@ -402,9 +416,9 @@ func (w *worker) flushLeaver(m *member) {
 		return
 	}
 	w.spillBcast(m.room, m)
-	if len(m.backlog) > 0 {
+	if m.backlogLen() > 0 {
 		w.moveToBacklog(m)
-		w.writeFrames(m.room, m, m.backlog, m.room.tick+1, false)
+		w.writeFrames(m.room, m, m.held.recs, m.room.tick+1, false)
 		w.clearBacklog(m)
 	} else if len(m.pending) > 0 {
 		w.writeFrames(m.room, m, m.pending, m.room.tick+1, false)
@@ -417,7 +431,7 @@ func (w *worker) flushLeaver(m *member) {
 // Error saying why.
 func (w *worker) evictSlow(m *member) {
 	s := m.seat
-	backlog := m.backlogBytes
+	backlog := m.backlogBytes()
 	removing := s.state.CompareAndSwap(stateInRoom, stateLeaving)
 	w.removeMember(m, pb.LeaveReason_LEAVE_REASON_SLOW_CONSUMER)
 	w.evict(s, EvictSlowConsumer, fmt.Sprintf("room: backlog of %d bytes above %d", backlog, w.m.cfg.MaxBacklogBytes))

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/stretchr/testify/require"
 	"google.golang.org/protobuf/proto"
@@ -263,4 +264,15 @@ func TestRoomCodeLengthIsASetting(t *testing.T) {
 	require.ErrorIs(t, err, ErrInvalidArgument)
 	_, err = newManager(Config{CodeLength: 17})
 	require.ErrorIs(t, err, ErrInvalidArgument)
+}
+
+// A member is kept for every player of every room, most of them idle, so
+// its size is the relay's memory per idle connection (bench S3). What only
+// some members need (a backlog, a previous resume token) hangs off
+// pointers; this pins the size class, so that a field added grows it on
+// purpose rather than by accident.
+func TestMemberFitsItsSizeClass(t *testing.T) {
+	t.Parallel()
+	require.LessOrEqual(t, unsafe.Sizeof(member{}), uintptr(288),
+		"member grew past the 288-byte size class: move what few members need behind a pointer")
 }

@@ -156,7 +156,7 @@ func (w *worker) fillJoined(j *pb.Joined, r *room, me *member, members []*pb.Mem
 		MaxPlayers:   uint32(r.maxPlayers),
 		RoomMetadata: r.metadata,
 		Immediate:    r.immediate,
-		ResumeToken:  me.resumeToken,
+		ResumeToken:  tokenBytes(me.resumeToken),
 		SeatGraceMs:  uint32(r.grace.Milliseconds()),
 		Mode:         mode,
 		Lockstep:     start,

@@ -123,10 +123,18 @@ const resumeTokenLen = 32
 
 // newResumeToken makes a seat's next resume token and returns it with the
 // hash the member keeps (the token itself is never stored).
-func newResumeToken(roomID string, player, generation uint32) (token []byte, hash [32]byte) {
-	token = make([]byte, resumeTokenLen)
-	rand.Read(token) // never fails (Go 1.24+)
-	return token, tokenHash(token, roomID, player, generation)
+func newResumeToken(roomID string, player, generation uint32) (token *[resumeTokenLen]byte, hash [32]byte) {
+	token = new([resumeTokenLen]byte)
+	rand.Read(token[:]) // never fails (Go 1.24+)
+	return token, tokenHash(token[:], roomID, player, generation)
+}
+
+// tokenBytes is token as the bytes of a message field (nil for none).
+func tokenBytes(token *[resumeTokenLen]byte) []byte {
+	if token == nil {
+		return nil
+	}
+	return token[:]
 }
 
 // tokenHash binds a token to its room, player and seat generation: a token
@@ -161,11 +169,11 @@ func matchToken(m *member, token []byte) tokenMatch {
 	if subtle.ConstantTimeCompare(got[:], m.tokenHash[:]) == 1 {
 		return tokenCurrent
 	}
-	if !m.prevValid {
+	if m.prev == nil {
 		return tokenWrong
 	}
-	got = tokenHash(token, m.room.id, m.id, m.prevGeneration)
-	if subtle.ConstantTimeCompare(got[:], m.prevHash[:]) == 1 {
+	got = tokenHash(token, m.room.id, m.id, m.prev.generation)
+	if subtle.ConstantTimeCompare(got[:], m.prev.hash[:]) == 1 {
 		return tokenPrevious
 	}
 	return tokenWrong

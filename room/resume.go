@@ -97,9 +97,9 @@ func (w *worker) resume(s *Seat, c *resumeCmd) {
 	}
 	if match == tokenCurrent {
 		// The client surely holds this one; the new one may be lost.
-		m.prevHash, m.prevGeneration = m.tokenHash, m.generation
+		m.prev = &prevToken{hash: m.tokenHash, generation: m.generation}
 	}
-	m.prevValid = true
+	// (With tokenPrevious, m.prev is that token and stays.)
 	m.generation++
 	m.resumeToken, m.tokenHash = newResumeToken(r.id, m.id, m.generation)
 	defer w.roomChanged(r) // after the token is handed out and resumeSeq set
@@ -131,9 +131,9 @@ func (w *worker) resume(s *Seat, c *resumeCmd) {
 			}
 		}
 		w.ringBytes(r, -m.ring.ack(m.seq))
-		m.resumeSeq = m.seq
+		m.prev.resumeSeq = m.seq
 		w.count.resumes[pb.ResumeFailure_RESUME_FAILURE_TOO_OLD]++
-		token := m.resumeToken
+		token := tokenBytes(m.resumeToken)
 		snapshot := w.joined(r, m) // (hands out the token too)
 		w.sendMessage(s, &pb.ServerMessage{RequestId: c.requestID, Body: &pb.ServerMessage_Resumed{Resumed: &pb.Resumed{
 			Failure:  pb.ResumeFailure_RESUME_FAILURE_TOO_OLD,
@@ -148,12 +148,12 @@ func (w *worker) resume(s *Seat, c *resumeCmd) {
 		return
 	}
 	w.ringBytes(r, -m.ring.ack(c.lastSeq))
-	m.resumeSeq = c.lastSeq
+	m.prev.resumeSeq = c.lastSeq
 	w.count.resumes[0]++
 	w.count.replayed += uint64(len(replay))
 	w.sendMessage(s, &pb.ServerMessage{RequestId: c.requestID, Body: &pb.ServerMessage_Resumed{Resumed: &pb.Resumed{
 		Recovered:  true,
-		NewToken:   m.resumeToken,
+		NewToken:   tokenBytes(m.resumeToken),
 		ReplayFrom: c.lastSeq + 1,
 		ReplayTo:   m.seq,
 		InputAck:   m.inputSeq,

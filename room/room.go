@@ -96,13 +96,13 @@ type member struct {
 	bcastFrom int32
 	seat      *Seat
 	room      *room
-	joinedAt  time.Time
+	joinedAt  int64 // stamp
 	metadata  map[string]string
 	userID    string // from the auth token, "" without auth
 	lastSent  int64  // stamp of the last frame handed over, for keep-alives
 	// resumeToken is the token to hand out in the Joined or Resumed being
 	// built (nil once sent: only its hash is kept).
-	resumeToken []byte
+	resumeToken *[resumeTokenLen]byte
 
 	// mark dedupes targets while one message is routed (see worker.epoch).
 	mark uint64
@@ -114,13 +114,10 @@ type member struct {
 	// marked superseded) are latest-only updates superseded since they
 	// were queued.
 	pending []*record
-	// backlog holds what a congested peer could not take yet. backlogIdx maps
-	// a latest-only (sender, kind) to its index in backlog, for conflation
-	// across ticks. backlogLive counts the non-nil entries.
-	backlog      []*record
-	backlogIdx   map[uint64]int
-	backlogBytes int
-	backlogLive  int
+	// held is what a congested peer could not take yet; nil until the
+	// member's peer is first congested (most never are, and an idle
+	// connection should cost little).
+	held *backlog
 
 	// latest maps each kind this member sent latest-only during the current
 	// tick to that record (holding a reference), so the next update of the
@@ -136,16 +133,12 @@ type member struct {
 	//
 	// A Resumed can be lost with the connection carrying it, taking the new
 	// token along; the client then holds only the token it resumed with.
-	// That one (prevHash, of generation prevGeneration) stays good while
-	// prevValid: until the client acknowledges a frame after resumeSeq,
-	// which proves it read the Resumed before them.
-	seq            uint64
-	ring           replayRing
-	tokenHash      [32]byte
-	prevHash       [32]byte
-	generation     uint32
-	prevGeneration uint32
-	resumeSeq      uint64
+	// That one stays good while prev is set (after a resume only).
+	seq        uint64
+	ring       replayRing
+	tokenHash  [32]byte
+	prev       *prevToken
+	generation uint32
 	// inputSeqAcked is the inputSeq last told to an InputAcker peer.
 	inputSeqAcked uint64
 	awayUntil     int64 // stamp
@@ -154,8 +147,8 @@ type member struct {
 	// The member's budget as a sender for the tick budgetTick
 	// (Config.SenderTickMessages, SenderTickBytes).
 	budgetTick   uint64
-	tickMessages int
-	tickBytes    int
+	tickMessages int32
+	tickBytes    int32
 
 	// ls is the member's lockstep state (its open inputs); nil outside
 	// LOCKSTEP rooms.
@@ -164,15 +157,65 @@ type member struct {
 	// The flags, together (a bool between wider fields costs a word).
 	gone          bool // removed from the room
 	resumable     bool
-	prevValid     bool
 	away          bool
 	budgetNoticed bool // told RATE_LIMITED this tick
+}
+
+// backlog holds what a congested peer could not take yet, in order. idx
+// maps a latest-only (sender, kind) to its index in recs, for conflation
+// across ticks; live counts the non-nil entries, bytes their encoded size.
+type backlog struct {
+	recs  []*record
+	idx   map[uint64]int
+	bytes int
+	live  int
+}
+
+// prevToken is the resume token a member had before its last resume, of
+// generation generation: it stays good until the client acknowledges a
+// frame after resumeSeq, which proves it read the Resumed (and the new
+// token) sent before them.
+type prevToken struct {
+	hash       [32]byte
+	generation uint32
+	resumeSeq  uint64
+}
+
+// backlogLen is the number of entries in m's backlog (superseded ones
+// included).
+func (m *member) backlogLen() int {
+	if m.held == nil {
+		return 0
+	}
+	return len(m.held.recs)
+}
+
+// backlogBytes is the encoded size of m's held-back records.
+func (m *member) backlogBytes() int {
+	if m.held == nil {
+		return 0
+	}
+	return m.held.bytes
+}
+
+// backlogRecs is m's backlog (nil when it has none).
+func (m *member) backlogRecs() []*record {
+	if m.held == nil {
+		return nil
+	}
+	return m.held.recs
 }
 
 // stamp is t as nanoseconds since the Manager was made (monotonic for
 // time.Now's times): a member's times in 8 bytes where a time.Time takes
 // 24.
 func (w *worker) stamp(t time.Time) int64 { return int64(t.Sub(w.m.stampBase)) }
+
+// timeOf is the time of stamp s, as a wall-clock time (without a monotonic
+// reading: it is shown and compared, not subtracted from).
+func (w *worker) timeOf(s int64) time.Time {
+	return w.m.stampBase.Add(time.Duration(s)).Round(0)
+}
 
 // publishClock makes tick and rate visible to Seat.Clock.
 func (r *room) publishClock() {
@@ -279,7 +322,7 @@ func (w *worker) createRoom(id string, j *joinCmd) (*room, error) {
 // addMember adds s to r and announces it to the others.
 func (w *worker) addMember(r *room, s *Seat, metadata map[string]string, userID string) *member {
 	r.lastID++
-	m := &member{id: r.lastID, seat: s, room: r, joinedAt: w.now, lastSent: w.stamp(w.now), metadata: metadata, userID: userID, bcastFrom: int32(len(r.bcast))}
+	m := &member{id: r.lastID, seat: s, room: r, joinedAt: w.stamp(w.now), lastSent: w.stamp(w.now), metadata: metadata, userID: userID, bcastFrom: int32(len(r.bcast))}
 	if r.ls != nil {
 		m.ls = r.ls.newSeat()
 	}
@@ -467,9 +510,9 @@ func (r *room) detail() RoomDetail {
 			PlayerID: m.id,
 			UserID:   m.userID,
 			Address:  m.seat.addr,
-			JoinedAt: m.joinedAt,
+			JoinedAt: r.w.timeOf(m.joinedAt),
 			Metadata: cloneMetadata(m.metadata),
-			Backlog:  m.backlogBytes,
+			Backlog:  m.backlogBytes(),
 		}
 	}
 	return d

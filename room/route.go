@@ -138,9 +138,9 @@ func (w *worker) withinBudget(r *room, from *member, rec *record) bool {
 		from.budgetTick, from.tickMessages, from.tickBytes, from.budgetNoticed = r.tick, 0, 0, false
 	}
 	pol := w.m.policy()
-	if from.tickMessages < pol.SenderTickMessages && from.tickBytes+rec.payloadLen <= pol.SenderTickBytes {
+	if int(from.tickMessages) < pol.SenderTickMessages && int(from.tickBytes)+rec.payloadLen <= pol.SenderTickBytes {
 		from.tickMessages++
-		from.tickBytes += rec.payloadLen
+		from.tickBytes += int32(rec.payloadLen)
 		return true
 	}
 	w.count.overBudget++

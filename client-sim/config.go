@@ -43,7 +43,12 @@ type Config struct {
 	Drain      time.Duration `yaml:"drain"`       // longest wait for late deliveries after the window
 	RunID      string        `yaml:"run-id"`      // room ids are sim-<run-id>-<n>; empty: random
 	KeepAlive  time.Duration `yaml:"keepalive"`   // client WebSocket ping interval; 0: off
-	ServerPID  int           `yaml:"server-pid"`  // sample this process's CPU and memory; 0: off
+	// AckInterval is how soon a client acknowledges the frames it got
+	// (client.Options.AckInterval: on its Sends, alone when idle), as the
+	// protocol asks and the SDKs' sessions do; 0: never, which leaves the
+	// relay holding every frame for a resume.
+	AckInterval time.Duration `yaml:"ack-interval"`
+	ServerPID   int           `yaml:"server-pid"` // sample this process's CPU and memory; 0: off
 	// ServerPIDs are more server processes (comma-separated: the other
 	// nodes of a cluster) whose CPU and memory are added to -server-pid's.
 	ServerPIDs string `yaml:"server-pids"`
@@ -89,19 +94,20 @@ type hooks struct {
 
 func defaultConfig() Config {
 	return Config{
-		Protocol:   report.ProtocolTickrelay,
-		URL:        "ws://127.0.0.1:7600/ws",
-		Clients:    100,
-		RoomSize:   8,
-		Rate:       20,
-		Payload:    64,
-		Duration:   30 * time.Second,
-		Warmup:     5 * time.Second,
-		Ramp:       1000,
-		MaxLoss:    -1,
-		Drain:      5 * time.Second,
-		Mode:       modeRelay,
-		InputDelay: 2,
+		Protocol:    report.ProtocolTickrelay,
+		URL:         "ws://127.0.0.1:7600/ws",
+		Clients:     100,
+		RoomSize:    8,
+		Rate:        20,
+		Payload:     64,
+		Duration:    30 * time.Second,
+		Warmup:      5 * time.Second,
+		Ramp:        1000,
+		MaxLoss:     -1,
+		Drain:       5 * time.Second,
+		AckInterval: 250 * time.Millisecond,
+		Mode:        modeRelay,
+		InputDelay:  2,
 	}
 }
 
@@ -126,6 +132,7 @@ func bindFlags(fs *flag.FlagSet, cfg *Config) {
 	fs.DurationVar(&cfg.Drain, "drain", cfg.Drain, "longest wait for in-flight deliveries after the window")
 	fs.StringVar(&cfg.RunID, "run-id", cfg.RunID, "run id in room names sim-<run-id>-<n> (default random)")
 	fs.DurationVar(&cfg.KeepAlive, "keepalive", cfg.KeepAlive, "client keep-alive ping interval (0: off; the relay pings idle clients)")
+	fs.DurationVar(&cfg.AckInterval, "ack-interval", cfg.AckInterval, "clients acknowledge frames within this long, alone when idle, as the SDK sessions do (0: never)")
 	fs.IntVar(&cfg.ServerPID, "server-pid", cfg.ServerPID, "also report CPU and memory of this server process (Linux /proc)")
 	fs.StringVar(&cfg.ServerPIDs, "server-pids", cfg.ServerPIDs, "comma-separated more server processes (a cluster's other nodes) whose CPU and memory are added to -server-pid's")
 	fs.IntVar(&cfg.BrokerPID, "broker-pid", cfg.BrokerPID, "also report CPU and memory of this process the servers use (a cluster's NATS server), separately from the server's")
@@ -212,8 +219,8 @@ func (c *Config) validate() error {
 	if c.Duration <= 0 {
 		errs = append(errs, fmt.Errorf("duration must be positive (got %s)", c.Duration))
 	}
-	if c.Warmup < 0 || c.Drain < 0 || c.KeepAlive < 0 {
-		errs = append(errs, errors.New("warmup, drain and keepalive must not be negative"))
+	if c.Warmup < 0 || c.Drain < 0 || c.KeepAlive < 0 || c.AckInterval < 0 {
+		errs = append(errs, errors.New("warmup, drain, keepalive and ack-interval must not be negative"))
 	}
 	if c.Ramp < 0 {
 		errs = append(errs, fmt.Errorf("ramp must not be negative (got %g)", c.Ramp))

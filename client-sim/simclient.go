@@ -118,7 +118,7 @@ func (sc *simClient) connect(ctx context.Context, local net.Addr) {
 	if lockstep {
 		opts = sc.lockstepOptions()
 	}
-	opts.LocalAddr, opts.PingInterval = local, s.cfg.KeepAlive
+	opts.LocalAddr, opts.PingInterval, opts.AckInterval = local, s.cfg.KeepAlive, s.cfg.AckInterval
 	c, err := client.Dial(ctx, s.url(sc.idx), opts)
 	if err != nil {
 		s.errors.add(dialKind(err))

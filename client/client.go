@@ -101,6 +101,14 @@ type Options struct {
 	// nothing at all arrived during a whole interval after a ping. Zero
 	// means off: the relay pings idle clients itself, and the client answers.
 	PingInterval time.Duration
+	// AckInterval, if set, acknowledges the frames received within this
+	// long, as the protocol asks of an idle client: their acknowledgement
+	// rides on the next Send or Input when the player is sending, and goes
+	// alone in an ack-only message when it sent nothing for a whole
+	// interval. Until frames are acknowledged the relay keeps them for a
+	// resume, so an idle player that never acknowledges costs the relay
+	// memory. Zero means off: call Ack yourself (Session does, on a timer).
+	AckInterval time.Duration
 	// MaxMessageSize caps one message from the server; a larger one closes
 	// the connection with 1009. Zero means 1 MiB.
 	MaxMessageSize int
@@ -200,6 +208,12 @@ type Client struct {
 	// acknowledged to the relay (guarded by writeMu).
 	seq     atomic.Uint64
 	ackSent uint64
+	// With Options.AckInterval: ackTimer runs ackDue; ackArmed says it is
+	// set (the reader goroutine arms it at a new frame); ackCarried that a
+	// Send or Input carried an ack since it was armed.
+	ackTimer   *time.Timer
+	ackArmed   atomic.Bool
+	ackCarried atomic.Bool
 
 	r reader // owned by the reader goroutine
 }
@@ -246,6 +260,10 @@ func Dial(ctx context.Context, url string, opts Options) (*Client, error) {
 	c.wbuf = make([]byte, maxClientHeader, 256)
 	if opts.PingInterval > 0 {
 		c.keepalive = time.AfterFunc(opts.PingInterval, c.keepaliveTick)
+	}
+	if opts.AckInterval > 0 {
+		c.ackTimer = time.AfterFunc(opts.AckInterval, c.ackDue)
+		c.ackTimer.Stop() // armed by the first frame
 	}
 	go c.readLoop()
 	return c, nil

@@ -62,6 +62,9 @@ func (c *Client) readLoop() {
 	if c.keepalive != nil {
 		c.keepalive.Stop()
 	}
+	if c.ackTimer != nil {
+		c.ackTimer.Stop()
+	}
 	c.writeMu.Lock()
 	if c.writeErr == nil {
 		c.writeErr = ce
@@ -215,6 +218,9 @@ func (c *Client) dispatch(b []byte) error {
 				return nil // replayed twice (a resume overlapping what arrived)
 			}
 			c.seq.Store(seq)
+			if c.ackTimer != nil && !c.ackArmed.Swap(true) {
+				c.ackTimer.Reset(c.opts.AckInterval)
+			}
 		}
 		if c.opts.OnFrame == nil && c.opts.OnInputSet == nil && c.opts.OnSnapshotRequest == nil {
 			return nil

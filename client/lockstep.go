@@ -109,6 +109,7 @@ func (c *Client) SendInput(tick uint64, payload []byte, opts InputOptions) error
 	var ack uint64
 	if seq := c.seq.Load(); seq > c.ackSent {
 		ack, c.ackSent = seq, seq
+		c.ackCarried.Store(true)
 	}
 	buf := wire.AppendInput(c.wbuf[:maxClientHeader], 0, ack, &v)
 	c.wbuf = buf

@@ -300,6 +300,7 @@ func (c *Client) Send(payload []byte, opts SendOptions) error {
 	var ack uint64
 	if seq := c.seq.Load(); seq > c.ackSent {
 		ack, c.ackSent = seq, seq // piggybacked: the relay can trim its replay ring
+		c.ackCarried.Store(true)
 	}
 	buf := wire.AppendSend(c.wbuf[:maxClientHeader], 0, ack, &sv)
 	c.wbuf = buf
@@ -307,6 +308,21 @@ func (c *Client) Send(payload []byte, opts SendOptions) error {
 		return fmt.Errorf("client: send: %w", err)
 	}
 	return nil
+}
+
+// ackDue runs on the ack timer (Options.AckInterval) an interval after a
+// frame arrived with nothing armed. A player that sent meanwhile carries its
+// acks on its messages: look again an interval later, in case it stopped.
+// Otherwise it acknowledges alone. Disarmed before Ack reads the sequence,
+// so a frame arriving meanwhile arms the timer again or is acknowledged
+// now.
+func (c *Client) ackDue() {
+	if c.ackCarried.Swap(false) {
+		c.ackTimer.Reset(c.opts.AckInterval)
+		return
+	}
+	c.ackArmed.Store(false)
+	_ = c.Ack() // fails only on a closed connection
 }
 
 // Ack tells the relay which frames this client holds (the highest

@@ -67,18 +67,26 @@ const (
 
 // connLimits is one connection's rate state. Loop only.
 //
-// Its buckets are made at the connection's second message, not at its
-// upgrade: most connections of a quiet game (a lobby, players waiting) send
-// one Join and then little or nothing, and two token buckets with their
-// bookkeeping are a tenth of what an idle connection costs. The first
-// message always passes a full bucket (MessageBurst >= 1, ByteBurst >=
-// MaxMessageBytes), so it is only noted, and replayed into the buckets at
-// its own time when they are made: every later decision is the one buckets
-// made at the upgrade would take.
+// Its token buckets are made only when the connection first sends faster
+// than they refill, not at its upgrade: most connections of a game (a
+// lobby, players waiting, a player sending 20 updates a second, an idle
+// one acknowledging frames) never come near their limits, and two buckets
+// with their bookkeeping are a tenth of what an idle connection costs. A
+// full bucket lets any one message through (MessageBurst >= 1, ByteBurst >=
+// MaxMessageBytes), and is full again once its tokens came back; so while
+// every message comes after the last one's tokens were refilled (twice
+// over: a margin for rate.Limiter's floating point), the buckets are
+// known to be full at each message and only the last message is noted.
+// The first message that comes sooner makes the buckets, with that last
+// one replayed into them at its own time: every decision is the one
+// buckets made at the upgrade would take. (Except across two reloads with
+// no message between them: the connection's last limits are gone, and it
+// is treated as full under the current ones.)
 type connLimits struct {
-	firstAt   int64 // unix nanos of the first message; 0 before it
-	firstSize int   // its payload bytes (-1 for a ping: no bytes counted)
-	b         *connBuckets
+	lastAt   int64  // unix nanos of the last message while there are no buckets; 0 before the first
+	lastSize int32  // its payload bytes (-1 for a ping: no bytes counted)
+	lastGen  uint32 // the policy generation it was admitted under (low 32 bits)
+	b        *connBuckets
 }
 
 // connBuckets is the state of a connection past its first message.
@@ -93,29 +101,45 @@ type connBuckets struct {
 	lastNotice   time.Time
 }
 
-// buckets returns the connection's buckets, made (with the first message
-// replayed) on first use; nil while the message at now is the first.
+// buckets returns the connection's buckets for a message of size bytes at
+// now, made (with the last message replayed) when they are needed; nil
+// while they would be full: the message passes.
 func (l *connLimits) buckets(p *livePolicy, now time.Time, size int) *connBuckets {
 	if l.b != nil {
 		l.b.refresh(p, now)
 		return l.b
 	}
-	if l.firstAt == 0 {
-		l.firstAt, l.firstSize = max(now.UnixNano(), 1), size
+	at := max(now.UnixNano(), 1)
+	last := p
+	if l.lastAt != 0 {
+		last = p.ofGen(l.lastGen)
+	}
+	if l.lastAt == 0 || last == nil || last == p && l.refilled(&p.rate, at) {
+		l.lastAt, l.lastSize, l.lastGen = at, int32(size), uint32(p.gen)
 		return nil
 	}
+	// Made with the limits the last message was admitted under, then
+	// brought to the current ones at now, as upgrade-time buckets are.
 	b := &connBuckets{
-		gen:      p.gen,
-		messages: rate.NewLimiter(rate.Limit(p.rate.MessagesPerSecond), p.rate.MessageBurst),
-		bytes:    rate.NewLimiter(rate.Limit(p.rate.BytesPerSecond), p.rate.ByteBurst),
+		gen:      last.gen,
+		messages: rate.NewLimiter(rate.Limit(last.rate.MessagesPerSecond), last.rate.MessageBurst),
+		bytes:    rate.NewLimiter(rate.Limit(last.rate.BytesPerSecond), last.rate.ByteBurst),
 	}
-	first := time.Unix(0, l.firstAt)
-	b.messages.AllowN(first, 1)
-	if l.firstSize >= 0 {
-		b.bytes.AllowN(first, l.firstSize)
+	lastAt := time.Unix(0, l.lastAt)
+	b.messages.AllowN(lastAt, 1)
+	if l.lastSize >= 0 {
+		b.bytes.AllowN(lastAt, int(l.lastSize))
 	}
+	b.refresh(p, now)
 	l.b = b
 	return b
+}
+
+// refilled reports whether, at unix nanos at, the buckets have had twice
+// the tokens back that the last message took from them (under limits r).
+func (l *connLimits) refilled(r *RateLimits, at int64) bool {
+	gap := float64(at-l.lastAt) / float64(time.Second)
+	return gap*r.MessagesPerSecond >= 2 && gap*float64(r.BytesPerSecond) >= 2*float64(max(l.lastSize, 0))
 }
 
 // refresh applies a reloaded policy.

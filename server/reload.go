@@ -34,7 +34,7 @@ func (s *Server) Reload(next Config) error {
 		}
 	}
 	prev := s.policy()
-	s.pol.Store(&livePolicy{gen: prev.gen + 1, rate: next.RateLimits})
+	s.pol.Store(&livePolicy{gen: prev.gen + 1, rate: next.RateLimits, prev: &livePolicy{gen: prev.gen, rate: prev.rate}})
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
 	for _, name := range changedSettings(&s.applied, &next)[reloadRestart] {

@@ -85,6 +85,22 @@ type Server struct {
 type livePolicy struct {
 	gen  uint64 // increases with every reload
 	rate RateLimits
+	// prev is the policy this one replaced (its own prev nil): a
+	// connection that last sent under it finishes its lazy rate state
+	// with its limits (connLimits.buckets).
+	prev *livePolicy
+}
+
+// ofGen is the policy of generation gen if p still knows it: p or the one
+// it replaced.
+func (p *livePolicy) ofGen(gen uint32) *livePolicy {
+	switch {
+	case uint32(p.gen) == gen:
+		return p
+	case p.prev != nil && uint32(p.prev.gen) == gen:
+		return p.prev
+	}
+	return nil
 }
 
 func (s *Server) policy() *livePolicy { return s.pol.Load() }

@@ -373,16 +373,35 @@ func (m *member) detached() bool { return m.away || m.seat.dead.Load() }
 // within its per-seat and per-room bounds by dropping its oldest frames (a
 // Resume needing them is then answered TOO_OLD).
 func (w *worker) keepForReplay(r *room, m *member, seq uint64, out *Outbound) {
+	w.applyAck(r, m)
+	w.ringBytes(r, m.ring.push(seq, out))
+	cfg := &w.m.cfg
+	for m.ring.len() > 1 && (m.ring.bytes > cfg.ReplayBytesPerSeat || r.ringBytes > cfg.ReplayBytesPerRoom) {
+		w.ringBytes(r, -m.ring.dropOldest())
+	}
+}
+
+// applyAck releases the frames of m's ring that its client acknowledged.
+func (w *worker) applyAck(r *room, m *member) {
 	if acked := m.seat.acked.Load(); acked > 0 {
 		w.ringBytes(r, -m.ring.ack(acked))
 		if m.prev != nil && acked > m.prev.resumeSeq {
 			m.prev = nil // the client has read its Resumed, new token and all
 		}
 	}
-	w.ringBytes(r, m.ring.push(seq, out))
-	cfg := &w.m.cfg
-	for m.ring.len() > 1 && (m.ring.bytes > cfg.ReplayBytesPerSeat || r.ringBytes > cfg.ReplayBytesPerRoom) {
-		w.ringBytes(r, -m.ring.dropOldest())
+}
+
+// trimReplay applies s's acknowledgement to its ring now (TrimReplay); an
+// emptied ring gives up its buffer too: its client acknowledges while idle,
+// and an idle seat should hold nothing.
+func (w *worker) trimReplay(s *Seat) {
+	m := s.member.Load()
+	if m == nil || m.gone || m.seat != s || m.room.w != w {
+		return // moved on since: its next frame applies the ack
+	}
+	w.applyAck(m.room, m)
+	if m.ring.len() == 0 {
+		m.ring.buf = nil
 	}
 }
 

@@ -17,6 +17,7 @@ const (
 	cmdCall                          // control: an admin function run on the worker
 	cmdInput                         // data: a lockstep Input
 	cmdSnapshot                      // data: a lockstep Snapshot
+	cmdTrim                          // data: let go of acknowledged replay frames now
 )
 
 // command is one entry of a worker's inbox. Only the fields of its kind are

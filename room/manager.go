@@ -352,6 +352,26 @@ func (m *Manager) Send(s *Seat, requestID uint32, msg *wire.SendView) error {
 	return nil
 }
 
+// TrimReplay asks s's room to let go now of the frames its client has
+// acknowledged (Seat.Ack), rather than when it next builds a frame for the
+// seat. Call it for an acknowledgement that came alone (an idle client's):
+// in a room with nothing going on, which builds no frames, the frames kept
+// for the seat's resume are otherwise held until something happens. A
+// hint, queued like a Send within the seat's share of the worker's inbox,
+// and skipped when that share is used up.
+func (m *Manager) TrimReplay(s *Seat) {
+	if s == nil || s.dead.Load() || s.state.Load() != stateInRoom || m.quiesced.Load() {
+		return
+	}
+	if s.queued.Add(1) > int32(m.cfg.InboxPerSeat) {
+		s.queued.Add(-1)
+		return
+	}
+	if err := s.worker.in.pushData(command{kind: cmdTrim, seat: s}); err != nil {
+		s.queued.Add(-1)
+	}
+}
+
 // Leave asks for s to leave its room (or the room it is joining). Answered
 // asynchronously with Left{LEFT}. ErrNotInRoom when the seat is in no room
 // or already leaving.

@@ -296,3 +296,34 @@ func TestAcksTrimTheRing(t *testing.T) {
 	h.tick()
 	require.Less(t, h.m.Stats().ReplayBytes, before, "acknowledged frames are let go")
 }
+
+// An acknowledgement that comes alone (an idle client's) frees the frames
+// kept for the seat at once, in a room that builds no more frames.
+func TestTrimReplayFreesAcknowledgedFramesOfAnIdleRoom(t *testing.T) {
+	t.Parallel()
+	h := graceHarness(t, room.Config{})
+	ms := h.resumableRoom("r", 2)
+	a, b := ms[0], ms[1]
+	for range 3 {
+		h.send(a.member, wire.SendView{Payload: make([]byte, 100), Kind: 1})
+		h.tick()
+	}
+	b.take(t)
+	a.take(t)
+	h.tick() // nothing queued: the room sleeps
+	before := h.m.Stats().ReplayBytes
+	require.Positive(t, before)
+	b.s.Ack(b.seq)
+	h.m.TrimReplay(b.s)
+	h.sync()
+	after := h.m.Stats().ReplayBytes
+	require.Less(t, after, before, "b's frames are let go without another frame")
+	a.s.Ack(a.seq)
+	h.m.TrimReplay(a.s)
+	h.sync()
+	require.Zero(t, h.m.Stats().ReplayBytes, "nothing is kept for seats whose clients hold everything")
+	// The ring works on: a later frame is kept, and replayed on a resume.
+	h.send(a.member, wire.SendView{Payload: []byte("later"), Kind: 1})
+	h.tick()
+	require.Positive(t, h.m.Stats().ReplayBytes)
+}

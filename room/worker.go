@@ -165,6 +165,9 @@ func (w *worker) handle(c *command) {
 	case cmdSnapshot:
 		c.seat.queued.Add(-1)
 		w.snapshot(c.seat, c.requestID, c.snapshot)
+	case cmdTrim:
+		c.seat.queued.Add(-1)
+		w.trimReplay(c.seat)
 	case cmdJoin:
 		w.join(c.seat, c.join)
 	case cmdLeave:

@@ -136,7 +136,13 @@ func (s *Server) request(c *conn, payload []byte) gnet.Action {
 		return gnet.None
 	default:
 		if msg.Ack != 0 {
-			return gnet.None // an acknowledgement alone: no answer
+			// An acknowledgement alone (an idle client's): no answer, and
+			// the room lets go of the acknowledged frames now, since an
+			// idle room builds no frame that would.
+			if c.seat != nil {
+				s.rooms.TrimReplay(c.seat)
+			}
+			return gnet.None
 		}
 		return s.badMessage(c, "envelope has no body")
 	}

@@ -245,3 +245,26 @@ func TestClientFaultCloseForfeitsTheSeat(t *testing.T) {
 		require.True(t, res.GetRecovered(), "%v", res)
 	})
 }
+
+// An idle client's acknowledgement, alone in an envelope, frees the frames
+// the relay kept for its resume although its room builds no more frames.
+func TestAckAloneFreesTheReplayFramesOfAnIdleRoom(t *testing.T) {
+	forEachPath(t, func(t *testing.T, start startFunc) {
+		srv := start(t, nil)
+		a := dial(t, srv)
+		a.join("idle-acks", 1)
+		b := dial(t, srv)
+		jb := b.join("idle-acks", 1)
+		a.awaitEvent(pb.RoomEventType_ROOM_EVENT_TYPE_PLAYER_JOINED, jb.GetPlayerId())
+		var seq uint64
+		for i := range 3 {
+			a.sendPayload(fmt.Appendf(nil, "m-%d", i), nil, false)
+		}
+		b.framesUntil(&seq, "m-2")
+		kept := srv.rooms.Stats().ReplayBytes
+		require.Positive(t, kept, "b's frames are kept until it acknowledges them")
+		b.send(&pb.ClientMessage{Ack: seq})
+		require.Eventually(t, func() bool { return srv.rooms.Stats().ReplayBytes < kept }, 10*time.Second, time.Millisecond,
+			"the acknowledged frames are let go")
+	})
+}

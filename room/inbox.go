@@ -52,6 +52,12 @@ type inbox struct {
 	data     int       // data commands in cmds; guarded by mu
 	closed   bool      // guarded by mu
 	capacity int
+	// signalled: wake was signalled since the worker last took the queue.
+	// timerArmed: the worker's timer is set (it will take the queue at its
+	// next deadline at the latest), so a message for a room on its
+	// schedule need not wake it (pushData). Both guarded by mu.
+	signalled  bool
+	timerArmed bool
 	// wake has capacity 1: a producer that makes the queue non-empty signals
 	// it; the worker drains everything queued per signal.
 	wake chan struct{}
@@ -65,8 +71,13 @@ func newInbox(capacity int) *inbox {
 }
 
 // pushData queues a relayed message; ErrOverloaded past capacity, ErrClosed
-// after close.
-func (in *inbox) pushData(c command) error {
+// after close. With untilTick (the message is for a ticked room on the
+// worker's schedule, which only reads it at its next tick) it does not wake
+// the worker when its timer is set: the worker takes the queue at the
+// deadline, before the tick, so the message makes the same tick, and a
+// worker that routes a few messages between ticks wakes once a tick
+// rather than once a message. A quarter-full inbox wakes it all the same.
+func (in *inbox) pushData(c command, untilTick bool) error {
 	in.mu.Lock()
 	if in.closed {
 		in.mu.Unlock()
@@ -78,7 +89,10 @@ func (in *inbox) pushData(c command) error {
 		return ErrOverloaded
 	}
 	in.data++
-	in.appendLocked(c)
+	in.cmds = append(in.cmds, c)
+	if !untilTick || !in.timerArmed || in.data >= in.capacity/4 {
+		in.signalLocked()
+	}
 	in.mu.Unlock()
 	return nil
 }
@@ -95,17 +109,34 @@ func (in *inbox) pushControl(c command) bool {
 	return true
 }
 
-// appendLocked appends c and signals the worker if the queue was empty
-// (otherwise a signal is already pending or the worker has yet to swap).
-// mu must be held.
+// appendLocked appends c and signals the worker. mu must be held.
 func (in *inbox) appendLocked(c command) {
 	in.cmds = append(in.cmds, c)
-	if len(in.cmds) == 1 {
-		select {
-		case in.wake <- struct{}{}:
-		default:
-		}
+	in.signalLocked()
+}
+
+// signalLocked wakes the worker, once per batch. mu must be held.
+func (in *inbox) signalLocked() {
+	if in.signalled {
+		return
 	}
+	in.signalled = true
+	select {
+	case in.wake <- struct{}{}:
+	default:
+	}
+}
+
+// setTimerArmed tells producers whether the worker's timer is set. When it
+// is not, nothing would take what pushData queued without a signal: the
+// worker wakes itself for it. Worker only.
+func (in *inbox) setTimerArmed(armed bool) {
+	in.mu.Lock()
+	in.timerArmed = armed
+	if !armed && len(in.cmds) > 0 {
+		in.signalLocked()
+	}
+	in.mu.Unlock()
 }
 
 // take returns everything queued and installs spare (emptied) in its place.
@@ -115,6 +146,7 @@ func (in *inbox) take(spare []command) []command {
 	batch := in.cmds
 	in.cmds = spare[:0]
 	in.data = 0
+	in.signalled = false
 	in.mu.Unlock()
 	return batch
 }

@@ -276,3 +276,44 @@ func TestMemberFitsItsSizeClass(t *testing.T) {
 	require.LessOrEqual(t, unsafe.Sizeof(member{}), uintptr(288),
 		"member grew past the 288-byte size class: move what few members need behind a pointer")
 }
+
+// A Send for a ticked room does not wake a worker whose timer is set; the
+// rest does, once a batch, and a worker whose timer stops wakes itself for
+// what is queued: nothing queued is left without a wake-up coming.
+func TestInboxWakesOnlyWhenSomethingWouldWait(t *testing.T) {
+	t.Parallel()
+	signalled := func(in *inbox) bool {
+		select {
+		case <-in.wake:
+			return true
+		default:
+			return false
+		}
+	}
+	in := newInbox(64)
+	in.setTimerArmed(true)
+	require.False(t, signalled(in))
+	require.NoError(t, in.pushData(command{kind: cmdSend}, true))
+	require.False(t, signalled(in), "the worker reads it at its deadline")
+	require.NoError(t, in.pushData(command{kind: cmdSend}, false))
+	require.True(t, signalled(in), "a message that cannot wait wakes the worker")
+	require.True(t, in.pushControl(command{kind: cmdLeave}))
+	require.False(t, signalled(in), "once a batch")
+	require.Len(t, in.take(nil), 3)
+
+	for range 64/4 - 1 {
+		require.NoError(t, in.pushData(command{kind: cmdSend}, true))
+	}
+	require.False(t, signalled(in))
+	require.NoError(t, in.pushData(command{kind: cmdSend}, true))
+	require.True(t, signalled(in), "a quarter-full inbox wakes the worker")
+	in.take(nil)
+
+	require.NoError(t, in.pushData(command{kind: cmdSend}, true))
+	require.False(t, signalled(in))
+	in.setTimerArmed(false)
+	require.True(t, signalled(in), "no timer will come: the worker wakes itself for what is queued")
+	in.take(nil)
+	require.NoError(t, in.pushData(command{kind: cmdSend}, true))
+	require.True(t, signalled(in), "without a timer every message wakes the worker")
+}

@@ -171,7 +171,7 @@ func (m *Manager) Input(s *Seat, requestID uint32, in *wire.InputView) error {
 	rec.tick = in.TargetTick
 	rec.checksumTick, rec.checksum = in.ChecksumTick, in.Checksum
 	rec.at = m.cfg.Clock.Now().UnixNano()
-	if err := s.worker.in.pushData(command{kind: cmdInput, seat: s, rec: rec}); err != nil {
+	if err := s.worker.in.pushData(command{kind: cmdInput, seat: s, rec: rec}, false); err != nil {
 		s.queued.Add(-1)
 		m.records.put(rec)
 		return err
@@ -202,7 +202,7 @@ func (m *Manager) Snapshot(s *Seat, requestID uint32, tick uint64, state []byte)
 		return ErrOverloaded
 	}
 	snap := &snapshotCmd{tick: tick, state: append([]byte(nil), state...)}
-	if err := s.worker.in.pushData(command{kind: cmdSnapshot, seat: s, requestID: requestID, snapshot: snap}); err != nil {
+	if err := s.worker.in.pushData(command{kind: cmdSnapshot, seat: s, requestID: requestID, snapshot: snap}, false); err != nil {
 		s.queued.Add(-1)
 		return err
 	}

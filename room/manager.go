@@ -337,20 +337,32 @@ func (m *Manager) Send(s *Seat, requestID uint32, msg *wire.SendView) error {
 	}
 	// Each seat's fair share of its worker's inbox: one connection cannot
 	// fill it for everyone on the worker.
-	if s.queued.Add(1) > int32(m.cfg.InboxPerSeat) {
+	queued := s.queued.Add(1)
+	if queued > int32(m.cfg.InboxPerSeat) {
 		s.queued.Add(-1)
 		m.seatOverShare.Add(1)
 		return ErrOverloaded
 	}
+	// A message for a ticked room on its worker's schedule waits for the
+	// tick (inbox.pushData); a seat with many queued wakes the worker, so
+	// that a burst meets its tick budget rather than its inbox share.
+	untilTick := false
+	if mem := s.member.Load(); mem != nil && queued <= untilTickQueue {
+		untilTick = mem.room.ticking.Load()
+	}
 	rec := m.records.get()
 	rec.fill(requestID, msg)
-	if err := s.worker.in.pushData(command{kind: cmdSend, seat: s, rec: rec}); err != nil {
+	if err := s.worker.in.pushData(command{kind: cmdSend, seat: s, rec: rec}, untilTick); err != nil {
 		s.queued.Add(-1)
 		m.records.put(rec)
 		return err
 	}
 	return nil
 }
+
+// untilTickQueue is how many of a seat's Sends may wait for their tick in
+// the inbox before one wakes the worker.
+const untilTickQueue = 32
 
 // TrimReplay asks s's room to let go now of the frames its client has
 // acknowledged (Seat.Ack), rather than when it next builds a frame for the
@@ -367,7 +379,7 @@ func (m *Manager) TrimReplay(s *Seat) {
 		s.queued.Add(-1)
 		return
 	}
-	if err := s.worker.in.pushData(command{kind: cmdTrim, seat: s}); err != nil {
+	if err := s.worker.in.pushData(command{kind: cmdTrim, seat: s}, false); err != nil {
 		s.queued.Add(-1)
 	}
 }

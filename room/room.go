@@ -48,6 +48,12 @@ type room struct {
 	// skips the walk over the members, which keeps idle rooms cheap.
 	work bool
 
+	// ticking: the room is ticked (not immediate) and on its worker's
+	// schedule, so a message for it may wait in the inbox for the worker's
+	// next deadline (Manager.Send). Written by the worker (schedule push
+	// and remove, rate changes), read by producers.
+	ticking atomic.Bool
+
 	// asleep: the room had nothing to do at its last tick and left the
 	// worker's schedule; the next message (markDirty) wakes it, counting
 	// the deadlines that passed as ticks. Idle rooms then cost nothing.

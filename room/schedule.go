@@ -16,6 +16,7 @@ func (h schedule) swap(i, j int) {
 }
 
 func (h *schedule) push(r *room) {
+	r.ticking.Store(!r.immediate)
 	r.heapIdx = len(*h)
 	*h = append(*h, r)
 	h.up(r.heapIdx)
@@ -26,6 +27,7 @@ func (h *schedule) remove(r *room) {
 	if i < 0 {
 		return
 	}
+	r.ticking.Store(false)
 	last := len(*h) - 1
 	if i != last {
 		h.swap(i, last)
@@ -147,6 +149,7 @@ func (w *worker) reschedule(r *room, rate int) {
 	}
 	wasImmediate := r.immediate
 	r.immediate = rate == 0
+	r.ticking.Store(!r.immediate)
 	r.rate = rate
 	if r.immediate {
 		r.period = w.housekeepingPeriod()
@@ -266,9 +269,18 @@ func (w *worker) runTick(r *room, first uint64) {
 }
 
 // arm sets the worker's one timer for the earliest deadline, or stops it
-// when no room is scheduled. It resets the timer only when the earliest
-// deadline changed, so a busy inbox does not churn the timer.
+// when no room is scheduled, and tells the inbox whether it is set. It
+// resets the timer only when the earliest deadline changed, so a busy inbox
+// does not churn the timer.
 func (w *worker) arm() {
+	w.setTimer()
+	if w.armed != w.inboxKnowsArmed {
+		w.in.setTimerArmed(w.armed)
+		w.inboxKnowsArmed = w.armed
+	}
+}
+
+func (w *worker) setTimer() {
 	if len(w.sched) == 0 {
 		if w.armed {
 			w.timer.Stop()

@@ -22,6 +22,8 @@ type worker struct {
 	// armed: timer is set for armedFor and its fire not yet received.
 	armed    bool
 	armedFor time.Time
+	// inboxKnowsArmed is the armed state last told to the inbox.
+	inboxKnowsArmed bool
 	// rng spreads room phases; not security-relevant (room codes use
 	// crypto/rand).
 	rng *rand.Rand

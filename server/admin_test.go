@@ -252,8 +252,11 @@ func TestAdminMetricsParseAndMove(t *testing.T) {
 	for got < 5 {
 		got += len(b.frameWithDeliveries().GetDeliveries())
 	}
-	require.Equal(t, 5.0, value("tickrelay_messages_in_total"))
-	require.Equal(t, 5.0, value("tickrelay_deliveries_total"))
+	// The worker publishes its counters at the end of its round, just
+	// after handing the tick's frames over.
+	require.Eventually(t, func() bool {
+		return value("tickrelay_messages_in_total") == 5 && value("tickrelay_deliveries_total") == 5
+	}, testTimeout, time.Millisecond)
 	require.Equal(t, 1.0, value("tickrelay_rooms"))
 	require.Equal(t, 2.0, value("tickrelay_players"))
 	require.Equal(t, 2.0, value("tickrelay_connections_open"))

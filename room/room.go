@@ -204,14 +204,6 @@ func (m *member) backlogBytes() int {
 	return m.held.bytes
 }
 
-// backlogRecs is m's backlog (nil when it has none).
-func (m *member) backlogRecs() []*record {
-	if m.held == nil {
-		return nil
-	}
-	return m.held.recs
-}
-
 // stamp is t as nanoseconds since the Manager was made (monotonic for
 // time.Now's times): a member's times in 8 bytes where a time.Time takes
 // 24.

@@ -99,6 +99,33 @@ type connBuckets struct {
 	limitedSince time.Time
 	lastDrop     time.Time
 	lastNotice   time.Time
+	// refusedUntil (unix nanos) is when the message bucket, which last
+	// refused a message, holds a token again: a refusal takes nothing from
+	// it, so every message before then is refused too, and a flood is
+	// dropped without a limiter call per message. 0: not refusing.
+	refusedUntil int64
+}
+
+// refusing reports whether the message bucket is known to refuse a message
+// at now.
+func (b *connBuckets) refusing(now time.Time) bool {
+	return b.refusedUntil != 0 && now.UnixNano() < b.refusedUntil
+}
+
+// noteRefusal records, after the message bucket refused a message at now,
+// until when it will go on refusing: a microsecond before its next token,
+// a margin over the limiter's floating point.
+func (b *connBuckets) noteRefusal(now time.Time) {
+	r := float64(b.messages.Limit())
+	missing := 1 - b.messages.TokensAt(now)
+	switch {
+	case r <= 0:
+		b.refusedUntil = math.MaxInt64 // no tokens ever come back
+	case missing <= 0 || math.IsInf(r, 1):
+		b.refusedUntil = 0
+	default:
+		b.refusedUntil = now.UnixNano() + int64(missing/r*float64(time.Second)) - int64(time.Microsecond)
+	}
 }
 
 // buckets returns the connection's buckets for a message of size bytes at
@@ -148,6 +175,7 @@ func (b *connBuckets) refresh(p *livePolicy, now time.Time) {
 		return
 	}
 	b.gen = p.gen
+	b.refusedUntil = 0
 	b.messages.SetLimitAt(now, rate.Limit(p.rate.MessagesPerSecond))
 	b.messages.SetBurstAt(now, p.rate.MessageBurst)
 	b.bytes.SetLimitAt(now, rate.Limit(p.rate.BytesPerSecond))
@@ -160,7 +188,13 @@ func (b *connBuckets) refresh(p *livePolicy, now time.Time) {
 // reading both buckets first and then taking from both was four.)
 func (l *connLimits) admit(p *livePolicy, now time.Time, size int) rateVerdict {
 	b := l.buckets(p, now, size)
-	if b == nil || b.messages.AllowN(now, 1) && b.bytes.AllowN(now, size) {
+	switch {
+	case b == nil:
+		return rateAllow
+	case b.refusing(now):
+	case !b.messages.AllowN(now, 1):
+		b.noteRefusal(now)
+	case b.bytes.AllowN(now, size):
 		return rateAllow
 	}
 	return b.drop(p, now)
@@ -170,7 +204,16 @@ func (l *connLimits) admit(p *livePolicy, now time.Time, size int) rateVerdict {
 // as a message; over the limit it is not answered.
 func (l *connLimits) allowControl(p *livePolicy, now time.Time) bool {
 	b := l.buckets(p, now, -1)
-	return b == nil || b.messages.AllowN(now, 1)
+	switch {
+	case b == nil:
+		return true
+	case b.refusing(now):
+		return false
+	case !b.messages.AllowN(now, 1):
+		b.noteRefusal(now)
+		return false
+	}
+	return true
 }
 
 func (b *connBuckets) drop(p *livePolicy, now time.Time) rateVerdict {

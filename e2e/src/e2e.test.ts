@@ -186,9 +186,9 @@ describe("browsers and Node through nginx with TLS", { timeout: 120_000 }, () =>
     // condition under test, not synchronisation. The relay pings the silent
     // connections every second; without that nginx would close them.
     const idleMs = READ_TIMEOUT_S * 1000 + 1_500;
-    const quietSince = Date.now();
+    // (No check of the time waited against Date.now(): Node's timers may
+    // fire a millisecond early by the wall clock, which failed CI once.)
     await new Promise((r) => setTimeout(r, idleMs));
-    assert.ok(Date.now() - quietSince >= idleMs);
     for (const page of [ann, bob]) {
       const s = await demo(page);
       assert.deepEqual(s.closes, [], "no page lost its connection");

@@ -91,12 +91,15 @@ func (c *conn) closeWith(cause closes.Cause, code uint16, reason, detail string,
 	if c.echo {
 		errCode = 0 // the echo endpoint speaks plain WebSocket, not the relay protocol
 	}
-	wake := c.out.seal(closeFrames(errCode, detail, retry, code, reason), info.Fail)
+	wake, kill := c.out.seal(closeFrames(errCode, detail, retry, code, reason), info.Fail)
 	switch {
 	case onLoop:
 		c.flush()
 	case wake:
 		c.wake()
+	}
+	if kill {
+		c.drop() // a kill came while this close was on its way (conn.kill)
 	}
 }
 

@@ -95,11 +95,18 @@ func (s *Server) Kill() {
 
 // kill sends the connection its Close (unless one is on its way) and drops
 // it right after, without waiting for the client. Goroutine-safe.
+//
+// The drop must not overtake the Close: another goroutine may have started
+// a close (won closing) and not queued its frames yet. So whoever queues
+// the Close drops the connection: kill itself when the Close is queued
+// already, the close under way when it queues it (outbox.seal sees the
+// kill). drop runs on the loop and writes everything queued first.
 func (c *conn) kill() {
+	if c.out.markKilling() {
+		c.drop()
+		return
+	}
 	c.close(closes.GoingAway, "", false)
-	// Close is low priority on the loop, like the wake that flushes the
-	// Close frame: it runs after it.
-	_ = c.gc.Close()
 }
 
 // abort drops the connection with a TCP reset and no Close frame (Abort).

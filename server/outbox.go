@@ -35,6 +35,7 @@ type outbox struct {
 	spare     []outItem // the slice flush emptied last; guarded by mu
 	scheduled bool      // a wake is on its way to flush; guarded by mu
 	sealed    bool      // a Close is queued: nothing more is accepted; guarded by mu
+	killing   bool      // the connection is to be dropped once sealed (conn.kill); guarded by mu
 
 	queued atomic.Int64 // bytes in items
 	net    atomic.Int64 // gnet's unwritten outbound bytes, as last seen on the loop
@@ -103,14 +104,16 @@ func (q *outbox) push(b []byte, o *room.Outbound) (ok, overHard, wake bool) {
 // frames not yet written are dropped first, so final goes out next (a
 // failing close: the client must learn why before the connection goes);
 // otherwise they go out before it (a clean close: a kicked player still gets
-// its Left). It reports whether a wake is needed.
-func (q *outbox) seal(final []byte, drop bool) (wake bool) {
+// its Left). It reports whether a wake is needed, and whether a kill is
+// waiting for the seal to drop the connection.
+func (q *outbox) seal(final []byte, drop bool) (wake, kill bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.sealed {
-		return false
+		return false, false
 	}
 	q.sealed = true
+	kill = q.killing
 	if drop {
 		for i := range q.items {
 			release(q.items[i].o)
@@ -123,7 +126,16 @@ func (q *outbox) seal(final []byte, drop bool) (wake bool) {
 	q.queued.Add(int64(len(final)))
 	wake = !q.scheduled
 	q.scheduled = true
-	return wake
+	return wake, kill
+}
+
+// markKilling notes that the connection is to be dropped as soon as its
+// Close is queued, and reports whether it is already.
+func (q *outbox) markKilling() (sealed bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.killing = true
+	return q.sealed
 }
 
 // requeue puts back, in front, frames the loop took but did not write.

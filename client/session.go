@@ -59,8 +59,9 @@ type SessionOptions struct {
 	// ends with the error that lost the connection. Zero means the relay's
 	// seat grace (Joined.SeatGrace) plus 10s, or 30s without one.
 	ReconnectTimeout time.Duration
-	// AckInterval is how often an idle session tells the relay which frames
-	// it holds (sends piggyback acks already). Zero means 250ms.
+	// AckInterval is how soon the session tells the relay which frames it
+	// holds: on its next Send, or alone when it sent nothing for that long
+	// (the connection's Options.AckInterval). Zero means 250ms.
 	AckInterval time.Duration
 	// ResendInputs is how many of the latest Sends are kept to be re-sent
 	// after a resume, when the relay did not get them before the connection
@@ -314,6 +315,7 @@ func (s *Session) dial(ctx context.Context) (*Client, error) {
 	o.OnError = s.opts.OnError
 	o.OnLeft = s.onLeft
 	o.OnClose = nil
+	o.AckInterval = s.opts.AckInterval
 	o.seatHook = s.onSeat
 	c, err := Dial(ctx, s.url, o)
 	if err != nil {
@@ -334,12 +336,10 @@ func (s *Session) dial(ctx context.Context) (*Client, error) {
 	return c, nil
 }
 
-// run watches the connection, acknowledges frames while idle, and
-// reconnects when the connection is lost.
+// run watches the connection and reconnects when it is lost (each
+// connection acknowledges frames itself: Options.AckInterval).
 func (s *Session) run() {
 	defer close(s.done)
-	ack := time.NewTicker(s.opts.AckInterval)
-	defer ack.Stop()
 	for {
 		s.mu.Lock()
 		c := s.conn
@@ -351,9 +351,6 @@ func (s *Session) run() {
 		case <-s.left:
 			_ = c.Close()
 			return
-		case <-ack.C:
-			_ = c.Ack()
-			continue
 		case <-c.Done():
 		}
 		err := c.Err()

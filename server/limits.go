@@ -106,10 +106,18 @@ type connBuckets struct {
 	refusedUntil int64
 }
 
-// refusing reports whether the message bucket is known to refuse a message
-// at now.
-func (b *connBuckets) refusing(now time.Time) bool {
-	return b.refusedUntil != 0 && now.UnixNano() < b.refusedUntil
+// takeMessage takes a token from the message bucket for a message at now,
+// or reports that it has none: known without asking it while refusedUntil
+// has not come.
+func (b *connBuckets) takeMessage(now time.Time) bool {
+	if b.refusedUntil != 0 && now.UnixNano() < b.refusedUntil {
+		return false
+	}
+	if b.messages.AllowN(now, 1) {
+		return true
+	}
+	b.noteRefusal(now)
+	return false
 }
 
 // noteRefusal records, after the message bucket refused a message at now,
@@ -188,13 +196,7 @@ func (b *connBuckets) refresh(p *livePolicy, now time.Time) {
 // reading both buckets first and then taking from both was four.)
 func (l *connLimits) admit(p *livePolicy, now time.Time, size int) rateVerdict {
 	b := l.buckets(p, now, size)
-	switch {
-	case b == nil:
-		return rateAllow
-	case b.refusing(now):
-	case !b.messages.AllowN(now, 1):
-		b.noteRefusal(now)
-	case b.bytes.AllowN(now, size):
+	if b == nil || b.takeMessage(now) && b.bytes.AllowN(now, size) {
 		return rateAllow
 	}
 	return b.drop(p, now)
@@ -204,16 +206,7 @@ func (l *connLimits) admit(p *livePolicy, now time.Time, size int) rateVerdict {
 // as a message; over the limit it is not answered.
 func (l *connLimits) allowControl(p *livePolicy, now time.Time) bool {
 	b := l.buckets(p, now, -1)
-	switch {
-	case b == nil:
-		return true
-	case b.refusing(now):
-		return false
-	case !b.messages.AllowN(now, 1):
-		b.noteRefusal(now)
-		return false
-	}
-	return true
+	return b == nil || b.takeMessage(now)
 }
 
 func (b *connBuckets) drop(p *livePolicy, now time.Time) rateVerdict {

@@ -2,6 +2,7 @@ package client
 
 import (
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -9,8 +10,16 @@ import (
 	"github.com/stretchr/testify/require"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/tickrelay/tickrelay/internal/splitproxy"
 	pb "github.com/tickrelay/tickrelay/proto/tickrelay/v1"
 )
+
+// throughSplitProxy routes the connections to url through a proxy that
+// cuts every write, both ways, into random pieces with pauses.
+func throughSplitProxy(t *testing.T, url string) string {
+	addr := strings.TrimSuffix(strings.TrimPrefix(url, "ws://"), "/ws")
+	return "ws://" + splitproxy.ForTest(t, addr, nil).Addr() + "/ws"
+}
 
 // seqFrame is a Frame of tick with seat sequence number seq.
 func seqFrame(t *testing.T, tick, seq uint64) []byte {
@@ -66,7 +75,7 @@ func TestAckIntervalAcknowledgesAnIdlePlayer(t *testing.T) {
 		for range msgs {
 		}
 	})
-	p := connectWith(t, url, Options{AckInterval: 20 * time.Millisecond})
+	p := connectWith(t, throughSplitProxy(t, url), Options{AckInterval: 20 * time.Millisecond})
 	var m *pb.ClientMessage
 	select {
 	case m = <-got:
@@ -96,7 +105,7 @@ func TestAckIntervalRidesOnSends(t *testing.T) {
 		for range msgs {
 		}
 	})
-	p := connectWith(t, url, Options{AckInterval: interval})
+	p := connectWith(t, throughSplitProxy(t, url), Options{AckInterval: interval})
 	require.Eventually(t, func() bool { return p.LastSeq() == 1 }, waitTimeout, time.Millisecond)
 	require.NoError(t, p.Send([]byte("move"), SendOptions{Kind: 1}))
 	// The player pauses past the first ack due (an interval after frame 1,

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -165,7 +166,13 @@ func TestResumeRefusals(t *testing.T) {
 	require.Equal(t, pb.ErrorCode_ERROR_CODE_ALREADY_IN_ROOM, m.GetError().GetCode(), "%v", m)
 
 	admin := newAdminClient(t, srv, "")
-	_, body := admin.do("GET", "/metrics", "")
+	// The worker publishes its counters at the end of its round, just
+	// after the answers it sent in it: wait for the last one's.
+	var body []byte
+	require.Eventually(t, func() bool {
+		_, body = admin.do("GET", "/metrics", "")
+		return strings.Contains(string(body), `tickrelay_resumes_total{result="too_old"} 1`)
+	}, testTimeout, 5*time.Millisecond)
 	require.Contains(t, string(body), `tickrelay_resumes_total{result="bad_token"} 3`)
 	require.Contains(t, string(body), `tickrelay_resumes_total{result="room_gone"} 1`)
 	require.Contains(t, string(body), `tickrelay_resumes_total{result="seat_expired"} 1`)

@@ -219,6 +219,27 @@ func TestLockstepSDKSnapshot(t *testing.T) {
 	}
 	la.mu.Unlock()
 	require.NoError(t, a.SendSnapshot(tick, []byte("state-"+strings.Repeat("x", 10))))
+	// The relay does not acknowledge a snapshot, and c's Join below comes on
+	// another connection, which the room may read first (and rightly seat
+	// from the log, which still reaches tick 1). a's messages reach the room
+	// in order, so once an input a sent after the snapshot shows in an
+	// InputSet, the snapshot has been taken.
+	// (An input that arrives after its tick closed is refused; then try
+	// further ahead.)
+	for taken := false; !taken; {
+		var barrierTick uint64
+		la.mu.Lock()
+		for t := range la.sets {
+			barrierTick = max(barrierTick, t+8)
+		}
+		la.mu.Unlock()
+		require.NoError(t, a.SendInput(barrierTick, []byte("after-snapshot"), InputOptions{}))
+		la.waitFor(t, "the InputSet of the input sent after the snapshot", func() bool { _, ok := la.sets[barrierTick]; return ok })
+		la.mu.Lock()
+		s := la.sets[barrierTick]
+		taken = len(s.Inputs) == 1 && string(s.Inputs[0].Payload) == "after-snapshot"
+		la.mu.Unlock()
+	}
 
 	lc := newSetLog()
 	c, err := Dial(ctx, url, lc.opts())

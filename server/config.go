@@ -35,8 +35,9 @@ type Config struct {
 
 	// EventLoops is the number of gnet event loops. Zero means GOMAXPROCS.
 	EventLoops int
-	// MaxConnections caps open connections; past it a handshake is answered
-	// with HTTP 503. Zero (or a value the open-file limit cannot hold) means
+	// MaxConnections caps open connections; just past it an upgrade is
+	// accepted and closed at once with Error{SERVER_FULL} and close 4002 (a
+	// page can read that), far past it the request gets HTTP 503 unread. Zero (or a value the open-file limit cannot hold) means
 	// the process's open-file limit minus 128.
 	MaxConnections int
 	// MaxMessageBytes caps one (reassembled) client message; a larger one

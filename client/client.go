@@ -274,9 +274,15 @@ func Dial(ctx context.Context, url string, opts Options) (*Client, error) {
 // returns once the reader goroutine has ended. Pending requests fail with
 // ErrClosed. Close is idempotent and safe to call concurrently.
 //
-// Called from a callback, Close does not wait for the reader goroutine (the
-// caller is that goroutine); it ends when the callback returns.
+// Called while one of the Client's callbacks runs, whether from the callback
+// or from another goroutine, Close sends its Close frame and returns without
+// waiting (a callback runs on the reader goroutine, which cannot end before
+// it returns); the close handshake then completes in the background, within
+// Options.CloseTimeout.
 func (c *Client) Close() error {
+	// Read once: a callback may start or end while Close runs, and the two
+	// decisions below must agree.
+	inCallback := c.inCallback.Load()
 	c.closeOnce.Do(func() {
 		c.closing.Store(true)
 		c.writeMu.Lock()
@@ -287,22 +293,32 @@ func (c *Client) Close() error {
 			c.writeErr = ErrClosed
 		}
 		c.writeMu.Unlock()
-		if c.inCallback.Load() {
-			_ = c.conn.Close()
-			return
+		// The socket stays open until the server's answer has been read
+		// (the reader ends the connection then), or until the timeout: a
+		// Close that dropped it at once would lose that answer and end
+		// the connection as 1006.
+		if inCallback {
+			go c.awaitCloseAnswer()
+		} else {
+			c.awaitCloseAnswer()
 		}
-		t := time.NewTimer(c.opts.CloseTimeout)
-		select {
-		case <-c.done:
-		case <-t.C:
-		}
-		t.Stop()
-		_ = c.conn.Close()
 	})
-	if !c.inCallback.Load() {
+	if !inCallback {
 		<-c.exited
 	}
 	return nil
+}
+
+// awaitCloseAnswer drops the socket once the connection has ended or
+// Options.CloseTimeout has passed.
+func (c *Client) awaitCloseAnswer() {
+	t := time.NewTimer(c.opts.CloseTimeout)
+	select {
+	case <-c.done:
+	case <-t.C:
+	}
+	t.Stop()
+	_ = c.conn.Close()
 }
 
 // Done returns a channel closed when the connection has ended.

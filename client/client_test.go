@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	pb "github.com/tickrelay/tickrelay/proto/tickrelay/v1"
@@ -220,6 +223,66 @@ func TestServerShutdownEndsClient(t *testing.T) {
 		defer cancel()
 		_, _, err := a.Ping(ctx)
 		require.ErrorIs(t, err, ErrClosed)
+	})
+}
+
+// Close while one of the Client's callbacks runs, called from the callback
+// itself and from another goroutine: neither waits for the reader (which
+// cannot end before the callback returns), and both still complete the
+// close handshake: the server's answer is read, the connection ends 1000.
+func TestCloseWhileACallbackRuns(t *testing.T) {
+	t.Parallel()
+	forEachServer(t, func(t *testing.T, url string, _ func()) {
+		for _, fromCallback := range []bool{true, false} {
+			name := map[bool]string{true: "from-the-callback", false: "from-another-goroutine"}[fromCallback]
+			t.Run(name, func(t *testing.T) {
+				var self atomic.Pointer[Client]
+				var first sync.Once
+				entered, release := make(chan struct{}), make(chan struct{})
+				closed := make(chan closeInfo, 1)
+				opts := Options{
+					OnFrame: func(*FrameView) {
+						first.Do(func() {
+							close(entered)
+							if fromCallback {
+								assert.NoError(t, self.Load().Close())
+								return
+							}
+							<-release
+						})
+					},
+					OnClose: func(code int, reason string) { closed <- closeInfo{code, reason} },
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+				defer cancel()
+				a, err := Dial(ctx, url, opts)
+				require.NoError(t, err)
+				self.Store(a)
+				t.Cleanup(func() { _ = a.Close() })
+				j, err := a.Join(ctx, JoinOptions{Create: true})
+				require.NoError(t, err)
+				b := connect(t, url)
+				b.join(t, JoinOptions{RoomID: j.RoomID})
+				b.send(t, "wake a's callback", SendOptions{})
+
+				select {
+				case <-entered:
+				case <-time.After(waitTimeout):
+					require.FailNow(t, "no frame reached the callback")
+				}
+				if !fromCallback {
+					require.NoError(t, a.Close(), "returns while the callback still runs")
+					close(release)
+				}
+				select {
+				case ci := <-closed:
+					require.Equal(t, 1000, ci.code, "the server's answer to our Close was read: %v", ci)
+				case <-time.After(waitTimeout):
+					require.FailNow(t, "connection not closed")
+				}
+				<-a.Done()
+			})
+		}
 	})
 }
 

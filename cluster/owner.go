@@ -164,6 +164,7 @@ type remoteSeat struct {
 	seat *room.Seat
 	// grant and addr came with the connection's Attach.
 	grant *room.Grant
+	addr  netip.Addr
 	// parked holds requests the seat cannot take yet (a Join behind an
 	// unanswered Leave), in order; handled by the up loop only.
 	parked [][]byte
@@ -172,10 +173,10 @@ type remoteSeat struct {
 
 func (o *owned) newRemoteSeat(key connKey, addr string, g *cpb.Grant) *remoteSeat {
 	rs := &remoteSeat{o: o, key: key, grant: grantOf(g)}
-	rs.seat = o.n.rooms.NewSeat(rs)
 	if a, err := netip.ParseAddr(addr); err == nil {
-		rs.seat.SetAddress(a)
+		rs.addr = a
 	}
+	rs.seat = o.n.rooms.NewSeat(rs)
 	return rs
 }
 
@@ -224,6 +225,9 @@ func (rs *remoteSeat) Ready() {
 
 // JoinRefused implements room.Peer (the edge counts refusals itself).
 func (rs *remoteSeat) JoinRefused(pb.ErrorCode) {}
+
+// Address implements room.Peer: the address the edge sent with Attach.
+func (rs *remoteSeat) Address() netip.Addr { return rs.addr }
 
 // InputsTaken implements room.InputAcker.
 func (rs *remoteSeat) InputsTaken(seq uint64) {

@@ -127,6 +127,11 @@ type Peer interface {
 	// found, full, not allowed): the Error has been delivered. The transport
 	// counts it against the client's address (failed-join lockout).
 	JoinRefused(code pb.ErrorCode)
+	// Address is the client's address as the transport determined it
+	// (behind trusted proxies, the forwarded one), invalid when unknown; for
+	// the admin API. It is read from other goroutines, so it must not change
+	// once the peer has a seat.
+	Address() netip.Addr
 }
 
 // EvictCause says why a peer was removed and should be disconnected.

@@ -3,6 +3,7 @@ package room_test
 import (
 	"fmt"
 	pb "github.com/tickrelay/tickrelay/proto/tickrelay/v1"
+	"net/netip"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -19,6 +20,7 @@ func (discardPeer) Congested() bool               { return false }
 func (discardPeer) Evict(room.EvictCause, string) {}
 func (discardPeer) Ready()                        {}
 func (discardPeer) JoinRefused(pb.ErrorCode)      {}
+func (discardPeer) Address() netip.Addr           { return netip.Addr{} }
 
 // BenchmarkTickBuild measures one tick of a room where every member sends
 // one 64-byte message to everyone else: Send (copy into a pooled record),

@@ -3,6 +3,7 @@ package room
 import (
 	"fmt"
 	"math/rand/v2"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -44,6 +45,7 @@ func (p *bytesPeer) Congested() bool                   { return p.congested }
 func (p *bytesPeer) Evict(c EvictCause, _ string)      { p.evicted = append(p.evicted, c) }
 func (p *bytesPeer) Ready()                            {}
 func (p *bytesPeer) JoinRefused(pb.ErrorCode)          {}
+func (p *bytesPeer) Address() netip.Addr               { return netip.Addr{} }
 func (p *bytesPeer) take() []string                    { g := p.got; p.got = nil; return g }
 func (c *stepClock) NewTimer(time.Duration) Timer      { return benchTimer{} }
 func (c *stepClock) Now() time.Time                    { return c.t }

@@ -98,8 +98,8 @@ type MemberRecord struct {
 // one. Goroutine-safe.
 func (s *Seat) Idle() bool { return s.state.Load() == stateIdle && s.member.Load() == nil }
 
-// Address is the client's address (SetAddress).
-func (s *Seat) Address() netip.Addr { return s.addr }
+// Address is the client's address (Peer.Address).
+func (s *Seat) Address() netip.Addr { return s.peer.Address() }
 
 // PlayerID is the seat's player id in its room, 0 when in none.
 // Goroutine-safe.

@@ -32,7 +32,7 @@ func TestGrantAdmitsRoomsCreatesAndBoundsOptions(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, room.Config{DefaultTickRate: 60, MaxTickRate: 120})
 	s, p := h.seat()
-	s.SetAddress(netip.MustParseAddr("203.0.113.9"))
+	p.Addr = netip.MustParseAddr("203.0.113.9") // before the seat's first Join
 
 	// A room the token does not admit: refused before any room is looked up.
 	err := h.m.Join(s, room.JoinRequest{RequestID: 1, Grant: prefixGrant("match-"), Join: &pb.Join{RoomId: "lobby", CreateIfMissing: true}})

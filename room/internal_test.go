@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -158,6 +159,7 @@ func (p *recPeer) Congested() bool          { return false }
 func (p *recPeer) Evict(EvictCause, string) {}
 func (p *recPeer) Ready()                   {}
 func (p *recPeer) JoinRefused(pb.ErrorCode) {}
+func (p *recPeer) Address() netip.Addr      { return netip.Addr{} }
 
 // TestStaleSendOnOtherWorker: a Send queued on the worker of a room the seat
 // was removed from, processed after the seat joined a room of another
@@ -275,6 +277,15 @@ func TestMemberFitsItsSizeClass(t *testing.T) {
 	t.Parallel()
 	require.LessOrEqual(t, unsafe.Sizeof(member{}), uintptr(288),
 		"member grew past the 288-byte size class: move what few members need behind a pointer")
+}
+
+// Every connection has a seat, kept as long as the connection, so its size
+// counts in bench S3 too; the client's address is its peer's (Peer.Address),
+// not a copy.
+func TestSeatFitsItsSizeClass(t *testing.T) {
+	t.Parallel()
+	require.LessOrEqual(t, unsafe.Sizeof(Seat{}), uintptr(64),
+		"Seat grew past the 64-byte size class")
 }
 
 // A Send for a ticked room does not wake a worker whose timer is set; the

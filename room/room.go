@@ -507,7 +507,7 @@ func (r *room) detail() RoomDetail {
 			Away:     m.away,
 			PlayerID: m.id,
 			UserID:   m.userID,
-			Address:  m.seat.addr,
+			Address:  m.seat.Address(),
 			JoinedAt: r.w.timeOf(m.joinedAt),
 			Metadata: cloneMetadata(m.metadata),
 			Backlog:  m.backlogBytes(),

@@ -41,17 +41,11 @@ type Seat struct {
 	// queued counts this seat's Sends in worker inboxes, for its fair share
 	// (Config.InboxPerSeat).
 	queued atomic.Int32
-	// addr is the client's address (SetAddress), for the admin API.
-	addr netip.Addr
 	// acked is the highest Frame.seq the client acknowledged
 	// (ClientMessage.ack), set by the transport, read by the worker to
 	// trim the replay ring.
 	acked atomic.Uint64
 }
-
-// SetAddress records the client's address, shown in the admin API's member
-// view. Call it before the seat's first Join.
-func (s *Seat) SetAddress(a netip.Addr) { s.addr = a }
 
 // Ack records the highest Frame.seq the client says it holds, so the room
 // can let go of the frames kept for its replay. Goroutine-safe; acks that
@@ -111,3 +105,4 @@ func (discardPeer) Congested() bool          { return false }
 func (discardPeer) Evict(EvictCause, string) {}
 func (discardPeer) Ready()                   {}
 func (discardPeer) JoinRefused(pb.ErrorCode) {}
+func (discardPeer) Address() netip.Addr      { return netip.Addr{} }

@@ -272,3 +272,8 @@ func reasonOf(err error) string {
 func (c *conn) JoinRefused(pb.ErrorCode) {
 	c.srv.access.limits.JoinFailed(c.addr, time.Now())
 }
+
+// Address implements room.Peer: the client's address, final before the
+// connection's seat is made (after the PROXY header and the forwarded
+// headers of a trusted proxy).
+func (c *conn) Address() netip.Addr { return c.addr }

@@ -404,7 +404,6 @@ func (s *Server) setUp(c *conn, res *wsproto.HandshakeResult, now time.Time) *up
 	}
 	if !c.echo {
 		c.seat = s.rooms.NewSeat(c)
-		c.seat.SetAddress(c.addr)
 	}
 	switch {
 	case res.OriginRefused:

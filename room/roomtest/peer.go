@@ -2,6 +2,7 @@ package roomtest
 
 import (
 	"fmt"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 
@@ -17,6 +18,9 @@ import (
 // congestion. Close makes any later call an error (see Err), to check that
 // nothing reaches a peer after its seat's Disconnect. Goroutine-safe.
 type Peer struct {
+	// Addr is what Address reports; set it before the seat's first Join.
+	Addr netip.Addr
+
 	headroom int
 
 	mu        sync.Mutex
@@ -119,6 +123,9 @@ func (p *Peer) JoinRefused(code pb.ErrorCode) {
 	}
 	p.refusals = append(p.refusals, code)
 }
+
+// Address returns Addr.
+func (p *Peer) Address() netip.Addr { return p.Addr }
 
 // Refusals returns the codes of the JoinRefused calls so far.
 func (p *Peer) Refusals() []pb.ErrorCode {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -61,13 +62,19 @@ type ReachFigures struct {
 
 // OverLimit is the attempt past the relay's -max-connections.
 type OverLimit struct {
-	Attempted  int   `json:"attempted"`
-	Accepted   int   `json:"accepted"`
-	Refused503 int64 `json:"refused_503"`
+	Attempted int `json:"attempted"`
+	// Errors are the extra process's errors as client-sim reported them;
+	// the counts below are derived from them (classify).
+	Errors     map[string]int64 `json:"errors"`
+	Refused503 int64            `json:"refused_503"`
+	Accepted   int              `json:"accepted"`
 	// Refused4002: upgraded, then closed with 4002 (server full) and a
 	// reason, as the relay answers near its limit so that a browser can
-	// read why (docs/PROTOCOL.md); client-sim's join:closed_4002.
-	Refused4002 int64            `json:"refused_4002"`
+	// read why (docs/PROTOCOL.md); client-sim's disconnect:4002.
+	Refused4002 int64 `json:"refused_4002"`
+	// ServerFull counts the Error{SERVER_FULL} that must come before each
+	// of those closes (client-sim's server_error:server_full).
+	ServerFull  int64            `json:"server_full"`
 	OtherErrors map[string]int64 `json:"other_errors,omitempty"`
 	// The relay's own gauges while the extra process held what it got.
 	ConnsOpen float64 `json:"conns_open"` // -1: not read
@@ -303,12 +310,32 @@ func (h *harness) overLimit(ctx context.Context, sc Scenario, sys System, srv *s
 		return nil, err
 	}
 	o.Accepted = rep.Connected
-	o.Refused503 = rep.Errors["dial:http_503"]
-	o.Refused4002 = rep.Errors["join:closed_4002"]
-	o.OtherErrors = maps.Clone(rep.Errors)
-	delete(o.OtherErrors, "dial:http_503")
-	delete(o.OtherErrors, "join:closed_4002")
+	o.Errors = rep.Errors
+	o.classify()
 	return o, nil
+}
+
+// classify sorts the extra process's errors into refusals and the rest.
+// client-sim counts a refused upgrade three times: the Error it read
+// (server_error:server_full), the close (disconnect:4002) and its Join
+// failing because of that close (join:closed_4002, or join:closed when the
+// Join saw the connection end before the close code was known). One
+// refusal is one close; the Errors and the failed Joins that go with the
+// closes are not other errors.
+func (o *OverLimit) classify() {
+	o.OtherErrors = maps.Clone(o.Errors)
+	take := func(key string, most int64) int64 {
+		n := min(o.OtherErrors[key], most)
+		if o.OtherErrors[key] -= n; o.OtherErrors[key] == 0 {
+			delete(o.OtherErrors, key)
+		}
+		return n
+	}
+	o.Refused503 = take("dial:http_503", math.MaxInt64)
+	o.Refused4002 = take("disconnect:4002", math.MaxInt64)
+	o.ServerFull = take("server_error:server_full", o.Refused4002)
+	joins := take("join:closed_4002", o.Refused4002)
+	take("join:closed", o.Refused4002-joins)
 }
 
 // onJoined watches client-sim's stderr for its "N/M joined in Xs" line.

@@ -61,11 +61,11 @@ func writeReach(b *strings.Builder, r *Results, sc Scenario) {
 		orows = append(orows, []string{strconv.Itoa(run.Round), commas(float64(x.OpenFileLimit), 0),
 			fmt.Sprintf("%s (limit − %d)", commas(float64(x.MaxConnections), 0), x.OpenFileLimit-x.MaxConnections),
 			commas(float64(x.Held), 0), commas(float64(o.Attempted), 0), commas(float64(o.Accepted), 0),
-			commas(float64(o.Refused503), 0), commas(float64(o.Refused4002), 0), errorText(o.OtherErrors), gauge, strconv.FormatInt(x.HoldDrops, 10)})
+			commas(float64(o.Refused503), 0), fmt.Sprintf("%s (%s after their Error)", commas(float64(o.Refused4002), 0), commas(float64(o.ServerFull), 0)), errorText(o.OtherErrors), gauge, strconv.FormatInt(x.HoldDrops, 10)})
 	}
 	if len(orows) > 0 {
 		b.WriteString("\nPast the limit (`relay-30hz` with its default `-max-connections`, a reserve below the open-file limit): while the hold processes kept their connections, one more client-sim process dialled (open-file limit − held) + a few hundred at 1,000/s, more than the relay may take whatever its reserve. Limit reached = held + accepted:\n\n")
-		b.WriteString(table([]string{"round", "open-file limit", "limit reached", "held", "extra dialled", "accepted", "refused with 503", "upgraded, closed 4002", "other errors", "relay's connections_open gauge then", "held connections lost"},
+		b.WriteString(table([]string{"round", "open-file limit", "limit reached", "held", "extra dialled", "accepted", "refused with 503", "upgraded, Error{SERVER_FULL}, closed 4002", "other errors", "relay's connections_open gauge then", "held connections lost"},
 			"rrrrrrrrlrr", orows))
 		b.WriteString("\n")
 	}

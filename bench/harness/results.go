@@ -65,6 +65,17 @@ func loadResults(path string) (*Results, error) {
 	if err := json.Unmarshal(b, &r); err != nil {
 		return nil, fmt.Errorf("results %s: %w", path, err)
 	}
+	// Judge the stored raw figures by the rules of this harness, which may
+	// be newer than the one that took them.
+	for i := range r.Runs {
+		run := &r.Runs[i]
+		if run.Reach != nil && run.Reach.Over != nil && run.Reach.Over.Errors != nil {
+			run.Reach.Over.classify()
+		}
+		if run.Probe.Check != "" && run.Report.Server != nil {
+			run.Probe.Check = checkProbe(run.Report, run.Probe)
+		}
+	}
 	return &r, nil
 }
 

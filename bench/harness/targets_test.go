@@ -201,6 +201,8 @@ func TestTargetsFailuresAndGaps(t *testing.T) {
 		case run.Scenario == "s4" && run.Round == 1:
 			run.Reach.Over.Refused503 = 400 // 28 refused some other way
 			run.Reach.Over.OtherErrors = map[string]int64{"dial:reset": 28}
+		case run.Scenario == "s4" && run.Round == 2:
+			run.Reach.Over.Refused503, run.Reach.Over.Refused4002, run.Reach.Over.ServerFull = 400, 28, 20
 		case run.Scenario == soakID && run.System == refRelay && run.Round == 1:
 			// One burster closed with the wrong code, and the memory far
 			// over the caps.
@@ -233,6 +235,7 @@ func TestTargetsFailuresAndGaps(t *testing.T) {
 	over := targetByPrefix(t, ts, "S4 past -max-connections")
 	require.Equal(t, statusMissed, over.Status)
 	require.Contains(t, over.Margin, "1256 of 1284 refusals were 503s")
+	require.Contains(t, over.Margin, "8 closes 4002 without Error{SERVER_FULL} before them")
 	require.Equal(t, statusNotRun, targetByPrefix(t, ts, "S1 metrics cost").Status)
 	ch := targetByPrefix(t, ts, "Soak chaos clients")
 	require.Equal(t, statusMissed, ch.Status)

@@ -128,14 +128,51 @@ func TestRecordPool(t *testing.T) {
 	t.Parallel()
 	var p recordPool
 	r := p.get()
-	r.fill(3, &wire.SendView{Payload: make([]byte, 100<<10), Targets: make([]uint32, wire.MaxTargets+1)})
+	r.fill(&p, 3, &wire.SendView{Payload: make([]byte, 200<<10), Targets: make([]uint32, wire.MaxTargets+1)})
 	p.put(r)
 	require.Nil(t, r.buf, "huge payload buffers are not pooled")
 	require.Nil(t, r.targets)
-	r.fill(4, &wire.SendView{Payload: []byte("abc"), Kind: 7})
+	r.fill(&p, 4, &wire.SendView{Payload: []byte("abc"), Kind: 7})
 	r.encode(9)
 	want := wire.AppendDelivery(nil, 9, 7, []byte("abc"))
 	require.Equal(t, want, r.enc)
+	small := cap(r.buf)
+	p.put(r)
+	require.Equal(t, small, cap(r.buf), "a small buffer stays with its record")
+
+	// A message at the default size limit gets a buffer of its class, and
+	// its record holds its payload once: the payload and its header's room.
+	payload := make([]byte, 64<<10-64)
+	for i := range payload {
+		payload[i] = byte(i)
+	}
+	r = p.get()
+	r.fill(&p, 5, &wire.SendView{Payload: payload, Kind: 2})
+	require.Equal(t, recordHeadroom+64<<10, cap(r.buf))
+	r.encode(1 << 20)
+	require.Equal(t, wire.AppendDelivery(nil, 1<<20, 2, payload), r.enc)
+	big := &r.buf[:1][0]
+	p.put(r)
+	require.Nil(t, r.buf, "a big buffer leaves its record for its class")
+	r.fill(&p, 6, &wire.SendView{})
+	r.encode(1)
+	require.Equal(t, wire.AppendDelivery(nil, 1, 0, nil), r.enc, "an empty payload after a big one")
+	require.LessOrEqual(t, cap(r.buf), smallRecordBuf)
+
+	// The next big message reuses the big buffer (sync.Pool keeps it for the
+	// goroutine that put it, unless a GC runs in between).
+	r2 := p.get()
+	r2.fill(&p, 7, &wire.SendView{Payload: payload[:40<<10]})
+	r2.encode(2)
+	require.Equal(t, wire.AppendDelivery(nil, 2, 0, payload[:40<<10]), r2.enc)
+	if &r2.buf[:1][0] != big {
+		t.Log("the big buffer was not reused (a GC emptied the pool)")
+	}
+	for _, c := range []struct{ need, class int }{
+		{0, 0}, {bigRecordCap(0), 0}, {bigRecordCap(0) + 1, 1}, {recordHeadroom + 64<<10, 3}, {bigRecordCap(bigRecordClasses - 1), bigRecordClasses - 1}, {bigRecordCap(bigRecordClasses-1) + 1, -1},
+	} {
+		require.Equal(t, c.class, bigRecordClass(c.need), "need %d", c.need)
+	}
 }
 
 // recPeer records messages for internal tests (roomtest imports this
@@ -183,7 +220,7 @@ func TestStaleSendOnOtherWorker(t *testing.T) {
 
 	// Worker 0 processes a Send of the seat (as if queued before a kick).
 	rec := m.records.get()
-	rec.fill(42, &wire.SendView{Payload: []byte("stale")})
+	rec.fill(&m.records, 42, &wire.SendView{Payload: []byte("stale")})
 	m.workers[0].send(s, rec)
 	require.Len(t, p.msgs, 2)
 	require.Equal(t, pb.ErrorCode_ERROR_CODE_NOT_IN_ROOM, p.msgs[1].GetError().GetCode())

@@ -351,7 +351,7 @@ func (m *Manager) Send(s *Seat, requestID uint32, msg *wire.SendView) error {
 		untilTick = mem.room.ticking.Load()
 	}
 	rec := m.records.get()
-	rec.fill(requestID, msg)
+	rec.fill(&m.records, requestID, msg)
 	if err := s.worker.in.pushData(command{kind: cmdSend, seat: s, rec: rec}, untilTick); err != nil {
 		s.queued.Add(-1)
 		m.records.put(rec)

@@ -6,9 +6,41 @@ import (
 	"github.com/tickrelay/tickrelay/proto/wire"
 )
 
-// maxPooledRecord is the largest record buffer kept for reuse; bigger ones
-// are left to the GC so one huge message does not pin memory in the pool.
-const maxPooledRecord = 64 << 10
+// recordHeadroom is the space a record keeps in front of its payload copy
+// for the Delivery header, which the worker writes there once it knows the
+// sender: the payload is copied once, and a record holds one copy of it.
+const recordHeadroom = wire.MaxDeliveryHeader
+
+// Record buffers up to smallRecordBuf stay with their record in the pool:
+// most messages are small, and one that is not leaves at most that much
+// unused behind a small message that reuses its record. Larger buffers are
+// pooled apart, by size class (recordPool.big), so that a big message's
+// buffer is reused only for another big message. Kept with their records,
+// the buffers of a soak's bursters (64 KiB messages) ended up under honest
+// players' 64-byte messages waiting for their tick: 58 MB of the relay's
+// heap (a heap profile of the soak).
+const (
+	smallRecordBuf = 4 << 10
+	// bigRecordClasses are for payloads of up to 8, 16, 32, 64 and
+	// 128 KiB (plus the header's room); bigger ones are not pooled, so
+	// that a huge message does not pin memory in the pool.
+	bigRecordClasses = 5
+	bigRecordMin     = 8 << 10
+)
+
+// bigRecordClass is the smallest class whose buffers hold need bytes, or -1
+// when need is above the largest class.
+func bigRecordClass(need int) int {
+	for c := range bigRecordClasses {
+		if need <= bigRecordCap(c) {
+			return c
+		}
+	}
+	return -1
+}
+
+// bigRecordCap is the capacity of the buffers of class c.
+func bigRecordCap(c int) int { return recordHeadroom + bigRecordMin<<c }
 
 // record is one relayed message or room event on its way to the members of
 // a room, encoded once as a Frame field (a Delivery or RoomEvent record) and
@@ -22,8 +54,10 @@ const maxPooledRecord = 64 << 10
 // reference is released. refs is therefore a plain int: only the worker
 // touches it.
 type record struct {
-	// buf holds the payload copy (buf[:payloadLen]) followed by the encoded
-	// record; enc is the encoded part, the bytes copied into frames.
+	// buf holds the payload copy at buf[recordHeadroom:][:payloadLen], the
+	// Delivery header in front of it once encoded; enc is the encoded
+	// record (header and payload), the bytes copied into frames. Records of
+	// events and lockstep inputs use buf from its start.
 	buf        []byte
 	enc        []byte
 	payloadLen int
@@ -57,8 +91,11 @@ type record struct {
 }
 
 // recordPool recycles records across goroutines (Send allocates on the
-// caller's goroutine, the worker frees).
-type recordPool struct{ p sync.Pool }
+// caller's goroutine, the worker frees), and their large buffers apart.
+type recordPool struct {
+	p   sync.Pool
+	big [bigRecordClasses]sync.Pool // *[]byte of capacity bigRecordCap(class)
+}
 
 func (p *recordPool) get() *record {
 	if r, ok := p.p.Get().(*record); ok {
@@ -68,7 +105,8 @@ func (p *recordPool) get() *record {
 }
 
 func (p *recordPool) put(r *record) {
-	if cap(r.buf) > maxPooledRecord {
+	if cap(r.buf) > smallRecordBuf {
+		p.putBuffer(r.buf)
 		r.buf = nil
 	}
 	if cap(r.targets) > wire.MaxTargets {
@@ -78,16 +116,41 @@ func (p *recordPool) put(r *record) {
 	p.p.Put(r)
 }
 
+// buffer returns a buffer of length recordHeadroom and capacity at least
+// need, r's own if it has room: from a size class above smallRecordBuf.
+func (p *recordPool) buffer(r *record, need int) []byte {
+	if cap(r.buf) >= need {
+		return r.buf[:recordHeadroom]
+	}
+	if cap(r.buf) > smallRecordBuf {
+		p.putBuffer(r.buf)
+	}
+	if need <= smallRecordBuf {
+		return make([]byte, recordHeadroom, need)
+	}
+	c := bigRecordClass(need)
+	if c < 0 {
+		return make([]byte, recordHeadroom, need)
+	}
+	if b, ok := p.big[c].Get().(*[]byte); ok {
+		return (*b)[:recordHeadroom]
+	}
+	return make([]byte, recordHeadroom, bigRecordCap(c))
+}
+
+// putBuffer keeps b for reuse when its capacity is a class's; others (too
+// big, or grown by an append) are left to the GC.
+func (p *recordPool) putBuffer(b []byte) {
+	if c := bigRecordClass(cap(b)); c >= 0 && cap(b) == bigRecordCap(c) {
+		b = b[:0]
+		p.big[c].Put(&b)
+	}
+}
+
 // fill copies a Send into r. The payload and targets of msg are borrowed by
 // the caller and invalid after Send returns, hence the copies.
-func (r *record) fill(requestID uint32, msg *wire.SendView) {
-	// Reserve room for the payload and the encoded record after it, so the
-	// worker's encode does not grow the buffer.
-	need := 2*len(msg.Payload) + 32
-	if cap(r.buf) < need {
-		r.buf = make([]byte, 0, need)
-	}
-	r.buf = append(r.buf[:0], msg.Payload...)
+func (r *record) fill(p *recordPool, requestID uint32, msg *wire.SendView) {
+	r.buf = append(p.buffer(r, recordHeadroom+len(msg.Payload)), msg.Payload...)
 	r.payloadLen = len(msg.Payload)
 	r.targets = append(r.targets[:0], msg.Targets...)
 	r.requestID = requestID
@@ -97,11 +160,14 @@ func (r *record) fill(requestID uint32, msg *wire.SendView) {
 	r.latestOnly = msg.LatestOnly
 }
 
-// encode appends the Delivery record of r (sent by player sender) after the
-// payload copy. Called once, by the worker, when it routes the message.
+// encode makes the Delivery record of r (sent by player sender): its header
+// written just in front of the payload copy. Called by the worker when it
+// routes the message.
 func (r *record) encode(sender uint32) {
 	r.sender = sender
-	b := wire.AppendDelivery(r.buf[:r.payloadLen], sender, r.kind, r.buf[:r.payloadLen])
-	r.buf = b
-	r.enc = b[r.payloadLen:]
+	var scratch [wire.MaxDeliveryHeader]byte
+	h := wire.AppendDeliveryHeader(scratch[:0], sender, r.kind, r.payloadLen)
+	start := recordHeadroom - len(h)
+	copy(r.buf[start:], h)
+	r.enc = r.buf[start : recordHeadroom+r.payloadLen]
 }

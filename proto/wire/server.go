@@ -1,6 +1,8 @@
 package wire
 
 import (
+	"encoding/binary"
+
 	"google.golang.org/protobuf/encoding/protowire"
 )
 
@@ -29,8 +31,23 @@ func deliveryBodySize(sender, kind uint32, payloadLen int) int {
 // (tag, length, body). The server encodes each relayed message once with it and
 // then copies the record into the frame of every recipient.
 func AppendDelivery(dst []byte, sender, kind uint32, payload []byte) []byte {
+	dst = AppendDeliveryHeader(dst, sender, kind, len(payload))
+	return append(dst, payload...)
+}
+
+// MaxDeliveryHeader is the most bytes AppendDeliveryHeader appends: each of
+// its tags takes one byte and each varint at most five.
+const MaxDeliveryHeader = 4 * (1 + binary.MaxVarintLen32)
+
+// AppendDeliveryHeader appends what AppendDelivery appends before the
+// payload bytes: the record's tag and length, the sender and kind fields,
+// and the payload's tag and length (none for an empty payload). The payload
+// field is the Delivery's last, so a header written just in front of a
+// payload already in place makes the whole record without copying the
+// payload again.
+func AppendDeliveryHeader(dst []byte, sender, kind uint32, payloadLen int) []byte {
 	dst = protowire.AppendTag(dst, frameDeliveries, protowire.BytesType)
-	dst = protowire.AppendVarint(dst, uint64(deliveryBodySize(sender, kind, len(payload))))
+	dst = protowire.AppendVarint(dst, uint64(deliveryBodySize(sender, kind, payloadLen)))
 	if sender != 0 {
 		dst = protowire.AppendTag(dst, deliverySender, protowire.VarintType)
 		dst = protowire.AppendVarint(dst, uint64(sender))
@@ -39,9 +56,9 @@ func AppendDelivery(dst []byte, sender, kind uint32, payload []byte) []byte {
 		dst = protowire.AppendTag(dst, deliveryKind, protowire.VarintType)
 		dst = protowire.AppendVarint(dst, uint64(kind))
 	}
-	if len(payload) > 0 {
+	if payloadLen > 0 {
 		dst = protowire.AppendTag(dst, deliveryPayload, protowire.BytesType)
-		dst = protowire.AppendBytes(dst, payload)
+		dst = protowire.AppendVarint(dst, uint64(payloadLen))
 	}
 	return dst
 }

@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"math"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -136,6 +137,26 @@ func TestParseClientMessageRejectsMalformed(t *testing.T) {
 	targets := make([]uint32, MaxTargets+1)
 	b := AppendSend(nil, 0, 0, &SendView{Targets: targets})
 	require.ErrorIs(t, ParseClientMessage(b, &m), ErrTooManyTargets)
+}
+
+// The header the relay writes in front of a payload already in place is
+// AppendDelivery's output up to the payload, and never longer than the room
+// a record keeps for it.
+func TestDeliveryHeader(t *testing.T) {
+	t.Parallel()
+	for _, sender := range []uint32{0, 1, 300, math.MaxUint32} {
+		for _, kind := range []uint32{0, 7, math.MaxUint32} {
+			for _, n := range []int{0, 1, 127, 128, 64 << 10, math.MaxInt32} {
+				h := AppendDeliveryHeader(nil, sender, kind, n)
+				require.LessOrEqual(t, len(h), MaxDeliveryHeader)
+				if n <= 64<<10 {
+					payload := make([]byte, n)
+					require.Equal(t, AppendDelivery(nil, sender, kind, payload), append(h, payload...),
+						"sender %d kind %d payload %d", sender, kind, n)
+				}
+			}
+		}
+	}
 }
 
 func TestFrameEncodingMatchesGenerated(t *testing.T) {

@@ -190,7 +190,6 @@ type Client struct {
 	closeErr *CloseError // set when the connection has ended
 
 	done       chan struct{} // closed when the connection has ended and requests have failed
-	exited     chan struct{} // closed when the reader goroutine returns
 	closeOnce  sync.Once
 	closing    atomic.Bool // Close was called
 	inCallback atomic.Bool // the reader goroutine is running a user callback
@@ -254,7 +253,6 @@ func Dial(ctx context.Context, url string, opts Options) (*Client, error) {
 		opts:    opts,
 		pending: make(map[uint32]chan reply),
 		done:    make(chan struct{}),
-		exited:  make(chan struct{}),
 	}
 	c.r.br = br
 	c.wbuf = make([]byte, maxClientHeader, 256)
@@ -271,14 +269,16 @@ func Dial(ctx context.Context, url string, opts Options) (*Client, error) {
 
 // Close ends the connection: it sends a Close frame (1000), waits up to
 // Options.CloseTimeout for the server's answer, drops the TCP connection and
-// returns once the reader goroutine has ended. Pending requests fail with
-// ErrClosed. Close is idempotent and safe to call concurrently.
+// returns once the connection has ended (Done is closed): no callback but
+// OnClose runs after that, and OnClose may still be running. Pending requests
+// fail with ErrClosed. Close is idempotent and safe to call concurrently.
 //
 // Called while one of the Client's callbacks runs, whether from the callback
 // or from another goroutine, Close sends its Close frame and returns without
-// waiting (a callback runs on the reader goroutine, which cannot end before
-// it returns); the close handshake then completes in the background, within
-// Options.CloseTimeout.
+// waiting (a callback runs on the reader goroutine, which cannot go on
+// before it returns); the close handshake then completes in the background,
+// within Options.CloseTimeout, and callbacks for what the server sent before
+// its answer may still run.
 func (c *Client) Close() error {
 	// Read once: a callback may start or end while Close runs, and the two
 	// decisions below must agree.
@@ -303,8 +303,12 @@ func (c *Client) Close() error {
 			c.awaitCloseAnswer()
 		}
 	})
-	if !inCallback {
-		<-c.exited
+	// Look again: a callback that started meanwhile (for a frame read before
+	// the socket was dropped) may be waiting for Close's caller. Done, not
+	// the reader's end, so that an OnClose that waits for the caller does
+	// not wait forever either.
+	if !inCallback && !c.inCallback.Load() {
+		<-c.done
 	}
 	return nil
 }

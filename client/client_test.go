@@ -237,8 +237,10 @@ func TestCloseWhileACallbackRuns(t *testing.T) {
 			name := map[bool]string{true: "from-the-callback", false: "from-another-goroutine"}[fromCallback]
 			t.Run(name, func(t *testing.T) {
 				var self atomic.Pointer[Client]
-				var first sync.Once
+				var first, released sync.Once
 				entered, release := make(chan struct{}), make(chan struct{})
+				unblock := func() { released.Do(func() { close(release) }) }
+				t.Cleanup(unblock) // registered before a.Close's: runs after it
 				closed := make(chan closeInfo, 1)
 				opts := Options{
 					OnFrame: func(*FrameView) {
@@ -272,7 +274,7 @@ func TestCloseWhileACallbackRuns(t *testing.T) {
 				}
 				if !fromCallback {
 					require.NoError(t, a.Close(), "returns while the callback still runs")
-					close(release)
+					unblock()
 				}
 				select {
 				case ci := <-closed:
@@ -282,6 +284,43 @@ func TestCloseWhileACallbackRuns(t *testing.T) {
 				}
 				<-a.Done()
 			})
+		}
+	})
+}
+
+// An OnClose that hands the close to the goroutine that called Close (an
+// unbuffered send it reads once Close has returned) must not stop Close
+// from returning.
+func TestCloseWithAnOnCloseThatWaitsForTheCaller(t *testing.T) {
+	t.Parallel()
+	forEachServer(t, func(t *testing.T, url string, _ func()) {
+		codes := make(chan int) // unbuffered
+		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+		defer cancel()
+		a, err := Dial(ctx, url, Options{OnClose: func(code int, _ string) {
+			select {
+			case codes <- code:
+			case <-time.After(2 * waitTimeout): // lets the test end if Close hangs
+			}
+		}})
+		require.NoError(t, err)
+		_, err = a.Join(ctx, JoinOptions{Create: true})
+		require.NoError(t, err)
+		returned := make(chan struct{})
+		go func() {
+			_ = a.Close()
+			close(returned)
+		}()
+		select {
+		case <-returned:
+		case <-time.After(waitTimeout):
+			require.FailNow(t, "Close waits for an OnClose that waits for Close's caller")
+		}
+		select {
+		case code := <-codes:
+			require.Equal(t, 1000, code)
+		case <-time.After(waitTimeout):
+			require.FailNow(t, "no OnClose")
 		}
 	})
 }

@@ -48,7 +48,6 @@ type reader struct {
 // readLoop is the reader goroutine: it reads until the connection ends, then
 // fails pending requests and reports the close.
 func (c *Client) readLoop() {
-	defer close(c.exited)
 	code, reason := c.readFrames()
 	_ = c.conn.Close()
 	if r := c.deadReason.Load(); r != nil && code == closeAbnormal {

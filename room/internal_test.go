@@ -132,6 +132,7 @@ func TestRecordPool(t *testing.T) {
 	p.put(r)
 	require.Nil(t, r.buf, "huge payload buffers are not pooled")
 	require.Nil(t, r.targets)
+	r = p.get() // whichever record the pool gives: r is in it now
 	r.fill(&p, 4, &wire.SendView{Payload: []byte("abc"), Kind: 7})
 	r.encode(9)
 	want := wire.AppendDelivery(nil, 9, 7, []byte("abc"))
@@ -154,6 +155,7 @@ func TestRecordPool(t *testing.T) {
 	big := &r.buf[:1][0]
 	p.put(r)
 	require.Nil(t, r.buf, "a big buffer leaves its record for its class")
+	r = p.get()
 	r.fill(&p, 6, &wire.SendView{})
 	r.encode(1)
 	require.Equal(t, wire.AppendDelivery(nil, 1, 0, nil), r.enc, "an empty payload after a big one")

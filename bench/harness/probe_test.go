@@ -47,3 +47,22 @@ func TestOverLimitClassify(t *testing.T) {
 	require.Equal(t, int64(7), o.ServerFull)
 	require.Equal(t, map[string]int64{"join:closed": 3, "dial:reset": 2}, o.OtherErrors)
 }
+
+// A results.json of the harness before it kept the raw errors (12f153d) is
+// judged by the current rules once its counts are put back together.
+func TestOverLimitFromAnOlderHarness(t *testing.T) {
+	t.Parallel()
+	o := OverLimit{Refused4002: 427, Refused503: 5, OtherErrors: map[string]int64{"disconnect:4002": 428, "join:closed": 1, "server_error:server_full": 428}}
+	o.restoreErrors()
+	o.classify()
+	require.Equal(t, int64(428), o.Refused4002)
+	require.Equal(t, int64(428), o.ServerFull)
+	require.Equal(t, int64(5), o.Refused503)
+	require.Empty(t, o.OtherErrors)
+
+	var none OverLimit
+	none.restoreErrors()
+	none.classify()
+	require.Zero(t, none.Refused4002)
+	require.Empty(t, none.OtherErrors)
+}

@@ -338,6 +338,23 @@ func (o *OverLimit) classify() {
 	take("join:closed", o.Refused4002-joins)
 }
 
+// restoreErrors rebuilds Errors for a results.json written before the
+// harness kept them (up to 12f153d): there, Refused503 and Refused4002 were
+// client-sim's dial:http_503 and join:closed_4002, and OtherErrors all its
+// other errors.
+func (o *OverLimit) restoreErrors() {
+	o.Errors = maps.Clone(o.OtherErrors)
+	if o.Errors == nil {
+		o.Errors = map[string]int64{}
+	}
+	if o.Refused503 > 0 {
+		o.Errors["dial:http_503"] += o.Refused503
+	}
+	if o.Refused4002 > 0 {
+		o.Errors["join:closed_4002"] += o.Refused4002
+	}
+}
+
 // onJoined watches client-sim's stderr for its "N/M joined in Xs" line.
 func onJoined(ch chan<- struct{}) func(string) {
 	return func(line string) {

@@ -69,7 +69,10 @@ func loadResults(path string) (*Results, error) {
 	// be newer than the one that took them.
 	for i := range r.Runs {
 		run := &r.Runs[i]
-		if run.Reach != nil && run.Reach.Over != nil && run.Reach.Over.Errors != nil {
+		if run.Reach != nil && run.Reach.Over != nil {
+			if run.Reach.Over.Errors == nil {
+				run.Reach.Over.restoreErrors()
+			}
 			run.Reach.Over.classify()
 		}
 		if run.Probe.Check != "" && run.Report.Server != nil {

@@ -50,11 +50,14 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
+	// Signals are caught before Start announces the relay as listening: a
+	// SIGTERM sent as soon as it is (a supervisor, a test) must drain, not
+	// meet Go's default action and end the process without a word.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	if err := srv.Start(); err != nil {
 		return err
 	}
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	stopping := false
 	for {
 		select {

@@ -256,6 +256,20 @@ func TestBinaryReloadDrainAndSignals(t *testing.T) {
 		require.Equal(t, 0, relay.awaitExitCode())
 	})
 
+	t.Run("a sigterm as soon as the relay says it is listening drains", func(t *testing.T) {
+		// The signal handlers are installed before the "listening" line;
+		// one sent right after it must not meet Go's default action (the
+		// process dying without a drain). A narrow window, tried a few
+		// times.
+		require.NoError(t, os.WriteFile(cfgPath, []byte("auth: off\ndrain-timeout: 30s\n"), 0o600))
+		for range 3 {
+			relay := startRelay(t, bin, "-config", cfgPath)
+			relay.signal(syscall.SIGTERM)
+			relay.awaitLog("draining")
+			require.Equal(t, 0, relay.awaitExitCode())
+		}
+	})
+
 	t.Run("a second signal closes at once", func(t *testing.T) {
 		require.NoError(t, os.WriteFile(cfgPath, []byte("auth: off\ndrain-timeout: 10m\n"), 0o600))
 		relay := startRelay(t, bin, "-config", cfgPath)

@@ -226,7 +226,11 @@ func TestKeepAlive(t *testing.T) {
 				}
 			}
 		})
-		a := connectWith(t, url, Options{PingInterval: 10 * time.Millisecond})
+		// The client gives up when nothing arrived one interval after its
+		// ping: the interval must be long against this machine's worst
+		// scheduling delay, or a pong that was on its way counts as lost
+		// (10 ms failed in a CI run under -race).
+		a := connectWith(t, url, Options{PingInterval: 200 * time.Millisecond})
 		for range 5 {
 			select {
 			case <-pings:

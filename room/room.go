@@ -150,11 +150,12 @@ type member struct {
 	awayUntil     int64 // stamp
 	inputSeq      uint64
 
-	// The member's budget as a sender for the tick budgetTick
-	// (Config.SenderTickMessages, SenderTickBytes).
-	budgetTick   uint64
-	tickMessages int32
-	tickBytes    int32
+	// The member's budget as a sender (Config.SenderTickMessages,
+	// SenderTickBytes; see worker.withinBudget): what it has spent of its
+	// bucket as of tick budgetTick.
+	budgetTick    uint64
+	spentMessages int32
+	spentBytes    int32
 
 	// ls is the member's lockstep state (its open inputs); nil outside
 	// LOCKSTEP rooms.

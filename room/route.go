@@ -128,19 +128,26 @@ func (w *worker) send(s *Seat, rec *record) {
 	w.release(rec)
 }
 
-// withinBudget charges rec to its sender's budget for the current tick
+// withinBudget charges rec to its sender's tick budget
 // (Config.SenderTickMessages and SenderTickBytes): one member's burst cannot
 // flood the others' frames, however much its connection's rate limits let
-// through. Over budget the message is dropped; the sender is told once per
-// tick with Error{RATE_LIMITED}, its retry hint the time to the next tick.
+// through. The budget is a bucket that every tick refills by one tick's
+// budget and that holds two: a sender that was quiet for a tick may add up
+// to twice its budget to the next one. That burst is what a client whose
+// input was held back (its own frames backed up, server.holdInput) sends
+// at its usual pace meanwhile and the relay then reads at once; without
+// it such a client would lose messages it never sent too fast. Sustained,
+// a sender adds one budget per tick. Over budget the message is dropped;
+// the sender is told once per tick with Error{RATE_LIMITED}, its retry
+// hint the time to the next tick, which refills the bucket.
 func (w *worker) withinBudget(r *room, from *member, rec *record) bool {
-	if from.budgetTick != r.tick {
-		from.budgetTick, from.tickMessages, from.tickBytes, from.budgetNoticed = r.tick, 0, 0, false
-	}
 	pol := w.m.policy()
-	if int(from.tickMessages) < pol.SenderTickMessages && int(from.tickBytes)+rec.payloadLen <= pol.SenderTickBytes {
-		from.tickMessages++
-		from.tickBytes += int32(rec.payloadLen)
+	if from.budgetTick != r.tick {
+		from.refillBudget(r.tick, pol)
+	}
+	if int(from.spentMessages) < budgetDepth*pol.SenderTickMessages && int(from.spentBytes)+rec.payloadLen <= budgetDepth*pol.SenderTickBytes {
+		from.spentMessages++
+		from.spentBytes += int32(rec.payloadLen)
 		return true
 	}
 	w.count.overBudget++
@@ -157,6 +164,23 @@ func (w *worker) withinBudget(r *room, from *member, rec *record) bool {
 		})
 	}
 	return false
+}
+
+// budgetDepth is how many ticks' budget a sender's bucket holds.
+const budgetDepth = 2
+
+// refillBudget moves m's budget bucket on to tick: each tick since the
+// last charge gives back one tick's budget. A tick number below the last
+// charge (it cannot happen; a room's tick only grows) empties the bucket.
+func (m *member) refillBudget(tick uint64, pol *Config) {
+	if ticks := tick - m.budgetTick; tick > m.budgetTick && ticks < budgetDepth {
+		n := int32(ticks)
+		m.spentMessages = max(m.spentMessages-n*int32(pol.SenderTickMessages), 0)
+		m.spentBytes = max(m.spentBytes-n*int32(pol.SenderTickBytes), 0)
+	} else {
+		m.spentMessages, m.spentBytes = 0, 0
+	}
+	m.budgetTick, m.budgetNoticed = tick, false
 }
 
 // route queues rec for its recipients: every other member when it has no

@@ -239,6 +239,76 @@ func TestIsolationBurstDoesNotEvictTheRoom(t *testing.T) {
 	require.Zero(t, srv.Rooms().Stats().SlowConsumers)
 }
 
+// A client whose input the relay held back while its own frames backed up
+// (it read slowly) is read all at once when they drain. What it sent at its
+// own pace meanwhile, more than one tick's budget, is delivered, not
+// refused as a burst: a sender's budget is two ticks deep after a quiet
+// tick.
+func TestIsolationHeldInputIsNotABurst(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, func(c *Config) {
+		c.Room.DefaultTickRate = 1 // one long tick: the held input is read within it
+		c.OutboundSoftBytes = 8 << 10
+		c.SocketSendBuffer = 4 << 10
+		c.CloseTimeout = 200 * time.Millisecond // the sweeper looks at held input every 50 ms
+		c.RateLimits.MessagesPerSecond = 1e6    // the pings below are not what is limited
+		c.RateLimits.MessageBurst = 1e6
+	})
+	other := dial(t, srv)
+	other.join("held", 1)
+	slow := dialRaw(t, srv)
+	require.NoError(t, slow.nc.(*net.TCPConn).SetReadBuffer(4<<10))
+	slow.upgrade()
+	slow.write(clientFrame(true, opBinary, joinMessage(t, "held", 2), false))
+	joined := slow.readServerMessage().GetJoined()
+	require.NotNil(t, joined)
+
+	// Pings whose pongs it does not read yet: more output than the
+	// kernel's buffers take, so the relay holds back what it sends next.
+	// Not many more: what is held (the pings left and the Sends) must stay
+	// within what a held connection may buffer (max-message-bytes + 64 KiB).
+	const pings = 300
+	var burst []byte
+	for range pings {
+		burst = append(burst, clientFrame(true, opPing, make([]byte, 125), false)...)
+	}
+	const n, size = 5, 14 << 10 // 70 KiB: more than the tick budget (64 KiB)
+	for i := range n {
+		p := make([]byte, size)
+		p[0] = byte(i)
+		burst = append(burst, clientFrame(true, opBinary, marshal(t, &pb.ClientMessage{Body: &pb.ClientMessage_Send{Send: &pb.Send{Payload: p, Kind: 1}}}), false)...)
+	}
+	slow.write(burst)
+	held := func() bool {
+		h := false
+		srv.conns.each(func(c *conn) { h = h || c.held.Load() })
+		return h
+	}
+	require.Eventually(t, held, testTimeout, 5*time.Millisecond)
+
+	// It reads again: its pongs drain, its input is read, the Sends at
+	// once. Reading at the sweeper's pace takes seconds under -race.
+	require.NoError(t, slow.nc.SetDeadline(time.Now().Add(3*testTimeout)))
+	go func() {
+		for range pings {
+			if op, _ := slow.readFrame(); op != opPong {
+				return // closed: the test fails below, on what other got
+			}
+		}
+	}()
+	for next := 0; next < n; {
+		m := other.read()
+		require.Nil(t, m.GetError())
+		for _, d := range m.GetFrame().GetDeliveries() {
+			require.Equal(t, joined.GetPlayerId(), d.GetSender())
+			require.Len(t, d.GetPayload(), size)
+			require.Equal(t, byte(next), d.GetPayload()[0], "in order, none dropped")
+			next++
+		}
+	}
+	require.Zero(t, srv.Rooms().Stats().OverBudget, "nothing refused over the tick budget")
+}
+
 // Two connections flooding latest-only updates over 8,000 kinds cannot
 // saturate the worker their room shares with an honest room.
 func TestIsolationLatestOnlyKindFlood(t *testing.T) {

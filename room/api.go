@@ -246,11 +246,10 @@ type Config struct {
 	// Zero means 65,536.
 	InboxCapacity int
 	// SenderTickMessages and SenderTickBytes are each member's budget as a
-	// sender for one tick (one flush, in immediate rooms), as a bucket two
-	// ticks deep: after a tick it left unused a member may add twice them to
-	// one tick (input the transport held back is read at once). Its
-	// messages past the bucket are dropped and it is told with
-	// Error{RATE_LIMITED}, once per tick. They keep one member's burst from flooding the others' frames
+	// sender for one tick (one flush, in immediate rooms); messages sent
+	// with Manager.SendHeldBack may borrow the next tick's. Its messages
+	// past the budget are dropped and it is told with Error{RATE_LIMITED},
+	// once per tick. They keep one member's burst from flooding the others' frames
 	// (and evicting them as slow consumers). Zero means 512 messages and
 	// 64 KiB; the transport raises the byte budget to its largest message.
 	SenderTickMessages int

@@ -10,19 +10,27 @@ import (
 	"github.com/tickrelay/tickrelay/room"
 )
 
-// sendBurst sends n numbered messages of size bytes from m and runs the tick.
-// It returns what the receiver got and the RATE_LIMITED answers m got.
-func sendBurst(h *harness, from, to member, n, size int) (delivered int, limited []*pb.Error) {
+// sendBurst sends n numbered messages of size bytes from m (as held back by
+// the transport when heldBack is set) and runs the tick. It returns how many
+// the receiver got and the RATE_LIMITED answers the sender got.
+func sendBurst(h *harness, from, to member, n, size int, heldBack bool) (delivered int, limited []*pb.Error) {
 	h.t.Helper()
 	for i := range n {
 		p := make([]byte, size)
 		copy(p, fmt.Sprint(i))
 		v := text("")
 		v.Payload = p
-		h.send(from, v)
+		if heldBack {
+			require.NoError(h.t, h.m.SendHeldBack(from.s, 0, &v))
+		} else {
+			h.send(from, v)
+		}
 	}
 	h.tick()
-	delivered = len(deliveries(frames(h.t, to.p.Take())))
+	got := payloads(deliveries(frames(h.t, to.p.Take())))
+	for i, p := range got {
+		require.Equal(h.t, fmt.Sprint(i), string(p[:len(fmt.Sprint(i))]), "the first ones, in order")
+	}
 	for _, msg := range from.p.Take() {
 		if e := msg.GetError(); e != nil {
 			require.Equal(h.t, pb.ErrorCode_ERROR_CODE_RATE_LIMITED, e.GetCode())
@@ -30,16 +38,16 @@ func sendBurst(h *harness, from, to member, n, size int) (delivered int, limited
 			limited = append(limited, e)
 		}
 	}
-	return delivered, limited
+	return len(got), limited
 }
 
-// A sender's tick budget is a bucket two ticks deep, refilled by one tick's
-// budget per tick: after a quiet tick it may add twice its budget to one
-// tick (what a client whose input was held back sends at its own pace and
-// the relay then reads at once); sustained, one budget per tick. Past the
-// bucket messages are dropped, counted, and the sender is told once per
-// tick.
-func TestSenderTickBudgetIsABucketTwoTicksDeep(t *testing.T) {
+// A sender's tick budget is a bucket refilled by one tick's budget per tick.
+// A message takes at most one tick's budget, so a sender bursting while it
+// reads its frames adds one budget per tick; messages the transport held
+// back (read at once when the client's frames drained) may take a second
+// tick's, borrowed from the next tick. Past it messages are dropped,
+// counted, and the sender is told once per tick.
+func TestSenderTickBudget(t *testing.T) {
 	t.Parallel()
 	t.Run("messages", func(t *testing.T) {
 		t.Parallel()
@@ -47,28 +55,25 @@ func TestSenderTickBudgetIsABucketTwoTicksDeep(t *testing.T) {
 		ms := h.room("budget", 2, nil)
 		from, to := ms[0], ms[1]
 
-		got, limited := sendBurst(h, from, to, 10, 1)
-		require.Equal(t, 6, got, "a fresh sender's bucket is full: two ticks' budget")
+		got, limited := sendBurst(h, from, to, 10, 1, false)
+		require.Equal(t, 3, got, "one tick's budget")
 		require.Len(t, limited, 1, "told once per tick")
-		require.EqualValues(t, 4, h.m.Stats().OverBudget)
-
-		got, limited = sendBurst(h, from, to, 10, 1)
-		require.Equal(t, 3, got, "right after a full tick: one tick's refill")
+		require.EqualValues(t, 7, h.m.Stats().OverBudget)
+		got, limited = sendBurst(h, from, to, 10, 1, false)
+		require.Equal(t, 3, got, "and one per tick, however long it bursts")
 		require.Len(t, limited, 1)
 
-		got, limited = sendBurst(h, from, to, 2, 1)
-		require.Equal(t, 2, got)
-		require.Empty(t, limited)
-		got, limited = sendBurst(h, from, to, 10, 1)
-		require.Equal(t, 4, got, "what the tick before left unused carries over, up to the bucket")
+		h.tick() // quiet
+		got, limited = sendBurst(h, from, to, 10, 1, true)
+		require.Equal(t, 6, got, "held back: two ticks' budget")
 		require.Len(t, limited, 1)
-
-		h.tick() // a quiet tick
-		h.tick()
-		got, limited = sendBurst(h, from, to, 10, 1)
-		require.Equal(t, 6, got, "quiet ticks refill the bucket, but no deeper than two ticks")
-		require.Len(t, limited, 1)
-		require.EqualValues(t, 4+7+6+4, h.m.Stats().OverBudget)
+		got, _ = sendBurst(h, from, to, 10, 1, false)
+		require.Zero(t, got, "the second tick was borrowed from this one")
+		got, _ = sendBurst(h, from, to, 10, 1, false)
+		require.Equal(t, 3, got, "then the budget is back")
+		got, _ = sendBurst(h, from, to, 10, 1, true)
+		require.Equal(t, 6, got, "held back right after a full tick: the bucket refilled by one tick")
+		require.EqualValues(t, 7+7+4+10+7+4, h.m.Stats().OverBudget)
 	})
 	t.Run("bytes", func(t *testing.T) {
 		t.Parallel()
@@ -76,13 +81,15 @@ func TestSenderTickBudgetIsABucketTwoTicksDeep(t *testing.T) {
 		ms := h.room("budget", 2, nil)
 		from, to := ms[0], ms[1]
 
-		got, limited := sendBurst(h, from, to, 10, 1<<10)
-		require.Equal(t, 8, got, "two ticks' bytes")
+		got, limited := sendBurst(h, from, to, 10, 1<<10, false)
+		require.Equal(t, 4, got, "one tick's bytes")
 		require.Len(t, limited, 1)
-		got, _ = sendBurst(h, from, to, 10, 1<<10)
-		require.Equal(t, 4, got, "then one tick's")
-		got, limited = sendBurst(h, from, to, 1, 4<<10)
-		require.Equal(t, 1, got, "a message as large as the budget fits after a tick")
+		h.tick()
+		got, _ = sendBurst(h, from, to, 10, 1<<10, true)
+		require.Equal(t, 8, got, "held back: two ticks' bytes")
+		h.tick()
+		got, limited = sendBurst(h, from, to, 1, 4<<10, false)
+		require.Equal(t, 1, got, "a message as large as the budget fits")
 		require.Empty(t, limited)
 	})
 }

@@ -317,6 +317,21 @@ func cloneMetadata(md map[string]string) map[string]string {
 // the seat's join failed is answered with Error NOT_IN_ROOM. ErrOverloaded
 // when the worker's inbox is full (the message is dropped and counted).
 func (m *Manager) Send(s *Seat, requestID uint32, msg *wire.SendView) error {
+	return m.send(s, requestID, msg, false)
+}
+
+// SendHeldBack is Send for a message the transport held back unread while
+// the seat's peer was congested (or a request of its was parked): the
+// client sent it at its own pace, and it reaches the room together with
+// everything else sent meanwhile. Such messages may use a second tick of
+// their sender's budget (Config.SenderTickMessages, SenderTickBytes), so
+// that a client on a slow downlink is not refused for what the relay kept
+// waiting.
+func (m *Manager) SendHeldBack(s *Seat, requestID uint32, msg *wire.SendView) error {
+	return m.send(s, requestID, msg, true)
+}
+
+func (m *Manager) send(s *Seat, requestID uint32, msg *wire.SendView, heldBack bool) error {
 	if s == nil || msg == nil {
 		return fmt.Errorf("%w: nil seat or message", ErrInvalidArgument)
 	}
@@ -352,6 +367,7 @@ func (m *Manager) Send(s *Seat, requestID uint32, msg *wire.SendView) error {
 	}
 	rec := m.records.get()
 	rec.fill(&m.records, requestID, msg)
+	rec.heldBack = heldBack
 	if err := s.worker.in.pushData(command{kind: cmdSend, seat: s, rec: rec}, untilTick); err != nil {
 		s.queued.Add(-1)
 		m.records.put(rec)

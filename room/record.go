@@ -72,6 +72,8 @@ type record struct {
 	echo       bool
 	latestOnly bool
 	event      bool // a RoomEvent record, not a Delivery
+	// heldBack: a Send the transport held back unread (Manager.SendHeldBack).
+	heldBack bool
 	// Lockstep: inputSet marks a Frame.input_set record (of tick tick),
 	// lead a Frame.input_lead_us record; a frame holds at most one
 	// InputSet, last, with the lead that follows it. An Input on its way

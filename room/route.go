@@ -132,20 +132,25 @@ func (w *worker) send(s *Seat, rec *record) {
 // (Config.SenderTickMessages and SenderTickBytes): one member's burst cannot
 // flood the others' frames, however much its connection's rate limits let
 // through. The budget is a bucket that every tick refills by one tick's
-// budget and that holds two: a sender that was quiet for a tick may add up
-// to twice its budget to the next one. That burst is what a client whose
-// input was held back (its own frames backed up, server.holdInput) sends
-// at its usual pace meanwhile and the relay then reads at once; without
-// it such a client would lose messages it never sent too fast. Sustained,
-// a sender adds one budget per tick. Over budget the message is dropped;
-// the sender is told once per tick with Error{RATE_LIMITED}, its retry
-// hint the time to the next tick, which refills the bucket.
+// budget. A message takes at most one tick's budget from it, unless the
+// transport held it back (Manager.SendHeldBack): such messages, which the
+// client sent at its own pace while its frames backed up and which reach
+// the room at once when they drain, may take a second tick's, borrowed
+// from the ticks after it. Without that, a client on a slow downlink would
+// lose messages it never sent too fast. A sender that bursts while reading
+// its frames gets one tick's budget per tick. Over budget the message is
+// dropped; the sender is told once per tick with Error{RATE_LIMITED}, its
+// retry hint the time to the next tick, which refills the bucket.
 func (w *worker) withinBudget(r *room, from *member, rec *record) bool {
 	pol := w.m.policy()
 	if from.budgetTick != r.tick {
 		from.refillBudget(r.tick, pol)
 	}
-	if int(from.spentMessages) < budgetDepth*pol.SenderTickMessages && int(from.spentBytes)+rec.payloadLen <= budgetDepth*pol.SenderTickBytes {
+	depth := 1
+	if rec.heldBack {
+		depth = heldBackBudgetDepth
+	}
+	if int(from.spentMessages) < depth*pol.SenderTickMessages && int(from.spentBytes)+rec.payloadLen <= depth*pol.SenderTickBytes {
 		from.spentMessages++
 		from.spentBytes += int32(rec.payloadLen)
 		return true
@@ -166,14 +171,16 @@ func (w *worker) withinBudget(r *room, from *member, rec *record) bool {
 	return false
 }
 
-// budgetDepth is how many ticks' budget a sender's bucket holds.
-const budgetDepth = 2
+// heldBackBudgetDepth is how many ticks' budget held-back messages may use:
+// the input a connection may buffer while held (max-message-bytes + 64 KiB
+// in the transport) fits in two at the default tick-budget-bytes.
+const heldBackBudgetDepth = 2
 
 // refillBudget moves m's budget bucket on to tick: each tick since the
 // last charge gives back one tick's budget. A tick number below the last
 // charge (it cannot happen; a room's tick only grows) empties the bucket.
 func (m *member) refillBudget(tick uint64, pol *Config) {
-	if ticks := tick - m.budgetTick; tick > m.budgetTick && ticks < budgetDepth {
+	if ticks := tick - m.budgetTick; tick > m.budgetTick && ticks < heldBackBudgetDepth {
 		n := int32(ticks)
 		m.spentMessages = max(m.spentMessages-n*int32(pol.SenderTickMessages), 0)
 		m.spentBytes = max(m.spentBytes-n*int32(pol.SenderTickBytes), 0)

@@ -87,6 +87,9 @@ type conn struct {
 	addrCounted  bool // counts against the per-address connection limit
 	proxyPending bool // a PROXY header must come first
 	shutWrite    bool // the write side was shut down after a failing close or an answer
+	// readingHeld: the batch being read was held back (see frames); its
+	// Sends go to the room as such (room.Manager.SendHeldBack). Loop only.
+	readingHeld bool
 
 	state       atomicState
 	closing     atomic.Bool // a Close is on its way (or the connection is gone): no more data

@@ -81,7 +81,13 @@ func (s *Server) request(c *conn, payload []byte) gnet.Action {
 	}
 	switch msg.Body {
 	case wire.BodySend:
-		if err := s.rooms.Send(c.seat, rid, &msg.Send); err != nil {
+		var err error
+		if c.readingHeld {
+			err = s.rooms.SendHeldBack(c.seat, rid, &msg.Send)
+		} else {
+			err = s.rooms.Send(c.seat, rid, &msg.Send)
+		}
+		if err != nil {
 			writeError(c, rid, room.ErrorCode(err), err.Error())
 		}
 		return gnet.None

@@ -28,6 +28,10 @@ func (s *Server) frames(c *conn, in []byte) gnet.Action {
 			return gnet.None
 		}
 	}
+	// Input read while the connection was held was sent at the client's
+	// pace and reaches the room at once: its Sends may use a second tick
+	// of their sender's budget.
+	c.readingHeld = c.held.Load()
 	used := 0
 	pings := 0 // control frames answered in this batch
 	// One clock reading for the batch: the rate limits charge every

@@ -242,8 +242,9 @@ func TestIsolationBurstDoesNotEvictTheRoom(t *testing.T) {
 // A client whose input the relay held back while its own frames backed up
 // (it read slowly) is read all at once when they drain. What it sent at its
 // own pace meanwhile, more than one tick's budget, is delivered, not
-// refused as a burst: a sender's budget is two ticks deep after a quiet
-// tick.
+// refused as a burst: held-back Sends may borrow the next tick's budget.
+// Direct only: through the splitting proxy the proxy's own socket
+// buffers take the unread output, and the relay never holds the input.
 func TestIsolationHeldInputIsNotABurst(t *testing.T) {
 	t.Parallel()
 	srv := startServer(t, func(c *Config) {

@@ -25,7 +25,7 @@ func TestThroughSplittingProxyNoLoss(t *testing.T) {
 		// the bottleneck. Every 16 KiB frame still arrives in pieces. When it
 		// is the bottleneck anyway (a CI run: p99 3.5 s), the relay stops
 		// reading a client whose frames back up and then reads its queued
-		// messages at once, within the two ticks' budget a quiet sender has.
+		// messages at once; those may borrow the next tick's budget.
 		{"16 KiB payloads", 16, 4, 16 << 10},
 	}
 	for _, tc := range cases {

@@ -1,6 +1,7 @@
 package room_test
 
 import (
+	"context"
 	"fmt"
 	"testing"
 
@@ -91,5 +92,34 @@ func TestSenderTickBudget(t *testing.T) {
 		got, limited = sendBurst(h, from, to, 1, 4<<10, false)
 		require.Equal(t, 1, got, "a message as large as the budget fits")
 		require.Empty(t, limited)
+	})
+	t.Run("immediate room", func(t *testing.T) {
+		// An immediate room's tick counts flushes, which only routed
+		// messages cause: a sender refused there must not wait for one.
+		t.Parallel()
+		h := newHarness(t, room.Config{Workers: 1, AllowImmediate: true, MaxFrameBytes: 64 << 10, SenderTickBytes: 4 << 10})
+		ms := h.room("budget", 2, &pb.RoomOptions{Immediate: true})
+		from, to := ms[0], ms[1]
+
+		got, limited := sendBurst(h, from, to, 1, 8<<10, true)
+		require.Equal(t, 1, got, "held back: two ticks' bytes in one flush")
+		require.Empty(t, limited)
+		got, limited = sendBurst(h, from, to, 1, 1<<10, false)
+		require.Equal(t, 1, got, "after the flush the budget is back: nothing borrowed from a flush that may never come")
+		require.Empty(t, limited)
+	})
+	t.Run("reload lowering the budget", func(t *testing.T) {
+		t.Parallel()
+		h := newHarness(t, room.Config{Workers: 1, SenderTickMessages: 100})
+		ms := h.room("budget", 2, nil)
+		from, to := ms[0], ms[1]
+
+		got, _ := sendBurst(h, from, to, 10, 1, false)
+		require.Equal(t, 10, got)
+		require.NoError(t, h.m.Reconfigure(context.Background(), room.Config{DefaultTickRate: testRate, SenderTickMessages: 3}, false))
+		got, _ = sendBurst(h, from, to, 10, 1, false)
+		require.Zero(t, got, "the tick after, what it spent counts against the new budget, up to one tick's")
+		got, _ = sendBurst(h, from, to, 10, 1, false)
+		require.Equal(t, 3, got, "then the new budget, not ticks of refusals paying off the old spending")
 	})
 }

@@ -144,7 +144,7 @@ func (w *worker) send(s *Seat, rec *record) {
 func (w *worker) withinBudget(r *room, from *member, rec *record) bool {
 	pol := w.m.policy()
 	if from.budgetTick != r.tick {
-		from.refillBudget(r.tick, pol)
+		from.refillBudget(r, pol)
 	}
 	depth := 1
 	if rec.heldBack {
@@ -176,14 +176,20 @@ func (w *worker) withinBudget(r *room, from *member, rec *record) bool {
 // in the transport) fits in two at the default tick-budget-bytes.
 const heldBackBudgetDepth = 2
 
-// refillBudget moves m's budget bucket on to tick: each tick since the
-// last charge gives back one tick's budget. A tick number below the last
-// charge (it cannot happen; a room's tick only grows) empties the bucket.
-func (m *member) refillBudget(tick uint64, pol *Config) {
-	if ticks := tick - m.budgetTick; tick > m.budgetTick && ticks < heldBackBudgetDepth {
-		n := int32(ticks)
-		m.spentMessages = max(m.spentMessages-n*int32(pol.SenderTickMessages), 0)
-		m.spentBytes = max(m.spentBytes-n*int32(pol.SenderTickBytes), 0)
+// refillBudget moves m's budget bucket on to r's tick: each tick since the
+// last charge gives back one tick's budget, and what is left spent is at
+// most one tick's budget of the current policy (a reload that lowered it
+// does not lock a sender out for the ticks its old spending would take).
+// An immediate room's tick counts flushes, and a flush comes only with
+// something routed: a sender refused there would wait for a flush that its
+// refused messages never cause, so its bucket empties at every flush
+// instead, and held-back messages borrow nothing. A tick number below the
+// last charge (it cannot happen; a room's tick only grows) empties it too.
+func (m *member) refillBudget(r *room, pol *Config) {
+	tick := r.tick
+	if ticks := tick - m.budgetTick; !r.immediate && tick > m.budgetTick && ticks < heldBackBudgetDepth {
+		m.spentMessages = min(max(m.spentMessages-int32(pol.SenderTickMessages), 0), int32(pol.SenderTickMessages))
+		m.spentBytes = min(max(m.spentBytes-int32(pol.SenderTickBytes), 0), int32(pol.SenderTickBytes))
 	} else {
 		m.spentMessages, m.spentBytes = 0, 0
 	}

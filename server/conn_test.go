@@ -44,9 +44,9 @@ func TestResetDuringUpgradeIsCountedAsClientClosed(t *testing.T) {
 	// just after, on the loop: wait for the count, not the close.
 	counted := func() uint64 { return handshakeFailures(srv)[failClientClosed] + srv.stats.upgrades.Load() }
 	require.Eventually(t, func() bool { return counted() >= clients }, testTimeout, 10*time.Millisecond)
-	fails := handshakeFailures(srv)
+	total, fails := counted(), handshakeFailures(srv)
 	require.Zero(t, fails["http_101"], "a reset is not an HTTP status: %v", fails)
-	require.EqualValues(t, clients, counted(), "every reset counted once: %v", fails)
+	require.EqualValues(t, clients, total, "every reset counted once: %v, %d upgrades", fails, srv.stats.upgrades.Load())
 }
 
 func TestConnStateString(t *testing.T) {

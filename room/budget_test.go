@@ -42,6 +42,15 @@ func sendBurst(h *harness, from, to member, n, size int, heldBack bool) (deliver
 	return len(got), limited
 }
 
+// budgetRoom is a room of two on a harness made with cfg: a sender and a
+// receiver.
+func budgetRoom(t *testing.T, cfg room.Config, opts *pb.RoomOptions) (h *harness, from, to member) {
+	t.Helper()
+	h = newHarness(t, cfg)
+	ms := h.room("budget", 2, opts)
+	return h, ms[0], ms[1]
+}
+
 // A sender's tick budget is a bucket refilled by one tick's budget per tick.
 // A message takes at most one tick's budget, so a sender bursting while it
 // reads its frames adds one budget per tick; messages the transport held
@@ -52,9 +61,7 @@ func TestSenderTickBudget(t *testing.T) {
 	t.Parallel()
 	t.Run("messages", func(t *testing.T) {
 		t.Parallel()
-		h := newHarness(t, room.Config{Workers: 1, SenderTickMessages: 3})
-		ms := h.room("budget", 2, nil)
-		from, to := ms[0], ms[1]
+		h, from, to := budgetRoom(t, room.Config{Workers: 1, SenderTickMessages: 3}, nil)
 
 		got, limited := sendBurst(h, from, to, 10, 1, false)
 		require.Equal(t, 3, got, "one tick's budget")
@@ -78,9 +85,7 @@ func TestSenderTickBudget(t *testing.T) {
 	})
 	t.Run("bytes", func(t *testing.T) {
 		t.Parallel()
-		h := newHarness(t, room.Config{Workers: 1, MaxFrameBytes: 64 << 10, SenderTickBytes: 4 << 10})
-		ms := h.room("budget", 2, nil)
-		from, to := ms[0], ms[1]
+		h, from, to := budgetRoom(t, room.Config{Workers: 1, MaxFrameBytes: 64 << 10, SenderTickBytes: 4 << 10}, nil)
 
 		got, limited := sendBurst(h, from, to, 10, 1<<10, false)
 		require.Equal(t, 4, got, "one tick's bytes")
@@ -97,9 +102,7 @@ func TestSenderTickBudget(t *testing.T) {
 		// An immediate room's tick counts flushes, which only routed
 		// messages cause: a sender refused there must not wait for one.
 		t.Parallel()
-		h := newHarness(t, room.Config{Workers: 1, AllowImmediate: true, MaxFrameBytes: 64 << 10, SenderTickBytes: 4 << 10})
-		ms := h.room("budget", 2, &pb.RoomOptions{Immediate: true})
-		from, to := ms[0], ms[1]
+		h, from, to := budgetRoom(t, room.Config{Workers: 1, AllowImmediate: true, MaxFrameBytes: 64 << 10, SenderTickBytes: 4 << 10}, &pb.RoomOptions{Immediate: true})
 
 		got, limited := sendBurst(h, from, to, 1, 8<<10, true)
 		require.Equal(t, 1, got, "held back: two ticks' bytes in one flush")
@@ -110,9 +113,7 @@ func TestSenderTickBudget(t *testing.T) {
 	})
 	t.Run("reload lowering the budget", func(t *testing.T) {
 		t.Parallel()
-		h := newHarness(t, room.Config{Workers: 1, SenderTickMessages: 100})
-		ms := h.room("budget", 2, nil)
-		from, to := ms[0], ms[1]
+		h, from, to := budgetRoom(t, room.Config{Workers: 1, SenderTickMessages: 100}, nil)
 
 		got, _ := sendBurst(h, from, to, 10, 1, false)
 		require.Equal(t, 10, got)

@@ -183,17 +183,23 @@ const heldBackBudgetDepth = 2
 // An immediate room's tick counts flushes, and a flush comes only with
 // something routed: a sender refused there would wait for a flush that its
 // refused messages never cause, so its bucket empties at every flush
-// instead, and held-back messages borrow nothing. A tick number below the
-// last charge (it cannot happen; a room's tick only grows) empties it too.
+// instead, and held-back messages borrow nothing.
 func (m *member) refillBudget(r *room, pol *Config) {
-	tick := r.tick
-	if ticks := tick - m.budgetTick; !r.immediate && tick > m.budgetTick && ticks < heldBackBudgetDepth {
-		m.spentMessages = min(max(m.spentMessages-int32(pol.SenderTickMessages), 0), int32(pol.SenderTickMessages))
-		m.spentBytes = min(max(m.spentBytes-int32(pol.SenderTickBytes), 0), int32(pol.SenderTickBytes))
+	if !r.immediate && r.tick == m.budgetTick+1 {
+		m.spentMessages = carriedSpending(m.spentMessages, pol.SenderTickMessages)
+		m.spentBytes = carriedSpending(m.spentBytes, pol.SenderTickBytes)
 	} else {
+		// Two ticks or more since the last charge give back at least the
+		// two ticks' budget a bucket can have spent.
 		m.spentMessages, m.spentBytes = 0, 0
 	}
-	m.budgetTick, m.budgetNoticed = tick, false
+	m.budgetTick, m.budgetNoticed = r.tick, false
+}
+
+// carriedSpending is what is left spent of a bucket one tick after it had
+// spent spent: one tick's budget given back, at most one tick's left.
+func carriedSpending(spent int32, budget int) int32 {
+	return min(max(spent-int32(budget), 0), int32(budget))
 }
 
 // route queues rec for its recipients: every other member when it has no

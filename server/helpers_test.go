@@ -347,6 +347,14 @@ func startSplitServer(t *testing.T, mutate func(*Config)) *Server {
 	return srv
 }
 
+// inputHeld reports whether srv holds back the input of any connection
+// (its output over the soft limit, or a request parked).
+func inputHeld(srv *Server) bool {
+	held := false
+	srv.conns.each(func(c *conn) { held = held || c.held.Load() })
+	return held
+}
+
 // clientAddr is the address a test client dials to reach srv.
 func clientAddr(srv *Server) string {
 	if a, ok := proxied.Load(srv); ok {

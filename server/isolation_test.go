@@ -280,12 +280,7 @@ func TestIsolationHeldInputIsNotABurst(t *testing.T) {
 		burst = append(burst, clientFrame(true, opBinary, marshal(t, &pb.ClientMessage{Body: &pb.ClientMessage_Send{Send: &pb.Send{Payload: p, Kind: 1}}}), false)...)
 	}
 	slow.write(burst)
-	held := func() bool {
-		h := false
-		srv.conns.each(func(c *conn) { h = h || c.held.Load() })
-		return h
-	}
-	require.Eventually(t, held, testTimeout, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return inputHeld(srv) }, testTimeout, 5*time.Millisecond)
 
 	// It reads again: its pongs drain, its input is read, the Sends at
 	// once. Reading at the sweeper's pace takes seconds under -race.

@@ -75,12 +75,7 @@ func TestMessageReadTimeoutPausesWhileInputIsHeld(t *testing.T) {
 		burst = append(burst, clientFrame(true, opPing, make([]byte, 125), false)...)
 	}
 	r.write(burst)
-	held := func() bool {
-		h := false
-		srv.conns.each(func(c *conn) { h = h || c.held.Load() })
-		return h
-	}
-	require.Eventually(t, held, testTimeout, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return inputHeld(srv) }, testTimeout, 5*time.Millisecond)
 	require.Never(t, func() bool { return srv.stats.slowMessages.Load() > 0 }, 3*time.Second, 20*time.Millisecond,
 		"closed for a message the relay did not read")
 	// Held input is looked at again on the sweeper's wakes, so the pongs

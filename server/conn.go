@@ -121,13 +121,15 @@ type parkedRequest struct {
 	grant   *room.Grant
 }
 
-// loopScratch is what the connections of one event loop share, used on that
-// loop only and never across a return to it: the parse target of a request
-// and the slices of a writev. Kept per loop rather than per connection, it
-// costs an idle connection nothing.
+// loopScratch is what the connections of one event loop share: the parse
+// target of a request and the slices of a writev, used on that loop only
+// and never across a return to it, and the loop's wake batch, which the
+// room workers use. Kept per loop rather than per connection, it costs an
+// idle connection nothing.
 type loopScratch struct {
-	msg wire.ClientMessage // reused parse target (dispatch.go, request)
-	iov [][]byte           // scratch for Writev (outbox.go, flushOut)
+	msg   wire.ClientMessage // reused parse target (dispatch.go, request)
+	iov   [][]byte           // scratch for Writev (outbox.go, flushOut)
+	wakes *wakeBatch         // goroutine-safe (wakebatch.go)
 }
 
 // loopScratch returns the scratch of event loop el, made on first use.
@@ -135,7 +137,7 @@ func (s *Server) loopScratch(el gnet.EventLoop) *loopScratch {
 	if v, ok := s.loops.Load(el); ok {
 		return v.(*loopScratch)
 	}
-	v, _ := s.loops.LoadOrStore(el, new(loopScratch))
+	v, _ := s.loops.LoadOrStore(el, &loopScratch{wakes: newWakeBatch(s)})
 	return v.(*loopScratch)
 }
 

@@ -23,8 +23,10 @@ import (
 // connection is closed as a slow consumer; past OutboundSoftBytes the room
 // holds its messages back (Congested) and the loop stops reading its input.
 //
-// Workers push and wake the loop; the loop flushes everything queued in one
-// write (writev when several frames wait), so a burst costs one syscall.
+// Workers push and wake the loop (one wake for all the connections of a
+// loop that a tick gave frames: wakebatch.go); the loop flushes everything
+// queued in one write (writev when several frames wait), so a burst costs
+// one syscall.
 // When a close starts, frames not yet written are dropped and the close
 // frames go out next: a client that is cut off learns why.
 type outbox struct {
@@ -199,13 +201,19 @@ func (c *conn) Deliver(msg *room.Outbound) {
 	n := len(msg.Bytes())
 	frame := msg.WithHeader(wsproto.HeaderLen(n))
 	wsproto.PutHeader(frame, ws.OpBinary, n)
+	c.queue(frame, msg)
+}
+
+// queue puts a frame built off the loop in the outbox, and wakes the loop
+// (in its batch) when the outbox had nothing on its way. Goroutine-safe.
+func (c *conn) queue(frame []byte, msg *room.Outbound) {
 	ok, overHard, wake := c.out.push(frame, msg)
 	switch {
 	case overHard:
 		c.srv.stats.slowConsumers.Add(1)
 		c.close(closes.SlowConsumer, "outbound queue over its limit: the connection cannot keep up", false)
-	case ok && wake:
-		c.wake()
+	case ok && wake && c.state.Load() != stateClosed:
+		c.loop.wakes.wake(c)
 	}
 }
 

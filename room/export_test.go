@@ -171,3 +171,19 @@ func (b *TickBench) lockstepStep() {
 	b.r.tick++
 	b.w.runTick(b.r, b.r.tick)
 }
+
+// PendingCap is the capacity of s's member's pending list (0 when not in a
+// room), read on its worker.
+func (m *Manager) PendingCap(s *Seat) int {
+	n := 0
+	done := make(chan struct{})
+	if !s.worker.in.pushControl(command{kind: cmdCall, fn: func(*worker) {
+		if mem := s.member.Load(); mem != nil {
+			n = cap(mem.pending)
+		}
+	}, done: done}) {
+		return 0
+	}
+	<-done
+	return n
+}

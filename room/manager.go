@@ -28,6 +28,11 @@ type Manager struct {
 
 	records  recordPool
 	outbound outboundPool
+	// joinCmds recycles the join commands: a burst of joins (a match
+	// starting, a node's players coming back) otherwise leaves one behind
+	// per player for the collector, in an idle relay's heap until the next
+	// collection.
+	joinCmds sync.Pool
 
 	// roomCount is the number of live rooms, shared by the workers for the
 	// MaxRooms check; it changes only when a room is created or destroyed.
@@ -224,7 +229,11 @@ func (m *Manager) prepareJoin(req JoinRequest) (*joinCmd, error) {
 	if rate == 0 && !opts.GetImmediate() {
 		rate = m.policy().presetRate(opts.GetMetadata())
 	}
-	cmd := &joinCmd{
+	cmd, _ := m.joinCmds.Get().(*joinCmd)
+	if cmd == nil {
+		cmd = new(joinCmd)
+	}
+	*cmd = joinCmd{
 		seatGrace:       time.Duration(opts.GetSeatGraceMs()) * time.Millisecond,
 		requestID:       req.RequestID,
 		roomID:          id,
@@ -240,10 +249,18 @@ func (m *Manager) prepareJoin(req JoinRequest) (*joinCmd, error) {
 	}
 	if g := req.Grant; g != nil {
 		if err := applyGrant(cmd, g, m.policy()); err != nil {
+			m.putJoinCmd(cmd)
 			return nil, err
 		}
 	}
 	return cmd, nil
+}
+
+// putJoinCmd recycles j once its join has been processed; nothing may hold
+// it after (the room copies what it keeps).
+func (m *Manager) putJoinCmd(j *joinCmd) {
+	*j = joinCmd{}
+	m.joinCmds.Put(j)
 }
 
 // applyGrant checks what can be checked of a join against its Grant before

@@ -334,12 +334,9 @@ func (w *worker) addMember(r *room, s *Seat, metadata map[string]string, userID 
 		m.resumeToken, m.tokenHash = newResumeToken(r.id, m.id, m.generation)
 	}
 	if len(r.members) > 1 {
-		w.queueEvent(r, &pb.RoomEvent{
-			Type:     pb.RoomEventType_ROOM_EVENT_TYPE_PLAYER_JOINED,
-			PlayerId: m.id,
-			Metadata: m.metadata,
-			UserId:   m.userID,
-		}, m)
+		ev := w.scratchEvent()
+		ev.Type, ev.PlayerId, ev.Metadata, ev.UserId = pb.RoomEventType_ROOM_EVENT_TYPE_PLAYER_JOINED, m.id, m.metadata, m.userID
+		w.queueEvent(r, ev, m)
 	}
 	w.roomChanged(r)
 	return m
@@ -368,11 +365,9 @@ func (w *worker) removeMember(m *member, reason pb.LeaveReason) {
 		w.destroyRoom(r)
 		return
 	}
-	w.queueEvent(r, &pb.RoomEvent{
-		Type:     pb.RoomEventType_ROOM_EVENT_TYPE_PLAYER_LEFT,
-		PlayerId: m.id,
-		Reason:   reason,
-	}, nil)
+	ev := w.scratchEvent()
+	ev.Type, ev.PlayerId, ev.Reason = pb.RoomEventType_ROOM_EVENT_TYPE_PLAYER_LEFT, m.id, reason
+	w.queueEvent(r, ev, nil)
 	if i == 0 {
 		w.queueEvent(r, &pb.RoomEvent{
 			Type:     pb.RoomEventType_ROOM_EVENT_TYPE_HOST_CHANGED,
@@ -431,7 +426,7 @@ func (w *worker) closeRoom(r *room, reason string) {
 
 // queueEventTo queues ev for member to alone.
 func (w *worker) queueEventTo(r *room, to *member, ev *pb.RoomEvent) {
-	b, err := proto.Marshal(ev)
+	b, err := w.marshalEvent(ev)
 	if err != nil {
 		return
 	}
@@ -442,10 +437,26 @@ func (w *worker) queueEventTo(r *room, to *member, ev *pb.RoomEvent) {
 	w.enqueue(r, to, rec)
 }
 
+// scratchEvent is the worker's reused event, emptied, for the events of
+// every join and leave: a burst of joins (a match starting) otherwise
+// leaves an event per player for the collector. Valid until the next call.
+func (w *worker) scratchEvent() *pb.RoomEvent {
+	proto.Reset(&w.event)
+	return &w.event
+}
+
+// marshalEvent encodes ev into the worker's scratch buffer (valid until the
+// next call).
+func (w *worker) marshalEvent(ev *pb.RoomEvent) ([]byte, error) {
+	b, err := proto.MarshalOptions{}.MarshalAppend(w.eventBuf[:0], ev)
+	w.eventBuf = b[:0]
+	return b, err
+}
+
 // queueEvent encodes ev once and queues it for every member but except.
-// Events are rare, so proto.Marshal is fine here.
+// Events are rare, so the generated code is fine here.
 func (w *worker) queueEvent(r *room, ev *pb.RoomEvent, except *member) {
-	b, err := proto.Marshal(ev)
+	b, err := w.marshalEvent(ev)
 	if err != nil {
 		return // cannot happen: metadata strings are checked for UTF-8 at Join
 	}

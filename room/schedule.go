@@ -230,6 +230,14 @@ func (w *worker) maybeSleep(r *room) {
 	}
 	w.sched.remove(r)
 	r.asleep = true
+	// A sleeping room's members have nothing pending: let their lists go,
+	// so that idle players hold no routing memory. The next message that
+	// needs one allocates it again; a room that sleeps has few messages.
+	for _, m := range r.members {
+		if len(m.pending) == 0 {
+			m.pending = nil
+		}
+	}
 }
 
 // wake puts a sleeping room back on the schedule at the first deadline of

@@ -62,6 +62,29 @@ func TestJoinWakesASleepingRoom(t *testing.T) {
 	require.Equal(t, first+5, joined.GetTick())
 }
 
+// A room that falls asleep lets go of its members' emptied pending lists:
+// an idle player holds no routing memory. The next event needs one again.
+func TestSleepingRoomReleasesPendingLists(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, room.Config{})
+	ms := h.room("r", 3, nil) // the joins queued events for the earlier members
+	for range 3 {
+		h.tick()
+	}
+	for i, m := range ms {
+		require.Zero(t, h.m.PendingCap(m.s), "member %d of a sleeping room", i)
+	}
+	s, p := h.seat()
+	h.join(s, p, &pb.Join{RoomId: "r"})
+	require.NotZero(t, h.m.PendingCap(ms[0].s), "a new join is queued for the others")
+	h.tick()
+	for _, m := range ms {
+		evs := events(frames(t, m.p.Take()))
+		require.Len(t, evs, 1)
+		require.Equal(t, pb.RoomEventType_ROOM_EVENT_TYPE_PLAYER_JOINED, evs[0].GetType())
+	}
+}
+
 // With keep-alives configured, rooms never sleep: the keep-alive frames
 // are their reason to tick.
 func TestKeepAliveRoomsDoNotSleep(t *testing.T) {

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	crand "crypto/rand"
+
+	pb "github.com/tickrelay/tickrelay/proto/tickrelay/v1"
 )
 
 // worker is one room goroutine. Everything below in is owned by the
@@ -15,6 +17,11 @@ import (
 type worker struct {
 	m  *Manager
 	in *inbox
+
+	// event and eventBuf are the scratch of the room events it encodes
+	// (scratchEvent, marshalEvent).
+	event    pb.RoomEvent
+	eventBuf []byte
 
 	rooms map[string]*room
 	sched schedule
@@ -172,6 +179,7 @@ func (w *worker) handle(c *command) {
 		w.trimReplay(c.seat)
 	case cmdJoin:
 		w.join(c.seat, c.join)
+		w.m.putJoinCmd(c.join)
 	case cmdLeave:
 		w.leave(c.seat, c.requestID)
 	case cmdDisconnect:

@@ -183,7 +183,7 @@ func peerAddr(a net.Addr) netip.Addr {
 // connection and its address; past Auth.MaxFailures the connection is
 // closed with 4501. Loop only.
 func (s *Server) authFailed(c *conn, requestID uint32, err error) {
-	c.authFailures++
+	c.rare().authFailures++
 	s.access.limits.JoinFailed(c.addr, time.Now())
 	reason := reasonOf(err)
 	if errors.Is(err, errAuthMissing) || errors.Is(err, errAuthExpired) {
@@ -191,7 +191,7 @@ func (s *Server) authFailed(c *conn, requestID uint32, err error) {
 		s.access.refused[auth.Reason(reason)]++
 		s.access.mu.Unlock()
 	}
-	if int(c.authFailures) >= s.access.failures {
+	if int(c.rare().authFailures) >= s.access.failures {
 		c.close(closes.Unauthorized, "too many refused tokens: "+err.Error(), true)
 		return
 	}
@@ -215,7 +215,7 @@ func (s *Server) authenticate(c *conn, requestID uint32, token string) {
 		s.authFailed(c, requestID, err)
 		return
 	}
-	c.claims = claims
+	c.rare().claims = claims
 	var exp int64
 	if !claims.ExpiresAt.IsZero() {
 		exp = claims.ExpiresAt.UnixMilli()
@@ -232,7 +232,7 @@ func (s *Server) joinGrant(c *conn, token string) (*room.Grant, error) {
 		return nil, nil
 	}
 	now := time.Now()
-	claims := c.claims
+	claims := c.claims()
 	if token != "" {
 		var err error
 		if claims, err = s.access.verify(token, now); err != nil {
@@ -270,7 +270,7 @@ func reasonOf(err error) string {
 // full, not allowed) counts against the client's address, whose repeated
 // failures lock it out of joining (room codes cannot be guessed at speed).
 func (c *conn) JoinRefused(pb.ErrorCode) {
-	c.srv.access.limits.JoinFailed(c.addr, time.Now())
+	c.loop.srv.access.limits.JoinFailed(c.addr, time.Now())
 }
 
 // Address implements room.Peer: the client's address, final before the

@@ -74,19 +74,19 @@ func (c *conn) closeWith(cause closes.Cause, code uint16, reason, detail string,
 			return
 		}
 		// Before the upgrade there is no WebSocket to close.
-		c.closing.Store(true)
+		c.closing().Store(true)
 		_ = c.gc.Close()
 		return
 	}
-	if !c.closing.CompareAndSwap(false, true) {
+	if !c.closing().CompareAndSwap(false, true) {
 		return
 	}
 	info := closes.Of(cause)
-	c.failing.Store(info.Fail)
-	c.forfeitSeat.Store(!info.KeepsSeat)
-	c.closeSentAt.Store(time.Now().UnixNano())
-	c.srv.stats.closedBy(ws.StatusCode(code), false)
-	c.srv.stats.closedFor(cause)
+	c.failing().Store(info.Fail)
+	c.forfeitSeat().Store(!info.KeepsSeat)
+	c.rare().closeSentAt.Store(time.Now().UnixNano())
+	c.loop.srv.stats.closedBy(ws.StatusCode(code), false)
+	c.loop.srv.stats.closedFor(cause)
 	errCode := info.Error
 	if c.echo {
 		errCode = 0 // the echo endpoint speaks plain WebSocket, not the relay protocol

@@ -12,12 +12,14 @@ import (
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/tickrelay/tickrelay/auth"
 	"github.com/tickrelay/tickrelay/clientip"
 	"github.com/tickrelay/tickrelay/cluster"
 
 	"github.com/tickrelay/tickrelay/proto/closes"
+	pb "github.com/tickrelay/tickrelay/proto/tickrelay/v1"
 	"github.com/tickrelay/tickrelay/proto/wire"
 	"github.com/tickrelay/tickrelay/room"
 	"github.com/tickrelay/tickrelay/server/wsproto"
@@ -55,21 +57,16 @@ func (a *atomicState) Store(s connState) { a.v.Store(int32(s)) }
 // connection's event loop; the atomics and out may be used from any
 // goroutine.
 type conn struct {
-	srv *Server
-	gc  gnet.Conn
+	gc gnet.Conn
 
 	decoder  *wsproto.Decoder
 	seat     *room.Seat   // nil on the echo endpoint
-	loop     *loopScratch // shared by the connections of its event loop
+	loop     *loopScratch // shared by the connections of its event loop (and the way to the Server)
 	openedAt int64        // unix nanos
 	limits   connLimits   // per-connection rate limits
 	// The client: its address (behind trusted proxies, the forwarded
-	// one), the claims of a token it presented for the whole connection,
-	// and its refused tokens.
-	addr         netip.Addr
-	claims       *auth.Claims
-	authFailures int32
-	badMessages  int32
+	// one); its token's claims and the close clocks are in more.
+	addr netip.Addr
 	// parked holds a request that the seat cannot take yet (a Join right
 	// behind a Leave whose room has not answered): input is not processed
 	// until the seat is ready, so requests keep their order. Rare, so a
@@ -78,9 +75,17 @@ type conn struct {
 	// remote is set while the connection is in a room another node of the
 	// cluster owns (cluster.go).
 	remote atomic.Pointer[cluster.Remote]
+	// more is what only some connections need (made by rare()).
+	more atomic.Pointer[connRare]
+
+	state atomicState
+	// flags are the atomic flags (flagClosing...), one word for all of
+	// them: this struct is most of what an idle connection costs, and
+	// seven atomic.Bools took 28 bytes.
+	flags atomic.Uint32
 
 	// The plain flags, together (a bool between wider fields costs a
-	// word, and this struct is most of what an idle connection costs).
+	// word).
 	echo         bool
 	reject       bool // over MaxConnections: refuse once the request is read
 	broken       bool // the stream cannot be framed any more: discard input
@@ -90,28 +95,106 @@ type conn struct {
 	// readingHeld: the batch being read was held back (see frames); its
 	// Sends go to the room as such (room.Manager.SendHeldBack). Loop only.
 	readingHeld bool
+	// registered is c's index in its registry shard; guarded by the
+	// shard's lock.
+	registered int32
 
-	state       atomicState
-	closing     atomic.Bool // a Close is on its way (or the connection is gone): no more data
-	failing     atomic.Bool // the close fails the connection: linger, then drop it
-	forfeitSeat atomic.Bool // the relay closed it for a cause that does not keep the seat
-	answered    atomic.Bool // given an HTTP answer before its upgrade: linger, then drop it
-	// held: input is waiting (a parked request, or output over its soft
-	// limit) and OnTraffic must look again when woken.
-	held atomic.Bool
-
-	shutAt      atomic.Int64 // unix nanos of the write shutdown
-	lingerLeft  atomic.Int64 // unwritten bytes at the last sweep of a failing close
-	progressAt  atomic.Int64 // unix nanos when they last went down
-	closeSentAt atomic.Int64 // unix nanos
-	lastRead    atomic.Int64 // unix nanos of the last inbound bytes
-	lastPing    atomic.Int64 // unix nanos of the last ping the sweeper sent
+	lastRead atomic.Int64 // unix nanos of the last inbound bytes
+	lastPing atomic.Int64 // unix nanos of the last ping the sweeper sent
 	// partialSince is when the message being received began (its first
 	// bytes arrived and it is not complete yet), for message-read-timeout;
 	// zero when no message is in progress.
 	partialSince atomic.Int64
 
 	out outbox
+}
+
+// The bits of conn.flags.
+const (
+	flagClosing     uint32 = 1 << iota // a Close is on its way (or the connection is gone): no more data
+	flagFailing                        // the close fails the connection: linger, then drop it
+	flagForfeitSeat                    // the relay closed it for a cause that does not keep the seat
+	flagAnswered                       // given an HTTP answer before its upgrade: linger, then drop it
+	// flagHeld: input is waiting (a parked request, or output over its
+	// soft limit) and OnTraffic must look again when woken.
+	flagHeld
+	// flagOutHeld: frames wait in the outbox because gnet's buffer is over
+	// gnetBufferCap; the sweeper wakes the connection to retry.
+	flagOutHeld
+	// flagRefreshing: a wake to refresh the outbox's figure of gnet's
+	// buffer is in flight (Congested).
+	flagRefreshing
+)
+
+// connFlag is one bit of a conn's flags, with the methods of an
+// atomic.Bool.
+type connFlag struct {
+	w   *atomic.Uint32
+	bit uint32
+}
+
+func (f connFlag) Load() bool { return f.w.Load()&f.bit != 0 }
+
+func (f connFlag) Store(v bool) {
+	if v {
+		f.w.Or(f.bit)
+	} else {
+		f.w.And(^f.bit)
+	}
+}
+
+// CompareAndSwap sets the bit to new if it was old, and reports whether it
+// did.
+func (f connFlag) CompareAndSwap(old, new bool) bool {
+	switch {
+	case old == new:
+		return f.Load() == old
+	case new:
+		return f.w.Or(f.bit)&f.bit == 0
+	default:
+		return f.w.And(^f.bit)&f.bit != 0
+	}
+}
+
+func (c *conn) closing() connFlag     { return connFlag{&c.flags, flagClosing} }
+func (c *conn) failing() connFlag     { return connFlag{&c.flags, flagFailing} }
+func (c *conn) forfeitSeat() connFlag { return connFlag{&c.flags, flagForfeitSeat} }
+func (c *conn) answered() connFlag    { return connFlag{&c.flags, flagAnswered} }
+func (c *conn) held() connFlag        { return connFlag{&c.flags, flagHeld} }
+func (c *conn) outHeld() connFlag     { return connFlag{&c.flags, flagOutHeld} }
+func (c *conn) refreshing() connFlag  { return connFlag{&c.flags, flagRefreshing} }
+
+// connRare is the part of a connection that only some need: the clocks of
+// a close (every connection closes once, but an idle one is open for
+// hours), the claims of a token presented for the whole connection (auth
+// on) and the counts of a misbehaving client. Made on first use; never taken away.
+type connRare struct {
+	shutAt      atomic.Int64 // unix nanos of the write shutdown
+	lingerLeft  atomic.Int64 // unwritten bytes at the last sweep of a failing close
+	progressAt  atomic.Int64 // unix nanos when they last went down
+	closeSentAt atomic.Int64 // unix nanos
+	claims      *auth.Claims // loop only
+	// Refused tokens and undecodable envelopes so far; loop only.
+	authFailures int32
+	badMessages  int32
+}
+
+// rare returns c's connRare, making it on first use. Goroutine-safe.
+func (c *conn) rare() *connRare {
+	if r := c.more.Load(); r != nil {
+		return r
+	}
+	c.more.CompareAndSwap(nil, new(connRare))
+	return c.more.Load()
+}
+
+// claims are the claims of the token c presented for the whole connection,
+// nil without one.
+func (c *conn) claims() *auth.Claims {
+	if r := c.more.Load(); r != nil {
+		return r.claims
+	}
+	return nil
 }
 
 // parkedRequest is a copy of a parked Join or Resume and the grant it was
@@ -127,9 +210,26 @@ type parkedRequest struct {
 // room workers use. Kept per loop rather than per connection, it costs an
 // idle connection nothing.
 type loopScratch struct {
-	msg   wire.ClientMessage // reused parse target (dispatch.go, request)
-	iov   [][]byte           // scratch for Writev (outbox.go, flushOut)
-	wakes *wakeBatch         // goroutine-safe (wakebatch.go)
+	srv *Server
+	msg wire.ClientMessage // reused parse target (dispatch.go, request)
+	// join and joinOptions are the reused decode target of a Join
+	// (resetJoin); nothing keeps them past the request.
+	join        pb.Join
+	joinOptions pb.RoomOptions
+	iov         [][]byte   // scratch for Writev (outbox.go, flushOut)
+	wakes       *wakeBatch // goroutine-safe (wakebatch.go)
+}
+
+// resetJoin empties the loop's Join for the next decode, its options
+// included, and keeps the options attached so that decoding into it (with
+// Merge: otherwise the same as proto.Unmarshal) allocates neither. A Join
+// without options then has empty ones, which read the same through the
+// getters, the only way the relay reads a Join.
+func (l *loopScratch) resetJoin() *pb.Join {
+	proto.Reset(&l.join)
+	proto.Reset(&l.joinOptions)
+	l.join.Options = &l.joinOptions
+	return &l.join
 }
 
 // loopScratch returns the scratch of event loop el, made on first use.
@@ -137,7 +237,7 @@ func (s *Server) loopScratch(el gnet.EventLoop) *loopScratch {
 	if v, ok := s.loops.Load(el); ok {
 		return v.(*loopScratch)
 	}
-	v, _ := s.loops.LoadOrStore(el, &loopScratch{wakes: newWakeBatch(s)})
+	v, _ := s.loops.LoadOrStore(el, &loopScratch{srv: s, wakes: newWakeBatch(s)})
 	return v.(*loopScratch)
 }
 
@@ -158,7 +258,7 @@ func (s *Server) OnBoot(gnet.Engine) gnet.Action { return gnet.None }
 func (s *Server) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	adm, _ := gc.Context().(*admission)
 	now := time.Now().UnixNano()
-	c := &conn{srv: s, gc: gc, loop: s.loopScratch(gc.EventLoop()), openedAt: now, addr: peerAddr(gc.RemoteAddr())}
+	c := &conn{gc: gc, loop: s.loopScratch(gc.EventLoop()), openedAt: now, addr: peerAddr(gc.RemoteAddr())}
 	c.proxyPending = s.access.proxyPP && s.access.trusted.Contains(c.addr)
 	c.out.init(c)
 	c.lastRead.Store(now)
@@ -179,13 +279,13 @@ func (s *Server) OnClose(gc gnet.Conn, _ error) gnet.Action {
 	if !ok {
 		return gnet.None
 	}
-	if c.state.Load() == stateHandshake && !c.closing.Load() {
+	if c.state.Load() == stateHandshake && !c.closing().Load() {
 		// Neither answered nor timed out: the client closed or reset the
 		// connection before its upgrade was done (a TCP health check that
 		// connects and leaves counts here too).
 		s.stats.handshakeFailed(failClientClosed)
 	}
-	c.closing.Store(true)
+	c.closing().Store(true)
 	c.state.Store(stateClosed)
 	c.out.discard()
 	s.conns.remove(gc.Fd(), c)
@@ -193,7 +293,7 @@ func (s *Server) OnClose(gc gnet.Conn, _ error) gnet.Action {
 	s.stats.connsClosed.Add(1)
 	switch {
 	case c.seat == nil:
-	case c.forfeitSeat.Load():
+	case c.forfeitSeat().Load():
 		s.rooms.Forfeit(c.seat)
 	default:
 		s.rooms.Disconnect(c.seat)
@@ -220,7 +320,7 @@ func (s *Server) OnTraffic(gc gnet.Conn) gnet.Action {
 	if !ok {
 		return gnet.Close
 	}
-	if c.state.Load() == stateHandshake && c.closing.Load() {
+	if c.state.Load() == stateHandshake && c.closing().Load() {
 		// Answered with an HTTP error (or being closed) before its
 		// upgrade: the rest of its request is read and thrown away, and
 		// the write side is shut once the answer is out (answerAndLinger).
@@ -234,7 +334,7 @@ func (s *Server) OnTraffic(gc gnet.Conn) gnet.Action {
 		if c.state.Load() == stateClosed {
 			return gnet.None
 		}
-	case c.out.refreshing.Load() || c.failing.Load():
+	case c.refreshing().Load() || c.failing().Load():
 		c.afterFlush() // a fresh outbound figure (Congested), or the shutdown of a failed connection
 	}
 	in, _ := gc.Peek(-1)
@@ -343,12 +443,12 @@ func (s *Server) handshake(c *conn, in []byte) (gnet.Action, bool) {
 // checkAnswered). It reports false when the connection is already gone.
 // Loop only.
 func (c *conn) answerAndLinger(answer []byte) bool {
-	c.closing.Store(true) // closed by us: not a client that went away
-	c.closeSentAt.Store(time.Now().UnixNano())
+	c.closing().Store(true) // closed by us: not a client that went away
+	c.rare().closeSentAt.Store(time.Now().UnixNano())
 	if _, err := c.gc.Write(answer); err != nil {
 		return false
 	}
-	c.answered.Store(true)
+	c.answered().Store(true)
 	c.shutAnsweredIfFlushed()
 	return true
 }
@@ -356,7 +456,7 @@ func (c *conn) answerAndLinger(answer []byte) bool {
 // shutAnsweredIfFlushed shuts down the write side of a connection answered
 // by answerAndLinger once gnet has written all of its answer. Loop only.
 func (c *conn) shutAnsweredIfFlushed() {
-	if c.answered.Load() && !c.shutWrite && c.gc.OutboundBuffered() == 0 {
+	if c.answered().Load() && !c.shutWrite && c.gc.OutboundBuffered() == 0 {
 		c.shutWriteSide()
 	}
 }
@@ -431,7 +531,7 @@ func (s *Server) setUp(c *conn, res *wsproto.HandshakeResult, now time.Time) *up
 		if err != nil {
 			return &upgradeRefusal{cause: closes.Unauthorized, detail: err.Error(), reason: failUnauthorized}
 		}
-		c.claims = claims
+		c.rare().claims = claims
 	}
 	return nil
 }

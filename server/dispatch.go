@@ -112,7 +112,17 @@ func (s *Server) request(c *conn, payload []byte) gnet.Action {
 		}
 		return gnet.None
 	case wire.BodyJoin, wire.BodyPing, wire.BodyAuthenticate, wire.BodyResume:
-		// Rare bodies: decoded with the generated code.
+		// Rare bodies: decoded with the generated code. A Join alone in its
+		// envelope (every client's) is decoded into the loop's reused Join:
+		// a burst of joins then leaves only its strings for the collector.
+		if msg.Body == wire.BodyJoin && msg.Rare != nil {
+			join := c.loop.resetJoin()
+			if err := (proto.UnmarshalOptions{Merge: true}).Unmarshal(msg.Rare, join); err != nil {
+				return s.badMessage(c, "undecodable envelope: "+err.Error())
+			}
+			s.join(c, rid, join, payload)
+			return gnet.None
+		}
 		var full pb.ClientMessage
 		if err := proto.Unmarshal(payload, &full); err != nil {
 			return s.badMessage(c, "undecodable envelope: "+err.Error())
@@ -208,7 +218,7 @@ func (s *Server) park(c *conn, payload []byte, grant *room.Grant) {
 // route found, a remote seat released).
 func (s *Server) parkFor(c *conn, payload []byte, grant *room.Grant) {
 	c.parked = &parkedRequest{payload: append([]byte(nil), payload...), grant: grant}
-	c.held.Store(true)
+	c.held().Store(true)
 }
 
 // allowJoinFrom applies the per-address join limits (the lockout after
@@ -239,8 +249,8 @@ func (s *Server) resume(c *conn, rid uint32, r *pb.Resume, payload []byte) {
 		// connection's auth decides whether, failing that, it may be
 		// seated anew.
 		grant = &room.Grant{AllowsRoom: func(string) bool { return false }}
-		if c.claims != nil && (c.claims.ExpiresAt.IsZero() || time.Now().Before(c.claims.ExpiresAt)) {
-			grant = grantOf(c.claims)
+		if cl := c.claims(); cl != nil && (cl.ExpiresAt.IsZero() || time.Now().Before(cl.ExpiresAt)) {
+			grant = grantOf(cl)
 		}
 	}
 	s.resumeRoute(c, rid, r, payload, grant)
@@ -302,9 +312,9 @@ func (s *Server) unpark(c *conn) bool {
 // connection with 1008, since a client that keeps sending garbage is broken.
 // Called from request only: the loop's parse target holds c's envelope.
 func (s *Server) badMessage(c *conn, text string) gnet.Action {
-	c.badMessages++
+	c.rare().badMessages++
 	s.stats.badMessages.Add(1)
-	if int(c.badMessages) >= s.cfg.MaxBadMessages {
+	if int(c.rare().badMessages) >= s.cfg.MaxBadMessages {
 		c.close(closes.Policy, "too many malformed messages: "+text, true)
 		return gnet.None
 	}

@@ -111,7 +111,7 @@ func (c *conn) kill() {
 
 // abort drops the connection with a TCP reset and no Close frame (Abort).
 func (c *conn) abort() {
-	c.closing.Store(true)
+	c.closing().Store(true)
 	_ = c.gc.SetLinger(0)
 	_ = c.gc.Close()
 }

@@ -351,7 +351,7 @@ func startSplitServer(t *testing.T, mutate func(*Config)) *Server {
 // (its output over the soft limit, or a request parked).
 func inputHeld(srv *Server) bool {
 	held := false
-	srv.conns.each(func(c *conn) { held = held || c.held.Load() })
+	srv.conns.each(func(c *conn) { held = held || c.held().Load() })
 	return held
 }
 

@@ -73,19 +73,20 @@ func (sw *sweeper) check(c *conn, now, elapsed int64) {
 	cfg := &sw.srv.cfg
 	switch c.state.Load() {
 	case stateHandshake:
-		if c.answered.Load() {
+		if c.answered().Load() {
 			sw.checkAnswered(c, now)
 			return
 		}
-		if now-c.openedAt > int64(cfg.HandshakeTimeout) && !c.closing.Load() {
+		if now-c.openedAt > int64(cfg.HandshakeTimeout) && !c.closing().Load() {
 			c.timeOutHandshake()
 		}
 	case stateOpen:
-		if c.closing.Load() {
+		if c.closing().Load() {
 			sw.checkClosing(c, now)
 			return
 		}
-		if c.held.Load() {
+		c.out.trimIdle()
+		if c.held().Load() {
 			// The relay holds this connection's input back (its output is
 			// over the soft limit, or a request waits for its seat): the
 			// client cannot complete a message the relay does not read, so
@@ -106,7 +107,7 @@ func (sw *sweeper) check(c *conn, now, elapsed int64) {
 			if ok, _, wake := c.out.push(pingFrame, nil); ok && wake {
 				c.wake()
 			}
-		case c.held.Load() || c.out.held.Load():
+		case c.held().Load() || c.outHeld().Load():
 			// Input or output waits for gnet to drain its buffer, which
 			// it does not report: look again.
 			c.wake()
@@ -129,10 +130,10 @@ func (c *conn) pausePartial(now, elapsed int64) {
 // is writing (the request may complete just now). Goroutine-safe.
 func (c *conn) timeOutHandshake() {
 	_ = c.gc.Wake(func(gc gnet.Conn, err error) error {
-		if err != nil || c.state.Load() != stateHandshake || !c.closing.CompareAndSwap(false, true) {
+		if err != nil || c.state.Load() != stateHandshake || !c.closing().CompareAndSwap(false, true) {
 			return nil
 		}
-		c.srv.stats.handshakeFailed(failTimeout)
+		c.loop.srv.stats.handshakeFailed(failTimeout)
 		c.answerAndLinger(handshakeTimeoutAnswer)
 		return nil
 	})
@@ -146,7 +147,7 @@ func (sw *sweeper) checkAnswered(c *conn, now int64) {
 	if sw.lingeredAfterShut(c, now) {
 		return
 	}
-	if now-c.closeSentAt.Load() > int64(sw.srv.cfg.FailLinger) {
+	if now-c.rare().closeSentAt.Load() > int64(sw.srv.cfg.FailLinger) {
 		_ = c.gc.Close()
 		return
 	}
@@ -156,7 +157,7 @@ func (sw *sweeper) checkAnswered(c *conn, now int64) {
 // lingeredAfterShut reports whether c's write side is shut, and drops c
 // once it has been for fail-linger.
 func (sw *sweeper) lingeredAfterShut(c *conn, now int64) bool {
-	shut := c.shutAt.Load()
+	shut := c.rare().shutAt.Load()
 	if shut == 0 {
 		return false
 	}
@@ -174,8 +175,8 @@ func (sw *sweeper) lingeredAfterShut(c *conn, now int64) bool {
 // one: after the close timeout.
 func (sw *sweeper) checkClosing(c *conn, now int64) {
 	cfg := &sw.srv.cfg
-	since := now - c.closeSentAt.Load()
-	if !c.failing.Load() {
+	since := now - c.rare().closeSentAt.Load()
+	if !c.failing().Load() {
 		if since > int64(cfg.CloseTimeout) {
 			_ = c.gc.Close()
 		}
@@ -185,10 +186,10 @@ func (sw *sweeper) checkClosing(c *conn, now int64) {
 		return
 	}
 	// Progress: its unwritten bytes went down since the last sweep.
-	if left := c.out.total(); left < c.lingerLeft.Swap(left) || c.progressAt.Load() == 0 {
-		c.progressAt.Store(now)
+	if left := c.out.total(); left < c.rare().lingerLeft.Swap(left) || c.rare().progressAt.Load() == 0 {
+		c.rare().progressAt.Store(now)
 	}
-	if since > int64(cfg.CloseTimeout) || now-c.progressAt.Load() > int64(cfg.FailLinger) {
+	if since > int64(cfg.CloseTimeout) || now-c.rare().progressAt.Load() > int64(cfg.FailLinger) {
 		c.drop()
 		return
 	}

@@ -38,14 +38,11 @@ type outbox struct {
 	scheduled bool      // a wake is on its way to flush; guarded by mu
 	sealed    bool      // a Close is queued: nothing more is accepted; guarded by mu
 	killing   bool      // the connection is to be dropped once sealed (conn.kill); guarded by mu
+	pushed    bool      // something was queued since the sweeper last trimmed; guarded by mu
 
 	queued atomic.Int64 // bytes in items
 	net    atomic.Int64 // gnet's unwritten outbound bytes, as last seen on the loop
-	// held: frames wait here because gnet's buffer is over gnetBufferCap;
-	// the sweeper wakes the connection to retry.
-	held atomic.Bool
-	// refreshing: a wake to refresh net is in flight (Congested).
-	refreshing atomic.Bool
+	// Its two flags are the conn's (flagOutHeld, flagRefreshing).
 }
 
 // outItem is one frame: b, and the pooled buffer to release after writing
@@ -61,7 +58,7 @@ func (q *outbox) init(c *conn) { q.c = c }
 func (q *outbox) total() int64 { return q.queued.Load() + q.net.Load() }
 
 func (q *outbox) overSoft() bool {
-	return q.total() > int64(q.c.srv.cfg.OutboundSoftBytes)
+	return q.total() > int64(q.c.loop.srv.cfg.OutboundSoftBytes)
 }
 
 // refreshNet takes a fresh figure of gnet's unwritten bytes and reports
@@ -88,12 +85,13 @@ func (q *outbox) push(b []byte, o *room.Outbound) (ok, overHard, wake bool) {
 		release(o)
 		return false, false, false
 	}
-	if q.queued.Load()+q.net.Load()+n > int64(q.c.srv.cfg.OutboundHardBytes) {
+	if q.queued.Load()+q.net.Load()+n > int64(q.c.loop.srv.cfg.OutboundHardBytes) {
 		q.mu.Unlock()
 		release(o)
 		return false, true, false
 	}
 	q.items = append(q.items, outItem{b, o})
+	q.pushed = true
 	q.queued.Add(n)
 	wake = !q.scheduled
 	q.scheduled = true
@@ -176,6 +174,19 @@ func (q *outbox) giveBack(items []outItem) {
 	q.mu.Unlock()
 }
 
+// trimIdle lets the emptied slices of a connection go when nothing was
+// queued for it since the previous sweep: an idle player then holds no
+// outbox memory, and one that gets frames keeps its slices (a frame every
+// sweep period is enough). Sweeper only.
+func (q *outbox) trimIdle() {
+	q.mu.Lock()
+	if !q.pushed && len(q.items) == 0 && !q.scheduled {
+		q.items, q.spare = nil, nil
+	}
+	q.pushed = false
+	q.mu.Unlock()
+}
+
 // discard releases everything queued: the connection is gone.
 func (q *outbox) discard() {
 	q.mu.Lock()
@@ -210,7 +221,7 @@ func (c *conn) queue(frame []byte, msg *room.Outbound) {
 	ok, overHard, wake := c.out.push(frame, msg)
 	switch {
 	case overHard:
-		c.srv.stats.slowConsumers.Add(1)
+		c.loop.srv.stats.slowConsumers.Add(1)
 		c.close(closes.SlowConsumer, "outbound queue over its limit: the connection cannot keep up", false)
 	case ok && wake && c.state.Load() != stateClosed:
 		c.loop.wakes.wake(c)
@@ -223,7 +234,7 @@ func (c *conn) answer(b []byte) {
 	ok, overHard, _ := c.out.push(b, nil)
 	switch {
 	case overHard:
-		c.srv.stats.slowConsumers.Add(1)
+		c.loop.srv.stats.slowConsumers.Add(1)
 		c.close(closes.SlowConsumer, "outbound queue over its limit: the connection does not read its answers", true)
 	case ok:
 		c.flush()
@@ -278,7 +289,7 @@ func (c *conn) flush() { c.flushOut(false) }
 // what the kernel still takes).
 func (c *conn) flushOut(all bool) {
 	if !all && c.gc.OutboundBuffered() > gnetBufferCap {
-		c.out.held.Store(true)
+		c.outHeld().Store(true)
 		c.afterFlush()
 		return
 	}
@@ -322,9 +333,9 @@ func (c *conn) flushOut(all bool) {
 	}
 	if n < len(items) {
 		c.out.requeue(items[n:])
-		c.out.held.Store(true)
+		c.outHeld().Store(true)
 	} else {
-		c.out.held.Store(false)
+		c.outHeld().Store(false)
 	}
 	c.out.giveBack(items)
 	c.afterFlush()
@@ -338,8 +349,8 @@ func (c *conn) flushOut(all bool) {
 func (c *conn) afterFlush() {
 	buffered := int64(c.gc.OutboundBuffered())
 	c.out.net.Store(buffered)
-	c.out.refreshing.Store(false)
-	if c.failing.Load() && !c.shutWrite && buffered == 0 && c.out.queued.Load() == 0 && c.out.isSealed() {
+	c.refreshing().Store(false)
+	if c.failing().Load() && !c.shutWrite && buffered == 0 && c.out.queued.Load() == 0 && c.out.isSealed() {
 		c.shutWriteSide()
 	}
 }
@@ -350,7 +361,7 @@ func (c *conn) afterFlush() {
 // client does not end it first. Loop only.
 func (c *conn) shutWriteSide() {
 	c.shutWrite = true
-	c.shutAt.Store(time.Now().UnixNano())
+	c.rare().shutAt.Store(time.Now().UnixNano())
 	_ = unix.Shutdown(c.gc.Fd(), unix.SHUT_WR)
 }
 
@@ -367,7 +378,7 @@ func (c *conn) Congested() bool {
 	if !c.out.overSoft() {
 		return false
 	}
-	if c.out.refreshing.CompareAndSwap(false, true) {
+	if c.refreshing().CompareAndSwap(false, true) {
 		c.wake()
 	}
 	return true
@@ -379,7 +390,7 @@ func (c *conn) Congested() bool {
 func (c *conn) Evict(cause room.EvictCause, detail string) {
 	switch cause {
 	case room.EvictSlowConsumer:
-		c.srv.stats.slowConsumers.Add(1)
+		c.loop.srv.stats.slowConsumers.Add(1)
 		c.close(closes.SlowConsumer, detail, false)
 	case room.EvictKicked:
 		c.close(closes.Kicked, detail, false)
@@ -395,7 +406,7 @@ func (c *conn) Evict(cause room.EvictCause, detail string) {
 // Ready implements room.Peer: the seat can take requests again. If the loop
 // parked one, wake it.
 func (c *conn) Ready() {
-	if c.held.Load() {
+	if c.held().Load() {
 		c.wake()
 	}
 }

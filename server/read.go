@@ -15,7 +15,7 @@ import (
 // connection's output is over its soft limit (input waits until the client
 // reads: back-pressure, not more buffering) or a request is parked.
 func (s *Server) frames(c *conn, in []byte) gnet.Action {
-	if c.broken || c.closing.Load() && c.failing.Load() {
+	if c.broken || c.closing().Load() && c.failing().Load() {
 		discardInput(c.gc)
 		return gnet.None
 	}
@@ -23,7 +23,7 @@ func (s *Server) frames(c *conn, in []byte) gnet.Action {
 		if !s.unpark(c) {
 			return s.holdInput(c)
 		}
-		if c.closing.Load() && c.failing.Load() {
+		if c.closing().Load() && c.failing().Load() {
 			discardInput(c.gc)
 			return gnet.None
 		}
@@ -31,7 +31,7 @@ func (s *Server) frames(c *conn, in []byte) gnet.Action {
 	// Input read while the connection was held was sent at the client's
 	// pace and reaches the room at once: its Sends may use a second tick
 	// of their sender's budget.
-	c.readingHeld = c.held.Load()
+	c.readingHeld = c.held().Load()
 	used := 0
 	pings := 0 // control frames answered in this batch
 	// One clock reading for the batch: the rate limits charge every
@@ -55,7 +55,7 @@ func (s *Server) frames(c *conn, in []byte) gnet.Action {
 			// framed: input is discarded from now on.
 			discardInput(c.gc)
 			c.broken = true
-			if c.closing.Load() {
+			if c.closing().Load() {
 				return gnet.Close // we had closed already; nothing to explain
 			}
 			s.stats.protocolErrors.Add(1)
@@ -80,7 +80,7 @@ func (s *Server) frames(c *conn, in []byte) gnet.Action {
 			discardInput(c.gc)
 			return action
 		}
-		if c.parked != nil || c.closing.Load() && c.failing.Load() {
+		if c.parked != nil || c.closing().Load() && c.failing().Load() {
 			consume(c.gc, used)
 			if c.parked != nil {
 				s.trackPartial(c, boundary)
@@ -91,7 +91,7 @@ func (s *Server) frames(c *conn, in []byte) gnet.Action {
 		}
 	}
 	consume(c.gc, used)
-	c.held.Store(false)
+	c.held().Store(false)
 	s.trackPartial(c, boundary)
 	return gnet.None
 }
@@ -120,7 +120,7 @@ func (s *Server) trackPartial(c *conn, boundary bool) {
 // maxHeldInput it is closed as a slow consumer (it neither reads nor stops
 // sending).
 func (s *Server) holdInput(c *conn) gnet.Action {
-	c.held.Store(true)
+	c.held().Store(true)
 	if c.gc.InboundBuffered() > s.maxHeldInput() {
 		s.stats.slowConsumers.Add(1)
 		c.close(closes.SlowConsumer, "the client sends without reading: its input and output buffers are full", true)
@@ -137,17 +137,17 @@ func (s *Server) maxHeldInput() int { return s.cfg.MaxMessageBytes + 64<<10 }
 func (s *Server) message(c *conn, m *wsproto.Message, now time.Time) gnet.Action {
 	switch m.Kind {
 	case wsproto.Ping:
-		if !c.closing.Load() {
+		if !c.closing().Load() {
 			c.answer(wsproto.AppendFrame(nil, ws.OpPong, m.Payload))
 		}
 		return gnet.None
 	case wsproto.Pong:
 		return gnet.None
 	case wsproto.Close:
-		if c.closing.Load() {
+		if c.closing().Load() {
 			return gnet.Close // the answer to our Close: the handshake is complete
 		}
-		c.closing.Store(true)
+		c.closing().Store(true)
 		code := m.CloseCode
 		if code == ws.StatusNoStatusRcvd {
 			c.writeFinal(wsproto.AppendFrame(nil, ws.OpClose, nil))
@@ -157,7 +157,7 @@ func (s *Server) message(c *conn, m *wsproto.Message, now time.Time) gnet.Action
 		s.stats.closedBy(code, true)
 		return gnet.Close
 	}
-	if c.closing.Load() {
+	if c.closing().Load() {
 		return gnet.None // data after our Close is discarded, as RFC 6455 allows
 	}
 	if c.echo {

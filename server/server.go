@@ -146,7 +146,6 @@ func New(cfg Config) (*Server, error) {
 		s.hs.AuthSubprotocolPrefix = authSubprotocolPrefix
 		s.hs.URLTokenParam = cfg.Auth.URLToken
 	}
-	s.conns.init()
 	s.refreshFileLimit()
 	s.applied = cfg
 	s.drainTimeout.Store(int64(cfg.DrainTimeout))

@@ -28,6 +28,12 @@ type ClientMessage struct {
 	Body  Body
 	Send  SendView
 	Input InputView
+	// Rare is the encoding of a rare body (Join, Leave, Ping, Authenticate,
+	// Resume, Snapshot) when it is the message's only body field, so the
+	// caller can decode just that body with the generated code (into a
+	// reused message). nil otherwise: with several body fields the
+	// generated code's merging rules apply, so decode the whole envelope.
+	Rare []byte
 }
 
 // ParseClientMessage decodes b into m with the semantics of proto.Unmarshal:
@@ -37,8 +43,10 @@ func ParseClientMessage(b []byte, m *ClientMessage) error {
 	m.RequestID = 0
 	m.Ack = 0
 	m.Body = BodyNone
+	m.Rare = nil
 	resetSend(&m.Send)
 	resetInput(&m.Input)
+	bodies := 0
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
@@ -62,6 +70,7 @@ func ParseClientMessage(b []byte, m *ClientMessage) error {
 				resetSend(&m.Send)
 			}
 			m.Body = BodySend
+			bodies++
 			if err := parseSend(v, &m.Send); err != nil {
 				return err
 			}
@@ -75,6 +84,7 @@ func ParseClientMessage(b []byte, m *ClientMessage) error {
 				resetInput(&m.Input)
 			}
 			m.Body = BodyInput
+			bodies++
 			if err := parseInput(v, &m.Input); err != nil {
 				return err
 			}
@@ -97,6 +107,8 @@ func ParseClientMessage(b []byte, m *ClientMessage) error {
 				return err
 			}
 			m.Body = clientBody(num)
+			m.Rare = v
+			bodies++
 			b = rest
 		default:
 			n := protowire.ConsumeFieldValue(num, typ, b)
@@ -111,6 +123,9 @@ func ParseClientMessage(b []byte, m *ClientMessage) error {
 	}
 	if m.Body != BodyInput {
 		resetInput(&m.Input)
+	}
+	if bodies != 1 {
+		m.Rare = nil
 	}
 	return nil
 }

@@ -123,6 +123,41 @@ func TestParseClientMessageOtherBodies(t *testing.T) {
 	}
 }
 
+// Rare is a rare body's encoding when it is the envelope's only body field,
+// and decodes to what proto.Unmarshal makes of the envelope; with two body
+// fields (the generated code merges or replaces them) it is nil.
+func TestParseClientMessageRareBody(t *testing.T) {
+	t.Parallel()
+	join := &pb.Join{RoomId: "abc", CreateIfMissing: true, PlayerMetadata: map[string]string{"name": "ann"}}
+	b, err := proto.Marshal(&pb.ClientMessage{RequestId: 3, Ack: 2, Body: &pb.ClientMessage_Join{Join: join}})
+	require.NoError(t, err)
+	var m ClientMessage
+	require.NoError(t, ParseClientMessage(b, &m))
+	require.Equal(t, BodyJoin, m.Body)
+	var got pb.Join
+	require.NoError(t, proto.Unmarshal(m.Rare, &got))
+	require.True(t, proto.Equal(join, &got), "%v", &got)
+
+	send, err := proto.Marshal(&pb.ClientMessage{Body: &pb.ClientMessage_Send{Send: &pb.Send{Payload: []byte("x")}}})
+	require.NoError(t, err)
+	leave, err := proto.Marshal(&pb.ClientMessage{Body: &pb.ClientMessage_Leave{Leave: &pb.Leave{}}})
+	require.NoError(t, err)
+	for name, env := range map[string][]byte{
+		"two joins":      append(append([]byte(nil), b...), b...),
+		"send and join":  append(append([]byte(nil), send...), b...),
+		"join and send":  append(append([]byte(nil), b...), send...),
+		"join and leave": append(append([]byte(nil), b...), leave...),
+	} {
+		require.NoError(t, ParseClientMessage(env, &m), name)
+		require.Nil(t, m.Rare, name)
+	}
+	require.NoError(t, ParseClientMessage(send, &m))
+	require.Nil(t, m.Rare, "a Send is no rare body")
+	require.NoError(t, ParseClientMessage(leave, &m))
+	require.NotNil(t, m.Rare, "an empty Leave is still a body")
+	require.Empty(t, m.Rare)
+}
+
 func TestParseClientMessageRejectsMalformed(t *testing.T) {
 	t.Parallel()
 	var m ClientMessage

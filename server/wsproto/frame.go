@@ -2,6 +2,7 @@ package wsproto
 
 import (
 	"encoding/binary"
+	"math"
 	"strconv"
 	"sync"
 	"unicode/utf8"
@@ -132,7 +133,12 @@ func ValidUTF8(b []byte) bool { return utf8.Valid(b) }
 // The zero value is ready to use with default Limits. A Decoder is not safe
 // for concurrent use: it belongs to the event loop that owns the connection.
 type Decoder struct {
-	limits Limits // zero fields mean defaults, resolved on use
+	// The limits (zero: the default) as 32-bit numbers: a Decoder is part of
+	// what every idle connection costs, and 32 bytes (a size class) is what
+	// this struct fits in with them. Message sizes past 2 GiB are no WebSocket
+	// relay's business.
+	maxMessageBytes int32
+	maxFragments    int32
 
 	// asm assembles a fragmented message. It comes from assemblyPool when
 	// the first non-empty fragment arrives and goes back when the message has
@@ -156,7 +162,16 @@ type Decoder struct {
 
 // NewDecoder returns a Decoder with limits l (zero fields mean defaults).
 func NewDecoder(l Limits) *Decoder {
-	return &Decoder{limits: l}
+	l = l.withDefaults()
+	return &Decoder{maxMessageBytes: clampInt32(l.MaxMessageBytes), maxFragments: clampInt32(l.MaxFragments)}
+}
+
+func clampInt32(n int) int32 { return int32(min(n, math.MaxInt32)) }
+
+// Limits returns the decoder's limits, defaults resolved (a zero Decoder
+// has the defaults).
+func (d *Decoder) Limits() Limits {
+	return Limits{MaxMessageBytes: int(d.maxMessageBytes), MaxFragments: int(d.maxFragments)}.withDefaults()
 }
 
 // Assembling reports whether a fragmented message is open: its first
@@ -196,7 +211,7 @@ func (d *Decoder) Next(in []byte) (msg Message, consumed int, ok bool, err error
 		d.lent = false
 		d.releaseAssembly()
 	}
-	lim := d.limits.withDefaults()
+	lim := d.Limits()
 	for {
 		rest := in[consumed:]
 		h, hlen, cerr := parseHeader(rest)
@@ -314,8 +329,7 @@ func (d *Decoder) assemble(h ws.Header, payload []byte, limit int) (m Message, c
 // invalid after Reset.
 func (d *Decoder) Reset() {
 	d.releaseAssembly()
-	lim := d.limits
-	*d = Decoder{limits: lim}
+	*d = Decoder{maxMessageBytes: d.maxMessageBytes, maxFragments: d.maxFragments}
 }
 
 func (d *Decoder) fail(consumed int, e *CloseError) (Message, int, bool, error) {

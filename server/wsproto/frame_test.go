@@ -441,7 +441,7 @@ func TestDecodeResetReleasesAssembly(t *testing.T) {
 	require.LessOrEqual(t, len(*d.asm), 100)
 	d.Reset()
 	require.Nil(t, d.asm)
-	require.Equal(t, Limits{MaxMessageBytes: 100, MaxFragments: 2}, d.limits, "Reset keeps the limits")
+	require.Equal(t, Limits{MaxMessageBytes: 100, MaxFragments: 2}, d.Limits(), "Reset keeps the limits")
 	// After Reset a continuation is unexpected again.
 	_, _, _, err = d.Next(frame(ws.OpContinuation, nil).bytes())
 	requireClose(t, err, ws.StatusProtocolError)

@@ -182,7 +182,7 @@ func (m *Manager) Kick(ctx context.Context, id string, player uint32, reason str
 			result = fmt.Errorf("%w: %q", ErrRoomNotFound, id)
 			return
 		}
-		mem := r.byID[player]
+		mem := r.member(player)
 		if mem == nil {
 			result = fmt.Errorf("%w: player %d in room %q", ErrPlayerNotFound, player, id)
 			return

@@ -1,6 +1,7 @@
 package room
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"maps"
@@ -144,8 +145,8 @@ func (r *room) record(full bool) *RoomRecord {
 	for i, m := range r.members {
 		mr := MemberRecord{
 			PlayerID:   m.id,
-			UserID:     m.userID,
-			Metadata:   maps.Clone(m.metadata),
+			UserID:     m.userID(),
+			Metadata:   maps.Clone(m.metadata()),
 			JoinedAt:   r.w.timeOf(m.joinedAt),
 			Away:       m.away,
 			Resumable:  m.resumable,
@@ -290,7 +291,6 @@ func (w *worker) takeOff(r *room, keep func(*Seat) bool) {
 	}
 	clear(r.members)
 	r.members = r.members[:0]
-	clear(r.byID)
 	w.destroyRoom(r)
 }
 
@@ -340,7 +340,6 @@ func (w *worker) restore(rec *RoomRecord, seats map[uint32]*Seat) error {
 		createdAt:  rec.CreatedAt,
 		maxPlayers: rec.MaxPlayers,
 		metadata:   maps.Clone(rec.Metadata),
-		byID:       make(map[uint32]*member, len(rec.Members)),
 		immediate:  rec.Immediate,
 		heapIdx:    -1,
 		rate:       rec.TickRate,
@@ -365,8 +364,7 @@ func (w *worker) restore(rec *RoomRecord, seats map[uint32]*Seat) error {
 			room:          r,
 			joinedAt:      w.stamp(mr.JoinedAt),
 			lastSent:      w.stamp(w.now),
-			metadata:      maps.Clone(mr.Metadata),
-			userID:        mr.UserID,
+			ident:         newMemberIdent(maps.Clone(mr.Metadata), mr.UserID),
 			seq:           mr.Seq,
 			inputSeq:      mr.InputSeq,
 			inputSeqAcked: mr.InputSeq,
@@ -405,9 +403,11 @@ func (w *worker) restore(rec *RoomRecord, seats map[uint32]*Seat) error {
 			}
 		}
 		r.members = append(r.members, m)
-		r.byID[m.id] = m
 		w.count.players++
 	}
+	// A record lists the members in the room's order, by id; member(id)
+	// needs that order, so make sure of it.
+	slices.SortFunc(r.members, func(a, b *member) int { return cmp.Compare(a.id, b.id) })
 	if r.grace == 0 {
 		// No seats are kept in this room: who is not carried over is gone.
 		for _, m := range slices.Clone(r.members) {

@@ -97,7 +97,7 @@ type joinScratch struct {
 func (w *worker) joined(r *room, me *member) *pb.Joined {
 	members := make([]*pb.Member, len(r.members))
 	for i, m := range r.members {
-		members[i] = &pb.Member{PlayerId: m.id, Metadata: m.metadata, UserId: m.userID, Away: m.away}
+		members[i] = &pb.Member{PlayerId: m.id, Metadata: m.metadata(), UserId: m.userID(), Away: m.away}
 	}
 	j := &pb.Joined{}
 	w.fillJoined(j, r, me, members)
@@ -116,7 +116,7 @@ func (w *worker) scratchMembers(r *room) []*pb.Member {
 	js.ptrs = js.ptrs[:n]
 	for i, m := range r.members {
 		pm := &js.members[i]
-		*pm = pb.Member{PlayerId: m.id, Metadata: m.metadata, UserId: m.userID, Away: m.away}
+		*pm = pb.Member{PlayerId: m.id, Metadata: m.metadata(), UserId: m.userID(), Away: m.away}
 		js.ptrs[i] = pm
 	}
 	return js.ptrs

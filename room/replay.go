@@ -20,9 +20,11 @@ type replayRing struct {
 	// client acknowledges as it goes pushes and drops without allocating;
 	// a slice cut at the front and appended at the back reallocates every
 	// time its capacity runs out.
-	buf   []*Outbound
-	head  int
-	n     int
+	buf []*Outbound
+	// head and n are 32-bit: a ring is bounded by replay-bytes-per-seat,
+	// and every member carries one.
+	head  int32
+	n     int32
 	first uint64 // seq of the oldest frame; meaningful when n > 0
 	bytes int
 }
@@ -33,25 +35,25 @@ type replayRing struct {
 const keptWhenEmpty = 16
 
 // len is the number of frames kept.
-func (q *replayRing) len() int { return q.n }
+func (q *replayRing) len() int { return int(q.n) }
 
 // at is the i-th oldest frame kept.
-func (q *replayRing) at(i int) *Outbound { return q.buf[(q.head+i)%len(q.buf)] }
+func (q *replayRing) at(i int) *Outbound { return q.buf[(int(q.head)+i)%len(q.buf)] }
 
 // push keeps o (seq) and returns the bytes it adds.
 func (q *replayRing) push(seq uint64, o *Outbound) int {
 	if q.n == 0 {
 		q.first = seq
 	}
-	if q.n == len(q.buf) {
+	if int(q.n) == len(q.buf) {
 		grown := make([]*Outbound, max(4, 2*len(q.buf)))
-		for i := range q.n {
+		for i := range int(q.n) {
 			grown[i] = q.at(i)
 		}
 		q.buf, q.head = grown, 0
 	}
 	o.retain()
-	q.buf[(q.head+q.n)%len(q.buf)] = o
+	q.buf[(int(q.head)+int(q.n))%len(q.buf)] = o
 	q.n++
 	n := len(o.buf)
 	q.bytes += n
@@ -74,7 +76,7 @@ func (q *replayRing) dropOldest() int {
 	n := len(o.buf)
 	o.Release()
 	q.buf[q.head] = nil
-	q.head = (q.head + 1) % len(q.buf)
+	q.head = int32((int(q.head) + 1) % len(q.buf))
 	q.n--
 	q.first++
 	q.bytes -= n
@@ -97,12 +99,12 @@ func (q *replayRing) since(seq, last uint64) (frames []*Outbound, ok bool) {
 	if q.n == 0 || q.first > seq+1 {
 		return nil, false
 	}
-	from := int(seq + 1 - q.first)
-	if from >= q.n {
+	from, n := int(seq+1-q.first), int(q.n)
+	if from >= n {
 		return nil, true
 	}
-	frames = make([]*Outbound, 0, q.n-from)
-	for i := from; i < q.n; i++ {
+	frames = make([]*Outbound, 0, n-from)
+	for i := from; i < n; i++ {
 		frames = append(frames, q.at(i))
 	}
 	return frames, true
@@ -111,7 +113,7 @@ func (q *replayRing) since(seq, last uint64) (frames []*Outbound, ok bool) {
 // clear releases everything and returns the bytes freed.
 func (q *replayRing) clear() int {
 	n := q.bytes
-	for i := range q.n {
+	for i := range int(q.n) {
 		q.at(i).Release()
 	}
 	*q = replayRing{}

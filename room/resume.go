@@ -64,7 +64,7 @@ func (w *worker) resume(s *Seat, c *resumeCmd) {
 	}
 	var m *member
 	if r != nil {
-		m = r.byID[c.player]
+		m = r.member(c.player)
 	}
 	match := tokenWrong
 	if m != nil {

@@ -1,6 +1,7 @@
 package room
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"slices"
@@ -23,8 +24,10 @@ type room struct {
 	metadata   map[string]string
 
 	// members in join order: members[0] is the host (the oldest member).
+	// Player ids grow with the joins, so the order is also by id, which
+	// member(id) searches: no map beside it (a map of a room of 8 cost its
+	// players about 24 bytes each).
 	members []*member
-	byID    map[uint32]*member
 	lastID  uint32 // player ids start at 1 and are never reused
 
 	// Schedule: deadline n is base + n*period; next is the pending one and
@@ -103,9 +106,10 @@ type member struct {
 	seat      *Seat
 	room      *room
 	joinedAt  int64 // stamp
-	metadata  map[string]string
-	userID    string // from the auth token, "" without auth
-	lastSent  int64  // stamp of the last frame handed over, for keep-alives
+	// ident is the player's metadata and user id; nil when it has
+	// neither (metadata(), userID()).
+	ident    *memberIdent
+	lastSent int64 // stamp of the last frame handed over, for keep-alives
 	// resumeToken is the token to hand out in the Joined or Resumed being
 	// built (nil once sent: only its hash is kept).
 	resumeToken *[resumeTokenLen]byte
@@ -140,11 +144,10 @@ type member struct {
 	// A Resumed can be lost with the connection carrying it, taking the new
 	// token along; the client then holds only the token it resumed with.
 	// That one stays good while prev is set (after a resume only).
-	seq        uint64
-	ring       replayRing
-	tokenHash  [32]byte
-	prev       *prevToken
-	generation uint32
+	seq       uint64
+	ring      replayRing
+	tokenHash [32]byte
+	prev      *prevToken
 	// inputSeqAcked is the inputSeq last told to an InputAcker peer.
 	inputSeqAcked uint64
 	awayUntil     int64 // stamp
@@ -161,11 +164,54 @@ type member struct {
 	// LOCKSTEP rooms.
 	ls *lsSeat
 
+	generation uint32 // of the resume token (see seq); here to share a word with the flags
 	// The flags, together (a bool between wider fields costs a word).
 	gone          bool // removed from the room
 	resumable     bool
 	away          bool
 	budgetNoticed bool // told RATE_LIMITED this tick
+}
+
+// member returns r's member with player id id, or nil.
+func (r *room) member(id uint32) *member {
+	i, found := slices.BinarySearchFunc(r.members, id, func(m *member, id uint32) int { return cmp.Compare(m.id, id) })
+	if !found {
+		return nil
+	}
+	return r.members[i]
+}
+
+// memberIdent is what a member's client said of itself and who its token
+// says it is. Apart from the member, which is part of what every player
+// costs, because most players of a relay without auth have neither.
+type memberIdent struct {
+	metadata map[string]string
+	userID   string // from the auth token, "" without auth
+}
+
+// newMemberIdent returns the ident of a member with metadata and userID:
+// nil when both are empty.
+func newMemberIdent(metadata map[string]string, userID string) *memberIdent {
+	if len(metadata) == 0 && userID == "" {
+		return nil
+	}
+	return &memberIdent{metadata: metadata, userID: userID}
+}
+
+// metadata is the player's metadata (nil: none).
+func (m *member) metadata() map[string]string {
+	if m.ident == nil {
+		return nil
+	}
+	return m.ident.metadata
+}
+
+// userID is the player's user id from its auth token ("" without auth).
+func (m *member) userID() string {
+	if m.ident == nil {
+		return ""
+	}
+	return m.ident.userID
 }
 
 // backlog holds what a congested peer could not take yet, in order. idx
@@ -284,7 +330,6 @@ func (w *worker) createRoom(id string, j *joinCmd) (*room, error) {
 		createdAt:  w.now,
 		maxPlayers: j.maxPlayers,
 		metadata:   j.roomMetadata,
-		byID:       make(map[uint32]*member),
 		immediate:  j.immediate,
 		heapIdx:    -1,
 	}
@@ -321,12 +366,11 @@ func (w *worker) createRoom(id string, j *joinCmd) (*room, error) {
 // addMember adds s to r and announces it to the others.
 func (w *worker) addMember(r *room, s *Seat, metadata map[string]string, userID string) *member {
 	r.lastID++
-	m := &member{id: r.lastID, seat: s, room: r, joinedAt: w.stamp(w.now), lastSent: w.stamp(w.now), metadata: metadata, userID: userID, bcastFrom: int32(len(r.bcast))}
+	m := &member{id: r.lastID, seat: s, room: r, joinedAt: w.stamp(w.now), lastSent: w.stamp(w.now), ident: newMemberIdent(metadata, userID), bcastFrom: int32(len(r.bcast))}
 	if r.ls != nil {
 		m.ls = r.ls.newSeat()
 	}
 	r.members = append(r.members, m)
-	r.byID[m.id] = m
 	s.member.Store(m)
 	w.count.players++
 	if r.grace > 0 {
@@ -335,7 +379,7 @@ func (w *worker) addMember(r *room, s *Seat, metadata map[string]string, userID 
 	}
 	if len(r.members) > 1 {
 		ev := w.scratchEvent()
-		ev.Type, ev.PlayerId, ev.Metadata, ev.UserId = pb.RoomEventType_ROOM_EVENT_TYPE_PLAYER_JOINED, m.id, m.metadata, m.userID
+		ev.Type, ev.PlayerId, ev.Metadata, ev.UserId = pb.RoomEventType_ROOM_EVENT_TYPE_PLAYER_JOINED, m.id, m.metadata(), m.userID()
 		w.queueEvent(r, ev, m)
 	}
 	w.roomChanged(r)
@@ -358,7 +402,6 @@ func (w *worker) removeMember(m *member, reason pb.LeaveReason) {
 	m.gone = true
 	i := slices.Index(r.members, m)
 	r.members = slices.Delete(r.members, i, i+1)
-	delete(r.byID, m.id)
 	m.seat.member.Store(nil)
 	w.count.players--
 	if len(r.members) == 0 {
@@ -420,7 +463,6 @@ func (w *worker) closeRoom(r *room, reason string) {
 	}
 	clear(r.members)
 	r.members = r.members[:0]
-	clear(r.byID)
 	w.destroyRoom(r)
 }
 
@@ -518,10 +560,10 @@ func (r *room) detail() RoomDetail {
 		d.Members[i] = MemberInfo{
 			Away:     m.away,
 			PlayerID: m.id,
-			UserID:   m.userID,
+			UserID:   m.userID(),
 			Address:  m.seat.Address(),
 			JoinedAt: r.w.timeOf(m.joinedAt),
-			Metadata: cloneMetadata(m.metadata),
+			Metadata: cloneMetadata(m.metadata()),
 			Backlog:  m.backlogBytes(),
 		}
 	}

@@ -240,7 +240,7 @@ func (w *worker) route(r *room, from *member, rec *record) {
 	// duplicate targets are skipped without a set allocation.
 	w.epoch++
 	for _, id := range rec.targets {
-		to := r.byID[id]
+		to := r.member(id)
 		if to == nil || to.mark == w.epoch || to == from {
 			continue
 		}
